@@ -1,0 +1,661 @@
+//! One volume-licensed machine's licensing state machine (the KMS client).
+//!
+//! # Call order
+//! An [`Activator`] does no I/O. A driver (the `kms-client` daemon, `kmslab fleet`, the
+//! simulator, a test) runs this loop:
+//! 1. `handle_timeout(now)` whenever `poll_timeout()` is reached (calling it early is
+//!    harmless). It applies expiries (180-day validity, grace), Notification reminders, and
+//!    starts a scheduled activation attempt.
+//! 2. Drain `poll_action()`. For [`Action::Discover`], look up `_vlmcs._tcp.<domain>` and call
+//!    `handle_discovery(now, attempt, result, rng)`. For [`Action::Send`], send the request to
+//!    the host and call `handle_host_outcome(now, attempt, outcome)`. At most one action is
+//!    outstanding at a time; each handled one may queue the next.
+//! 3. Drain `poll_event()`: events 12288/12289, license changes, reminders, attempt results.
+//! 4. Sleep until `poll_timeout()`.
+//!
+//! User commands (`slmgr`) are inputs too: [`Activator::activate_now`], `install_product`,
+//! `uninstall_product`, `rearm`, and the host-choice setters.
+//!
+//! # Rules (kms-reference "Client timing and states", "Discovery")
+//! - Installing a GVLK: initial grace for 30 days, and an attempt at once.
+//! - Not activated: an attempt every activation interval (120 minutes by default).
+//! - Activated: valid 180 days, renewed every renewal interval (7 days); each success
+//!   restarts the 180 days. The host's intervals replace the client's after any response.
+//! - A failed attempt falls back to the activation interval.
+//! - 180 days without renewal: additional grace for 30 days, then Notification
+//!   (0xC004F009) with a reminder every 60 minutes. Initial grace running out also leads to
+//!   Notification. A success from grace or Notification returns the machine to Licensed.
+//! - Host choice: a manual host (no discovery); else the cached host (caching on) and, if it
+//!   fails, discovery; else discovery. Hosts are tried in RFC 2782 order until one answers;
+//!   the one that answered is cached. An answering host ends the attempt, whatever it says
+//!   (only hosts that cannot be reached make the client move on; our choice). Every host
+//!   failed: 0xC004F074. A DNS failure ends the attempt with the DNS HRESULT.
+//! - Rearm: new CMID, initial grace again, rearm count minus one; at 0, 0xC004D307.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::catalog::{Catalog, Product};
+use crate::events::{self, RequestSent, ResponseProcessed};
+use crate::hostaddr::HostAddr;
+use crate::hresult::HResult;
+use crate::ledger::{DEFAULT_ACTIVATION_INTERVAL, DEFAULT_RENEWAL_INTERVAL, INTERVAL_RANGE};
+use crate::license::LicenseStatus;
+use crate::rng::KmsRng;
+use crate::srv::{self, SrvCandidate};
+use crate::time::{DAY_MS, MINUTE_MS, Timestamp};
+use crate::wire::{ErrorFrame, KMS_PROTOCOL_V4, Request, Response};
+
+/// Initial (out-of-box) grace after installing a key.
+pub const INITIAL_GRACE_MS: i64 = 30 * DAY_MS;
+/// Validity of an activation.
+pub const VALIDITY_MS: i64 = 180 * DAY_MS;
+/// Additional (out-of-tolerance) grace after the validity ran out (our choice: 30 days).
+pub const ADDITIONAL_GRACE_MS: i64 = 30 * DAY_MS;
+/// Interval of the Notification reminder.
+pub const REMINDER_MS: i64 = 60 * MINUTE_MS;
+/// Rearms a fresh Windows 7 installation allows (our choice: 3).
+pub const DEFAULT_REARM_COUNT: u32 = 3;
+
+/// Identifies one activation attempt so late answers to an old one are ignored.
+pub type AttemptId = u64;
+
+/// Something the driver must do for the activator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Look up the SRV records `_vlmcs._tcp.<domain>`; `None` means the machine's own DNS
+    /// domain / search list.
+    Discover {
+        /// The attempt this lookup belongs to.
+        attempt: AttemptId,
+        /// The domain set with `/skms-domain`, if any.
+        domain: Option<String>,
+    },
+    /// Send `request` to `host` and report what happened.
+    Send {
+        /// The attempt this send belongs to.
+        attempt: AttemptId,
+        /// The host to contact.
+        host: HostAddr,
+        /// The request to send.
+        request: Request,
+    },
+}
+
+/// What came of sending a request to one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostOutcome {
+    /// The host answered with a response.
+    Response(Response),
+    /// The host answered with an error frame.
+    Refused(ErrorFrame),
+    /// The host could not be reached or gave no usable answer (the HRESULT says how:
+    /// 0x800706BA refused/unreachable, 0xC004F039 no answer, 0x800705B4 timed out, ...).
+    Unreachable(HResult),
+}
+
+/// How the current KMS host was chosen (for `/dli`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostSource {
+    /// Set by hand (`/skms`).
+    Manual,
+    /// The cached host from an earlier activation.
+    Cached,
+    /// Found through DNS.
+    Dns,
+}
+
+/// Something the activator reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientEvent {
+    /// Event 12288.
+    RequestSent(RequestSent),
+    /// Event 12289.
+    ResponseProcessed(ResponseProcessed),
+    /// The license status changed.
+    LicenseChanged {
+        /// Old status.
+        from: LicenseStatus,
+        /// New status.
+        to: LicenseStatus,
+        /// When.
+        at: Timestamp,
+    },
+    /// The 60-minute reminder while in Notification.
+    NotificationReminder {
+        /// Why the machine is in Notification.
+        reason: HResult,
+        /// When.
+        at: Timestamp,
+    },
+    /// An attempt ended.
+    AttemptFinished {
+        /// Which attempt.
+        attempt: AttemptId,
+        /// 0 when activated, else the reason it did not.
+        result: HResult,
+        /// The host that answered, if any.
+        host: Option<HostAddr>,
+    },
+}
+
+/// The facts of the last activation attempt, for `/dli` and reports.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LastActivation {
+    /// When the attempt ended.
+    pub at: Option<Timestamp>,
+    /// Its result.
+    pub result: Option<HResult>,
+    /// The host that answered.
+    pub host: Option<HostAddr>,
+    /// How that host was chosen.
+    pub source: Option<HostSource>,
+    /// The host's ePID.
+    pub epid: Option<String>,
+    /// The count it reported.
+    pub current_count: Option<u32>,
+}
+
+/// Everything an activator remembers, as plain data, so a daemon can persist it and the
+/// simulator can snapshot it. [`Activator::from_state`] checks nothing beyond types: the
+/// daemon validates what it loads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivatorState {
+    /// Name of the installed product, if any.
+    pub product: Option<String>,
+    /// The client machine ID.
+    pub cmid: Uuid,
+    /// CMID before the last rearm (nil if none).
+    pub previous_cmid: Uuid,
+    /// License status.
+    pub status: LicenseStatus,
+    /// End of the current grace period.
+    pub grace_end: Option<Timestamp>,
+    /// End of the 180-day validity.
+    pub valid_until: Option<Timestamp>,
+    /// Reason for Notification.
+    pub notification_reason: Option<HResult>,
+    /// Minutes between attempts while not activated.
+    pub activation_interval: u32,
+    /// Minutes between renewals while activated.
+    pub renewal_interval: u32,
+    /// When the next attempt is due.
+    pub next_attempt: Option<Timestamp>,
+    /// Rearms left.
+    pub rearm_count: u32,
+    /// Host set with `/skms`.
+    pub manual_host: Option<HostAddr>,
+    /// Host that answered last (when caching is on).
+    pub cached_host: Option<HostAddr>,
+    /// Host caching on (`/skhc`) or off (`/ckhc`).
+    pub host_caching: bool,
+    /// Domain set with `/skms-domain`.
+    pub domain: Option<String>,
+    /// Machine name sent in requests.
+    pub machine_name: String,
+    /// VM flag sent in requests.
+    pub vm: bool,
+    /// Offset added to `now` for the client time in requests (clock-skew drills).
+    pub clock_offset_ms: i64,
+    /// The last attempt.
+    pub last: LastActivation,
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    id: AttemptId,
+    candidates: VecDeque<(HostAddr, HostSource)>,
+    tried: Vec<HostAddr>,
+    in_flight: Option<(HostAddr, HostSource, Request)>,
+    may_discover: bool,
+    discovering: bool,
+}
+
+/// One machine. See the module documentation for the call order and the rules.
+#[derive(Debug, Clone)]
+pub struct Activator {
+    product: Option<Arc<Product>>,
+    state: ActivatorState,
+    next_reminder: Option<Timestamp>,
+    attempt: Option<Attempt>,
+    next_attempt_id: AttemptId,
+    actions: VecDeque<Action>,
+    events: VecDeque<ClientEvent>,
+}
+
+impl Activator {
+    /// A fresh machine with `product` installed at `now` (initial grace, attempt due now).
+    pub fn new(product: Arc<Product>, cmid: Uuid, machine_name: impl Into<String>, now: Timestamp) -> Self {
+        let mut a = Activator::from_state(
+            ActivatorState {
+                product: None,
+                cmid,
+                previous_cmid: Uuid::nil(),
+                status: LicenseStatus::Unlicensed,
+                grace_end: None,
+                valid_until: None,
+                notification_reason: None,
+                activation_interval: DEFAULT_ACTIVATION_INTERVAL,
+                renewal_interval: DEFAULT_RENEWAL_INTERVAL,
+                next_attempt: None,
+                rearm_count: DEFAULT_REARM_COUNT,
+                manual_host: None,
+                cached_host: None,
+                host_caching: true,
+                domain: None,
+                machine_name: machine_name.into(),
+                vm: false,
+                clock_offset_ms: 0,
+                last: LastActivation::default(),
+            },
+            None,
+        );
+        a.install_product(product, now);
+        a
+    }
+
+    /// Rebuilds a machine from saved state; `product` must be the catalog entry named in it.
+    pub fn from_state(state: ActivatorState, product: Option<Arc<Product>>) -> Self {
+        let next_reminder = (state.status == LicenseStatus::Notification).then_some(Timestamp::EPOCH);
+        Activator { product, state, next_reminder, attempt: None, next_attempt_id: 1, actions: VecDeque::new(), events: VecDeque::new() }
+    }
+
+    /// Rebuilds a machine from saved state, finding its product in `catalog`.
+    pub fn from_state_in(state: ActivatorState, catalog: &Catalog) -> Self {
+        let product = state.product.as_deref().and_then(|n| catalog.product_by_name(n)).cloned();
+        Activator::from_state(state, product)
+    }
+
+    /// The persistent state.
+    pub fn state(&self) -> &ActivatorState {
+        &self.state
+    }
+
+    /// The installed product.
+    pub fn product(&self) -> Option<&Arc<Product>> {
+        self.product.as_ref()
+    }
+
+    /// The license status.
+    pub fn status(&self) -> LicenseStatus {
+        self.state.status
+    }
+
+    /// The CMID.
+    pub fn cmid(&self) -> Uuid {
+        self.state.cmid
+    }
+
+    /// True while an attempt is in progress.
+    pub fn attempt_in_progress(&self) -> bool {
+        self.attempt.is_some()
+    }
+
+    /// Minutes until the current state ends: validity when Licensed, grace in grace, else 0.
+    pub fn minutes_remaining(&self, now: Timestamp) -> u32 {
+        match self.state.status {
+            LicenseStatus::Licensed => self.state.valid_until.map_or(0, |t| now.minutes_until(t)),
+            LicenseStatus::InitialGrace | LicenseStatus::AdditionalGrace => self.state.grace_end.map_or(0, |t| now.minutes_until(t)),
+            _ => 0,
+        }
+    }
+
+    // ----- user commands -------------------------------------------------------------
+
+    /// `/ipk`: installs a product; initial grace from `now`, an attempt due at once.
+    pub fn install_product(&mut self, product: Arc<Product>, now: Timestamp) {
+        self.state.product = Some(product.name.clone());
+        self.product = Some(product);
+        self.abandon_attempt();
+        self.state.valid_until = None;
+        self.state.notification_reason = None;
+        self.state.grace_end = Some(now.plus_ms(INITIAL_GRACE_MS));
+        self.set_status(LicenseStatus::InitialGrace, now);
+        self.state.next_attempt = Some(now);
+    }
+
+    /// `/ipk KEY`: looks the GVLK up in `catalog` and installs it; 0xC004F050 if unknown.
+    pub fn install_key(&mut self, catalog: &Catalog, key: &str, now: Timestamp) -> Result<(), HResult> {
+        let product = catalog.product_by_gvlk(key).ok_or(HResult::INVALID_PRODUCT_KEY)?.clone();
+        self.install_product(product, now);
+        Ok(())
+    }
+
+    /// `/upk`: uninstalls the key; the machine becomes Unlicensed and stops trying.
+    pub fn uninstall_product(&mut self, now: Timestamp) {
+        self.abandon_attempt();
+        self.product = None;
+        self.state.product = None;
+        self.state.grace_end = None;
+        self.state.valid_until = None;
+        self.state.notification_reason = None;
+        self.state.next_attempt = None;
+        self.set_status(LicenseStatus::Unlicensed, now);
+    }
+
+    /// `/rearm`: a new CMID, initial grace again, one rearm fewer; 0xC004D307 at 0.
+    pub fn rearm(&mut self, now: Timestamp, rng: &mut impl KmsRng) -> Result<Uuid, HResult> {
+        if self.state.rearm_count == 0 {
+            return Err(HResult::REARM_LIMIT);
+        }
+        self.state.rearm_count -= 1;
+        self.state.previous_cmid = self.state.cmid;
+        self.state.cmid = rng.uuid_v4();
+        if let Some(p) = self.product.clone() {
+            self.install_product(p, now);
+        }
+        Ok(self.state.cmid)
+    }
+
+    /// `/skms`: pins a host (no discovery while set).
+    pub fn set_manual_host(&mut self, host: Option<HostAddr>) {
+        self.state.manual_host = host;
+    }
+
+    /// `/skms-domain` and `/ckms-domain`.
+    pub fn set_domain(&mut self, domain: Option<String>) {
+        self.state.domain = domain;
+    }
+
+    /// `/skhc` (true) and `/ckhc` (false). Turning caching off forgets the cached host.
+    pub fn set_host_caching(&mut self, on: bool) {
+        self.state.host_caching = on;
+        if !on {
+            self.state.cached_host = None;
+        }
+    }
+
+    /// Sets the request fields that describe the machine.
+    pub fn set_machine(&mut self, machine_name: impl Into<String>, vm: bool) {
+        self.state.machine_name = machine_name.into();
+        self.state.vm = vm;
+    }
+
+    /// Makes the machine's clock run `offset_ms` ahead (negative: behind) of `now`.
+    pub fn set_clock_offset(&mut self, offset_ms: i64) {
+        self.state.clock_offset_ms = offset_ms;
+    }
+
+    /// `/ato`: starts an attempt now (or returns the one in progress). Without a product
+    /// the attempt ends at once with 0xC004F014.
+    pub fn activate_now(&mut self, now: Timestamp) -> AttemptId {
+        if let Some(a) = &self.attempt {
+            return a.id;
+        }
+        self.start_attempt(now)
+    }
+
+    // ----- time ----------------------------------------------------------------------
+
+    /// The next moment `handle_timeout` has something to do.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let mut next: Option<Timestamp> = None;
+        let mut consider = |t: Option<Timestamp>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        };
+        if self.attempt.is_none() {
+            consider(self.state.next_attempt);
+        }
+        match self.state.status {
+            LicenseStatus::Licensed => consider(self.state.valid_until),
+            LicenseStatus::InitialGrace | LicenseStatus::AdditionalGrace => consider(self.state.grace_end),
+            LicenseStatus::Notification => consider(self.next_reminder),
+            _ => {}
+        }
+        next
+    }
+
+    /// Applies everything due at `now`.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if self.state.status == LicenseStatus::Licensed
+            && let Some(end) = self.state.valid_until.filter(|t| *t <= now)
+        {
+            self.state.grace_end = Some(end.plus_ms(ADDITIONAL_GRACE_MS));
+            self.set_status(LicenseStatus::AdditionalGrace, now);
+        }
+        if matches!(self.state.status, LicenseStatus::InitialGrace | LicenseStatus::AdditionalGrace)
+            && self.state.grace_end.is_some_and(|t| t <= now)
+        {
+            self.state.notification_reason = Some(HResult::GRACE_EXPIRED);
+            self.set_status(LicenseStatus::Notification, now);
+        }
+        if self.state.status == LicenseStatus::Notification
+            && let Some(due) = self.next_reminder.filter(|t| *t <= now)
+        {
+            self.events.push_back(ClientEvent::NotificationReminder {
+                reason: self.state.notification_reason.unwrap_or(HResult::GRACE_EXPIRED),
+                at: now,
+            });
+            // Keep the 60-minute rhythm, but never emit a burst after a long sleep.
+            let mut next = due.plus_ms(REMINDER_MS);
+            if next <= now {
+                next = now.plus_ms(REMINDER_MS);
+            }
+            self.next_reminder = Some(next);
+        }
+        if self.attempt.is_none() && self.product.is_some() && self.state.next_attempt.is_some_and(|t| t <= now) {
+            self.start_attempt(now);
+        }
+    }
+
+    // ----- actions and their results ---------------------------------------------------
+
+    /// The next thing the driver must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event to log.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// The result of an [`Action::Discover`]: SRV records, or the DNS HRESULT.
+    pub fn handle_discovery(
+        &mut self,
+        now: Timestamp,
+        attempt: AttemptId,
+        result: Result<Vec<SrvCandidate>, HResult>,
+        rng: &mut impl KmsRng,
+    ) {
+        let Some(a) = self.attempt.as_mut().filter(|a| a.id == attempt && a.discovering) else { return };
+        a.discovering = false;
+        match result {
+            Err(code) => self.finish_attempt(now, code, None),
+            Ok(records) => {
+                for r in srv::order(records, rng) {
+                    if !a.tried.contains(&r.target) && !a.candidates.iter().any(|(h, _)| h == &r.target) {
+                        a.candidates.push_back((r.target, HostSource::Dns));
+                    }
+                }
+                if a.candidates.is_empty() && a.tried.is_empty() {
+                    self.finish_attempt(now, HResult::DNS_NO_RECORDS, None);
+                } else {
+                    self.next_candidate(now);
+                }
+            }
+        }
+    }
+
+    /// The result of an [`Action::Send`].
+    pub fn handle_host_outcome(&mut self, now: Timestamp, attempt: AttemptId, outcome: HostOutcome) {
+        let Some(a) = self.attempt.as_mut().filter(|a| a.id == attempt) else { return };
+        let Some((host, source, request)) = a.in_flight.take() else { return };
+        a.tried.push(host.clone());
+        let sent = |result: HResult, status_flags: u32| RequestSent {
+            result,
+            status_flags,
+            host: host.clone(),
+            cmid: request.cmid,
+            client_time: request.client_time,
+            vm: request.vm,
+            license_status: request.license_status,
+            minutes_to_expiry: request.minutes_to_expiry,
+            activation_id: request.activation_id,
+            n_policy: request.n_policy,
+        };
+        match outcome {
+            HostOutcome::Unreachable(code) => {
+                self.events.push_back(ClientEvent::RequestSent(sent(code, 0)));
+                if source == HostSource::Cached {
+                    // The cached host failed: forget it and run discovery again.
+                    self.state.cached_host = None;
+                    if let Some(a) = self.attempt.as_mut() {
+                        a.may_discover = true;
+                    }
+                }
+                self.next_candidate(now);
+            }
+            HostOutcome::Refused(frame) => {
+                self.events.push_back(ClientEvent::RequestSent(sent(HResult::SUCCESS, 0)));
+                self.events.push_back(ClientEvent::ResponseProcessed(ResponseProcessed {
+                    result: frame.hresult,
+                    status_flags: 0,
+                    activated: false,
+                    current_count: 0,
+                    activation_interval: self.state.activation_interval,
+                    renewal_interval: self.state.renewal_interval,
+                }));
+                if self.state.cached_host.as_ref() == Some(&host) {
+                    self.state.cached_host = None;
+                }
+                self.state.last.source = Some(source);
+                self.state.last.epid = None;
+                self.state.last.current_count = None;
+                self.finish_attempt(now, frame.hresult, Some(host));
+            }
+            HostOutcome::Response(resp) if resp.cmid != request.cmid => {
+                // An answer to somebody else's request: treat the host as broken.
+                self.events.push_back(ClientEvent::RequestSent(sent(HResult::INVALID_DATA, 0)));
+                self.next_candidate(now);
+            }
+            HostOutcome::Response(resp) => {
+                if INTERVAL_RANGE.contains(&resp.activation_interval) {
+                    self.state.activation_interval = resp.activation_interval;
+                }
+                if INTERVAL_RANGE.contains(&resp.renewal_interval) {
+                    self.state.renewal_interval = resp.renewal_interval;
+                }
+                let required = self.product.as_ref().map_or(u32::MAX, |p| p.required_count);
+                let activated = resp.current_count >= required;
+                let (result, flags) =
+                    if activated { (HResult::SUCCESS, 0) } else { (HResult::NOT_ENOUGH_COUNT, events::STATUS_NOT_ENOUGH_COUNT) };
+                self.events.push_back(ClientEvent::RequestSent(sent(HResult::SUCCESS, flags)));
+                self.events.push_back(ClientEvent::ResponseProcessed(ResponseProcessed {
+                    result,
+                    status_flags: flags,
+                    activated,
+                    current_count: resp.current_count,
+                    activation_interval: resp.activation_interval,
+                    renewal_interval: resp.renewal_interval,
+                }));
+                if self.state.host_caching && self.state.manual_host.is_none() {
+                    self.state.cached_host = Some(host.clone());
+                }
+                self.state.last.source = Some(source);
+                self.state.last.epid = Some(resp.epid);
+                self.state.last.current_count = Some(resp.current_count);
+                if activated {
+                    self.state.valid_until = Some(now.plus_ms(VALIDITY_MS));
+                    self.state.grace_end = None;
+                    self.state.notification_reason = None;
+                    self.set_status(LicenseStatus::Licensed, now);
+                }
+                self.finish_attempt(now, result, Some(host));
+            }
+        }
+    }
+
+    // ----- internals -------------------------------------------------------------------
+
+    fn set_status(&mut self, to: LicenseStatus, now: Timestamp) {
+        let from = self.state.status;
+        if from != to {
+            self.state.status = to;
+            self.events.push_back(ClientEvent::LicenseChanged { from, to, at: now });
+        }
+        self.next_reminder = (to == LicenseStatus::Notification).then_some(now);
+    }
+
+    fn abandon_attempt(&mut self) {
+        self.attempt = None;
+        self.actions.clear();
+    }
+
+    fn start_attempt(&mut self, now: Timestamp) -> AttemptId {
+        let id = self.next_attempt_id;
+        self.next_attempt_id += 1;
+        self.state.next_attempt = None;
+        let mut attempt =
+            Attempt { id, candidates: VecDeque::new(), tried: Vec::new(), in_flight: None, may_discover: false, discovering: false };
+        if let Some(h) = &self.state.manual_host {
+            attempt.candidates.push_back((h.clone(), HostSource::Manual));
+        } else {
+            attempt.may_discover = true;
+            if let (true, Some(h)) = (self.state.host_caching, &self.state.cached_host) {
+                attempt.candidates.push_back((h.clone(), HostSource::Cached));
+                // Discovery only if the cached host fails.
+                attempt.may_discover = false;
+            }
+        }
+        self.attempt = Some(attempt);
+        if self.product.is_none() {
+            self.finish_attempt(now, HResult::NO_PRODUCT_KEY, None);
+        } else {
+            self.next_candidate(now);
+        }
+        id
+    }
+
+    fn next_candidate(&mut self, now: Timestamp) {
+        let Some(a) = self.attempt.as_mut() else { return };
+        if let Some((host, source)) = a.candidates.pop_front() {
+            let request = self.build_request(now);
+            let a = self.attempt.as_mut().expect("checked above");
+            a.in_flight = Some((host.clone(), source, request.clone()));
+            self.actions.push_back(Action::Send { attempt: a.id, host, request });
+        } else if a.may_discover {
+            a.may_discover = false;
+            a.discovering = true;
+            let id = a.id;
+            self.actions.push_back(Action::Discover { attempt: id, domain: self.state.domain.clone() });
+        } else {
+            self.finish_attempt(now, HResult::NO_HOST_AVAILABLE, None);
+        }
+    }
+
+    fn build_request(&self, now: Timestamp) -> Request {
+        let p = self.product.as_ref().expect("attempts only run with a product");
+        Request {
+            protocol: KMS_PROTOCOL_V4,
+            vm: self.state.vm,
+            license_status: self.state.status,
+            minutes_to_expiry: self.minutes_remaining(now),
+            application_id: p.application_id,
+            activation_id: p.activation_id,
+            kms_counted_id: p.kms_counted_id,
+            cmid: self.state.cmid,
+            previous_cmid: self.state.previous_cmid,
+            n_policy: p.required_count,
+            client_time: now.plus_ms(self.state.clock_offset_ms),
+            machine_name: self.state.machine_name.clone(),
+        }
+    }
+
+    fn finish_attempt(&mut self, now: Timestamp, result: HResult, host: Option<HostAddr>) {
+        let Some(a) = self.attempt.take() else { return };
+        self.actions.clear();
+        self.state.last.at = Some(now);
+        self.state.last.result = Some(result);
+        if host.is_some() {
+            self.state.last.host = host.clone();
+        }
+        let minutes = if result == HResult::SUCCESS { self.state.renewal_interval } else { self.state.activation_interval };
+        self.state.next_attempt = self.product.as_ref().map(|_| now.plus_minutes(i64::from(minutes)));
+        self.events.push_back(ClientEvent::AttemptFinished { attempt: a.id, result, host });
+    }
+}

@@ -1,0 +1,182 @@
+//! Every HRESULT the lab produces, with its symbolic name, meaning and the usual fix.
+//!
+//! One table feeds error frames, client results, events, logs and `slmgr /explain`.
+//! An [`HResult`] is a plain 32-bit code so that codes the table does not know (from a
+//! newer peer, say) still travel and print; [`HResult::info`] looks the code up.
+
+use std::fmt;
+
+/// A Windows-style HRESULT as the lab uses it (0 = success).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct HResult(pub u32);
+
+/// What the table knows about one code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HResultInfo {
+    /// The code.
+    pub code: HResult,
+    /// Its symbolic name (Microsoft's where one is published, else a descriptive one).
+    pub name: &'static str,
+    /// What it means, in one sentence.
+    pub meaning: &'static str,
+    /// What usually fixes it.
+    pub fix: &'static str,
+}
+
+macro_rules! hresults {
+    ($( $konst:ident = $code:literal, $name:literal, $meaning:literal, $fix:literal; )*) => {
+        impl HResult {
+            $(
+                #[doc = $meaning]
+                pub const $konst: HResult = HResult($code);
+            )*
+        }
+
+        /// Every code the lab produces, in table order.
+        pub const TABLE: &[HResultInfo] = &[
+            $( HResultInfo { code: HResult($code), name: $name, meaning: $meaning, fix: $fix }, )*
+        ];
+    };
+}
+
+hresults! {
+    SUCCESS = 0x0000_0000, "S_OK",
+        "The operation completed successfully.",
+        "Nothing to fix.";
+    NOT_ENOUGH_COUNT = 0xC004_F038, "SL_E_VL_NOT_ENOUGH_COUNT",
+        "The count reported by the KMS host is insufficient for this product.",
+        "Wait until enough distinct machines (25 for client editions, 5 for servers and Office) have asked the host within 30 days; the client retries every activation interval by itself.";
+    KMS_NOT_ENABLED = 0xC004_F039, "SL_E_VL_NOT_ENABLED",
+        "The KMS request got no answer: Key Management Service is not enabled or the host did not respond.",
+        "Check that kms-host is running and listening on the port the client uses, and that no firewall drops the connection.";
+    HOST_NOT_ACTIVATED = 0xC004_F041, "SL_E_VL_KEY_MANAGEMENT_SERVICE_NOT_ACTIVATED",
+        "The KMS host is not activated.",
+        "Activate the KMS host itself (in the lab: start kms-host without --unactivated).";
+    KEY_GROUP_MISMATCH = 0xC004_F042, "SL_E_VL_KEY_MANAGEMENT_SERVICE_ID_MISMATCH",
+        "This KMS host cannot activate this product: its host key group does not cover it, or the product is unknown to the host.",
+        "Use a host whose key group covers the product (kms-c covers every Windows product), or add the product to the host's catalog.";
+    INVALID_TIMESTAMP = 0xC004_F06C, "SL_E_VL_INVALID_TIMESTAMP",
+        "The request timestamp is invalid: the client's clock differs from the host's by more than 4 hours.",
+        "Correct the client's (or the host's) clock, or synchronise both with the same time source.";
+    NO_HOST_AVAILABLE = 0xC004_F074, "SL_E_VL_KMS_NOT_AVAILABLE",
+        "No Key Management Service host could be contacted: every host tried failed.",
+        "Check DNS (the _vlmcs._tcp SRV records), the network path to TCP 1688 and that at least one host is running; slmgr /skms can pin a host.";
+    GRACE_EXPIRED = 0xC004_F009, "SL_E_GRACE_TIME_EXPIRED",
+        "The grace period expired and the machine is in Notification.",
+        "Activate the machine against a KMS host that meets its count (slmgr /ato).";
+    NO_PRODUCT_KEY = 0xC004_F014, "SL_E_PKEY_NOT_INSTALLED",
+        "No product key is installed.",
+        "Install a volume setup key (GVLK) with slmgr /ipk.";
+    INVALID_PRODUCT_KEY = 0xC004_F050, "SL_E_INVALID_PRODUCT_KEY",
+        "The product key is invalid: it is not a setup key (GVLK) of any product the catalog knows.",
+        "Check the key for typos, or add the product to the catalog file.";
+    REARM_LIMIT = 0xC004_D307, "SL_E_REARM_LIMIT_EXCEEDED",
+        "The maximum allowed number of rearms has been exceeded.",
+        "Reinstall the machine or activate it; rearm cannot be used again.";
+    DNS_SERVER_FAILURE = 0x8007_232A, "DNS_ERROR_RCODE_SERVER_FAILURE",
+        "The DNS server failed, refused the query or the update, or did not answer.",
+        "Check that the DNS server is running and reachable, and that it allows this host to update the zone.";
+    DNS_NAME_ERROR = 0x8007_232B, "DNS_ERROR_RCODE_NAME_ERROR",
+        "DNS name does not exist: no _vlmcs._tcp SRV record in the domain.",
+        "Make sure a KMS host publishes itself in the client's domain (or set the domain with slmgr /skms-domain), or pin a host with /skms.";
+    DNS_NO_RECORDS = 0x8007_251D, "DNS_INFO_NO_RECORDS",
+        "No records were found for the DNS query.",
+        "Publish the host's SRV record (check kms-host DNS publishing and event 12293), or pin a host with /skms.";
+    DNS_NO_SERVERS = 0x8007_267C, "DNS_ERROR_NO_DNS_SERVERS",
+        "No DNS server is configured for this machine.",
+        "Configure a resolver (--dns-server or /etc/resolv.conf), or pin a host with /skms.";
+    HOST_UNREACHABLE = 0x8007_06BA, "RPC_S_SERVER_UNAVAILABLE",
+        "The KMS host is unreachable: the connection was refused or the port is blocked.",
+        "Check that kms-host listens on that address and port and that no firewall blocks TCP 1688.";
+    TIMEOUT = 0x8007_05B4, "ERROR_TIMEOUT",
+        "The operation timed out.",
+        "Check that the server is up and not overloaded, and the network path to it.";
+    INVALID_DATA = 0x8007_000D, "ERROR_INVALID_DATA",
+        "The request was malformed: a bad frame or an impossible field value (kmslab's code for any request it cannot parse or accept).",
+        "Use a kmslab client of the same protocol version; see docs/protocol.md.";
+    STORE_FAILED = 0x8007_0070, "ERROR_DISK_FULL",
+        "The KMS host could not store the request durably (disk full or failing), so it did not acknowledge it.",
+        "Free space on or repair the host's data directory; the host recovers by itself.";
+}
+
+impl HResult {
+    /// The table entry for this code, if the lab knows it.
+    pub fn info(self) -> Option<&'static HResultInfo> {
+        TABLE.iter().find(|i| i.code == self)
+    }
+
+    /// The symbolic name, or `UNKNOWN` for codes the table does not know.
+    pub fn name(self) -> &'static str {
+        self.info().map_or("UNKNOWN", |i| i.name)
+    }
+
+    /// True for success codes (the high bit clear).
+    pub fn is_success(self) -> bool {
+        self.0 & 0x8000_0000 == 0
+    }
+
+    /// Parses `0xC004F074`, `C004F074` or a decimal code (as `slui 0x2a CODE` accepts).
+    pub fn parse(text: &str) -> Option<HResult> {
+        let t = text.trim();
+        let hex = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X"));
+        match hex {
+            Some(h) => u32::from_str_radix(h, 16).ok().map(HResult),
+            None if t.len() == 8 && t.bytes().all(|b| b.is_ascii_hexdigit()) => u32::from_str_radix(t, 16).ok().map(HResult),
+            None => {
+                t.parse::<i64>().ok().and_then(|v| u32::try_from(v).ok().or_else(|| i32::try_from(v).ok().map(|v| v as u32))).map(HResult)
+            }
+        }
+    }
+}
+
+impl fmt::Display for HResult {
+    /// `0xC004F074`, as slmgr prints codes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "0x{:08X}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_from_the_reference_is_in_the_table_with_text() {
+        let reference = [
+            0xC004F038u32,
+            0xC004F039,
+            0xC004F041,
+            0xC004F042,
+            0xC004F06C,
+            0xC004F074,
+            0xC004F009,
+            0xC004F014,
+            0xC004F050,
+            0xC004D307,
+            0x8007232A,
+            0x8007232B,
+            0x8007251D,
+            0x8007267C,
+            0x800706BA,
+        ];
+        for code in reference {
+            let info = HResult(code).info().unwrap_or_else(|| panic!("{code:#X} missing"));
+            assert!(!info.name.is_empty() && info.meaning.ends_with('.') && info.fix.ends_with('.'), "{info:?}");
+        }
+        let mut codes: Vec<u32> = TABLE.iter().map(|i| i.code.0).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), TABLE.len(), "duplicate code in the table");
+    }
+
+    #[test]
+    fn display_and_parse_agree() {
+        assert_eq!(HResult::NO_HOST_AVAILABLE.to_string(), "0xC004F074");
+        for text in ["0xC004F074", "0xc004f074", "C004F074", "3221549172", "-1073418124"] {
+            assert_eq!(HResult::parse(text), Some(HResult::NO_HOST_AVAILABLE), "{text}");
+        }
+        assert_eq!(HResult::parse("nonsense"), None);
+        assert_eq!(HResult(0x1234_5678).name(), "UNKNOWN");
+        assert!(HResult::SUCCESS.is_success() && !HResult::NOT_ENOUGH_COUNT.is_success());
+    }
+}

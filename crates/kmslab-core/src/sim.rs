@@ -1,0 +1,250 @@
+//! A deterministic world of KMS hosts, DNS and client machines on one simulated clock.
+//!
+//! No sockets and no threads: the world advances `now` to the earliest moment any client
+//! has something to do, runs that client's [`Activator`] and answers its actions at once
+//! from in-memory hosts ([`Ledger`]s) and an in-memory DNS table. The same seed gives the
+//! same run. The scenario tests, `kmslab sim` and the benchmarks build on it.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use crate::activator::{Action, Activator, ClientEvent, HostOutcome};
+use crate::catalog::Catalog;
+use crate::hostaddr::HostAddr;
+use crate::hresult::HResult;
+use crate::ledger::{HostSettings, Ledger};
+use crate::license::LicenseStatus;
+use crate::rng::{KmsRng, SplitMix64};
+use crate::srv::SrvCandidate;
+use crate::time::Timestamp;
+use crate::wire::ErrorFrame;
+
+/// A host in the world.
+#[derive(Debug)]
+pub struct SimHost {
+    /// Where clients reach it.
+    pub addr: HostAddr,
+    /// Its ledger.
+    pub ledger: Ledger,
+    /// False while it is down (clients get 0x800706BA).
+    pub up: bool,
+}
+
+/// The world. Fields are public so scenarios can change anything between steps.
+#[derive(Debug)]
+pub struct World {
+    /// Simulated now.
+    pub now: Timestamp,
+    /// The catalog every machine and host uses.
+    pub catalog: Arc<Catalog>,
+    /// The hosts.
+    pub hosts: Vec<SimHost>,
+    /// SRV records by domain (a domain absent from the map does not exist).
+    pub dns: HashMap<String, Vec<SrvCandidate>>,
+    /// False while the DNS server is down (lookups fail with 0x8007232A).
+    pub dns_up: bool,
+    /// The machines' own DNS domain, used when no `/skms-domain` is set.
+    pub default_domain: Option<String>,
+    /// The machines.
+    pub clients: Vec<Activator>,
+    /// Requests sent to hosts (reachable or not).
+    pub requests: u64,
+    /// Attempt results by HRESULT.
+    pub results: BTreeMap<HResult, u64>,
+    /// Requests each host answered, by host index.
+    pub answered_by: Vec<u64>,
+    /// When true, every client event is kept in `event_log`.
+    pub record_events: bool,
+    /// (time, client index, event), when `record_events` is on.
+    pub event_log: Vec<(Timestamp, usize, ClientEvent)>,
+    rng: SplitMix64,
+    queue: BinaryHeap<Reverse<(Timestamp, usize)>>,
+    scheduled: Vec<Option<Timestamp>>,
+}
+
+impl World {
+    /// An empty world at `now` whose choices all come from `seed`.
+    pub fn new(catalog: Arc<Catalog>, now: Timestamp, seed: u64) -> Self {
+        World {
+            now,
+            catalog,
+            hosts: Vec::new(),
+            dns: HashMap::new(),
+            dns_up: true,
+            default_domain: None,
+            clients: Vec::new(),
+            requests: 0,
+            results: BTreeMap::new(),
+            answered_by: Vec::new(),
+            record_events: false,
+            event_log: Vec::new(),
+            rng: SplitMix64::new(seed),
+            queue: BinaryHeap::new(),
+            scheduled: Vec::new(),
+        }
+    }
+
+    /// The world's RNG (for CMIDs and such in scenarios).
+    pub fn rng(&mut self) -> &mut SplitMix64 {
+        &mut self.rng
+    }
+
+    /// Adds a host reachable as `addr`; returns its index.
+    pub fn add_host(&mut self, addr: HostAddr, settings: HostSettings) -> usize {
+        self.hosts.push(SimHost { addr, ledger: Ledger::new(settings, self.catalog.clone()), up: true });
+        self.answered_by.push(0);
+        self.hosts.len() - 1
+    }
+
+    /// Publishes an SRV record for host `index` in `domain`.
+    pub fn publish(&mut self, domain: &str, index: usize, priority: u16, weight: u16) {
+        let target = self.hosts[index].addr.clone();
+        self.dns.entry(domain.to_owned()).or_default().push(SrvCandidate { priority, weight, target });
+    }
+
+    /// Restarts host `index`: its count starts empty, its counters and settings are kept.
+    pub fn restart_host(&mut self, index: usize) {
+        let h = &mut self.hosts[index];
+        let mut ledger = Ledger::new(h.ledger.settings().clone(), self.catalog.clone());
+        ledger.set_counters(*h.ledger.counters());
+        h.ledger = ledger;
+    }
+
+    /// Adds a machine with `product` and a fresh CMID; returns its index.
+    pub fn add_client(&mut self, product: &str, machine_name: impl Into<String>) -> usize {
+        let cmid = self.rng.uuid_v4();
+        self.add_client_with_cmid(product, machine_name, cmid)
+    }
+
+    /// Adds a machine with a given CMID (clones share one); returns its index.
+    pub fn add_client_with_cmid(&mut self, product: &str, machine_name: impl Into<String>, cmid: uuid::Uuid) -> usize {
+        let p = self.catalog.product_by_name(product).unwrap_or_else(|| panic!("unknown product {product}")).clone();
+        self.clients.push(Activator::new(p, cmid, machine_name, self.now));
+        self.scheduled.push(None);
+        let i = self.clients.len() - 1;
+        self.schedule(i);
+        i
+    }
+
+    /// Re-reads client `i`'s next timeout (call after changing a client from outside).
+    pub fn schedule(&mut self, i: usize) {
+        let t = self.clients[i].poll_timeout();
+        self.scheduled[i] = t;
+        if let Some(t) = t {
+            self.queue.push(Reverse((t, i)));
+        }
+    }
+
+    /// Runs client `i`'s pending actions (after a user command such as `/ato`).
+    pub fn kick(&mut self, i: usize) {
+        self.drive(i);
+        self.schedule(i);
+    }
+
+    /// Advances the world to `end`, running every client when it is due.
+    pub fn run_until(&mut self, end: Timestamp) {
+        while let Some(&Reverse((t, i))) = self.queue.peek() {
+            if t > end {
+                break;
+            }
+            self.queue.pop();
+            if self.scheduled[i] != Some(t) {
+                continue; // stale entry
+            }
+            self.now = self.now.max(t);
+            self.clients[i].handle_timeout(self.now);
+            self.drive(i);
+            self.schedule(i);
+        }
+        self.now = self.now.max(end);
+    }
+
+    /// Advances the world by `days`.
+    pub fn run_days(&mut self, days: i64) {
+        let end = self.now.plus_days(days);
+        self.run_until(end);
+    }
+
+    /// How many machines are in each license status.
+    pub fn status_counts(&self) -> BTreeMap<LicenseStatus, usize> {
+        let mut m = BTreeMap::new();
+        for c in &self.clients {
+            *m.entry(c.status()).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// How many machines are in `status`.
+    pub fn count_in(&self, status: LicenseStatus) -> usize {
+        self.clients.iter().filter(|c| c.status() == status).count()
+    }
+
+    fn drive(&mut self, i: usize) {
+        while let Some(action) = self.clients[i].poll_action() {
+            match action {
+                Action::Discover { attempt, domain } => {
+                    let result = self.lookup(domain.or_else(|| self.default_domain.clone()));
+                    let now = self.now;
+                    let client = &mut self.clients[i];
+                    client.handle_discovery(now, attempt, result, &mut self.rng);
+                }
+                Action::Send { attempt, host, request } => {
+                    self.requests += 1;
+                    let outcome = match self.hosts.iter_mut().enumerate().find(|(_, h)| h.addr == host) {
+                        Some((hi, h)) if h.up => {
+                            self.answered_by[hi] += 1;
+                            match h.ledger.handle_request(&request, self.now) {
+                                Ok(resp) => HostOutcome::Response(resp),
+                                Err(r) => HostOutcome::Refused(ErrorFrame {
+                                    hresult: r.hresult,
+                                    cmid: request.cmid,
+                                    message: r.reason.to_owned(),
+                                }),
+                            }
+                        }
+                        _ => HostOutcome::Unreachable(HResult::HOST_UNREACHABLE),
+                    };
+                    self.clients[i].handle_host_outcome(self.now, attempt, outcome);
+                }
+            }
+        }
+        while let Some(ev) = self.clients[i].poll_event() {
+            if let ClientEvent::AttemptFinished { result, .. } = &ev {
+                *self.results.entry(*result).or_insert(0) += 1;
+            }
+            if self.record_events {
+                self.event_log.push((self.now, i, ev));
+            }
+        }
+    }
+
+    fn lookup(&self, domain: Option<String>) -> Result<Vec<SrvCandidate>, HResult> {
+        if !self.dns_up {
+            return Err(HResult::DNS_SERVER_FAILURE);
+        }
+        let domain = domain.ok_or(HResult::DNS_NO_SERVERS)?;
+        match self.dns.get(&domain) {
+            None => Err(HResult::DNS_NAME_ERROR),
+            Some(records) if records.is_empty() => Err(HResult::DNS_NO_RECORDS),
+            Some(records) => Ok(records.clone()),
+        }
+    }
+}
+
+/// Default settings for a simulated host with `key_groups`, activated, default intervals.
+pub fn host_settings(key_groups: &[&str], epid_seed: u64, now: Timestamp) -> HostSettings {
+    let mut rng = SplitMix64::new(epid_seed);
+    let first = key_groups.first().copied().unwrap_or("kms-b");
+    HostSettings {
+        key_groups: key_groups.iter().map(|s| (*s).to_owned()).collect(),
+        activated: true,
+        activation_interval: crate::ledger::DEFAULT_ACTIVATION_INTERVAL,
+        renewal_interval: crate::ledger::DEFAULT_RENEWAL_INTERVAL,
+        epid: crate::epid::generate(first, now, &mut rng),
+    }
+}
+
+// Keep the trait in scope for `uuid_v4` on the world's RNG.
+#[allow(unused_imports)]
+use KmsRng as _;

@@ -1,0 +1,91 @@
+//! RFC 2782 ordering of `_vlmcs._tcp` SRV records, with the RNG injected.
+//!
+//! Lowest priority first; within one priority, a weighted random order: records of weight
+//! 0 are placed first, a number is drawn uniformly from `0..=sum_of_weights`, and the first
+//! record whose running sum of weights is at least that number is taken next. Repeat until
+//! every record of the priority is ordered. Exactly as the RFC's "Usage rules".
+
+use crate::hostaddr::HostAddr;
+use crate::rng::KmsRng;
+
+/// One SRV record, as discovery hands it to the activator.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SrvCandidate {
+    /// Priority: lower is tried first.
+    pub priority: u16,
+    /// Weight: relative share within one priority.
+    pub weight: u16,
+    /// The host and port the record points at.
+    pub target: HostAddr,
+}
+
+/// Orders `records` for trying, per RFC 2782.
+pub fn order(mut records: Vec<SrvCandidate>, rng: &mut impl KmsRng) -> Vec<SrvCandidate> {
+    // Stable sort: within a priority, weight-0 records first, the rest in the order given.
+    records.sort_by_key(|r| (r.priority, r.weight != 0));
+    let mut out = Vec::with_capacity(records.len());
+    let mut rest = records.as_slice();
+    while let Some(first) = rest.first() {
+        let n = rest.iter().take_while(|r| r.priority == first.priority).count();
+        let (same, tail) = rest.split_at(n);
+        let mut pool: Vec<&SrvCandidate> = same.iter().collect();
+        while !pool.is_empty() {
+            let sum: u64 = pool.iter().map(|r| u64::from(r.weight)).sum();
+            let pick = rng.below_or_equal(sum);
+            let mut running = 0u64;
+            let idx = pool
+                .iter()
+                .position(|r| {
+                    running += u64::from(r.weight);
+                    running >= pick
+                })
+                .unwrap_or(pool.len() - 1);
+            out.push(pool.remove(idx).clone());
+        }
+        rest = tail;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    fn rec(priority: u16, weight: u16, host: &str) -> SrvCandidate {
+        SrvCandidate { priority, weight, target: HostAddr::new(host, 1688) }
+    }
+
+    #[test]
+    fn lower_priority_always_comes_first() {
+        let mut rng = SplitMix64::new(5);
+        for _ in 0..200 {
+            let o = order(vec![rec(10, 100, "b"), rec(0, 1, "a"), rec(20, 0, "c")], &mut rng);
+            let names: Vec<_> = o.iter().map(|r| r.target.host.as_str()).collect();
+            assert_eq!(names, ["a", "b", "c"]);
+        }
+    }
+
+    #[test]
+    fn all_zero_weights_keep_every_record() {
+        let mut rng = SplitMix64::new(9);
+        let o = order(vec![rec(0, 0, "a"), rec(0, 0, "b"), rec(0, 0, "c")], &mut rng);
+        assert_eq!(o.len(), 3);
+        // With a sum of 0 the draw is always 0, so the first remaining record is taken.
+        let names: Vec<_> = o.iter().map(|r| r.target.host.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn zero_weight_is_rarely_first_when_others_have_weight() {
+        let mut rng = SplitMix64::new(11);
+        let mut zero_first = 0;
+        for _ in 0..10_000 {
+            if order(vec![rec(0, 0, "z"), rec(0, 50, "a"), rec(0, 50, "b")], &mut rng)[0].target.host == "z" {
+                zero_first += 1;
+            }
+        }
+        // Only a draw of exactly 0 out of 0..=100 selects it: about 1%.
+        assert!((50..=150).contains(&zero_first), "{zero_first}");
+    }
+}

@@ -1,0 +1,298 @@
+//! The client state machine, one rule at a time, driven by hand (no sockets).
+
+mod support;
+
+use kmslab_core::activator::{Action, Activator, ClientEvent, HostOutcome, HostSource};
+use kmslab_core::hostaddr::HostAddr;
+use kmslab_core::hresult::HResult;
+use kmslab_core::rng::SplitMix64;
+use kmslab_core::srv::SrvCandidate;
+use kmslab_core::time::{DAY_MS, MINUTE_MS};
+use kmslab_core::wire::{ErrorFrame, Response};
+use kmslab_core::{LicenseStatus, Timestamp, Uuid};
+use support::*;
+
+fn machine(product: &str) -> Activator {
+    let c = catalog();
+    Activator::new(c.product_by_name(product).unwrap().clone(), cmids(1, 77)[0], "WS-1", t0())
+}
+
+fn response_to(a: &Activator, count: u32, activation: u32, renewal: u32) -> HostOutcome {
+    HostOutcome::Response(Response {
+        protocol: kmslab_core::wire::KMS_PROTOCOL_V4,
+        epid: "55041-00168-305-123456-03-1033-7600.0000-0012026".into(),
+        cmid: a.cmid(),
+        client_time: t0(),
+        current_count: count,
+        activation_interval: activation,
+        renewal_interval: renewal,
+    })
+}
+
+/// Runs the attempt that is due at `now` against one manual host answering `count`.
+fn attempt_with_count(a: &mut Activator, now: Timestamp, count: u32) -> HResult {
+    a.handle_timeout(now);
+    let Some(Action::Send { attempt, .. }) = a.poll_action() else { panic!("expected a send at {now}") };
+    let outcome = response_to(a, count, 120, 10_080);
+    a.handle_host_outcome(now, attempt, outcome);
+    last_result(a)
+}
+
+fn last_result(a: &mut Activator) -> HResult {
+    let mut result = None;
+    while let Some(e) = a.poll_event() {
+        if let ClientEvent::AttemptFinished { result: r, .. } = e {
+            result = Some(r);
+        }
+    }
+    result.expect("an attempt finished")
+}
+
+#[test]
+fn installing_a_key_starts_30_days_of_initial_grace_and_an_attempt_now() {
+    let a = machine("win7-enterprise");
+    assert_eq!(a.status(), LicenseStatus::InitialGrace);
+    assert_eq!(a.minutes_remaining(t0()), 30 * 24 * 60);
+    assert_eq!(a.poll_timeout(), Some(t0()));
+}
+
+#[test]
+fn below_threshold_retries_every_activation_interval_then_activates_for_180_days() {
+    let mut a = machine("win7-enterprise");
+    a.set_manual_host(Some(HostAddr::new("kms1", 1688)));
+    assert_eq!(attempt_with_count(&mut a, t0(), 24), HResult::NOT_ENOUGH_COUNT);
+    assert_eq!(a.status(), LicenseStatus::InitialGrace);
+    assert_eq!(a.poll_timeout(), Some(t0().plus_minutes(120)));
+    let t1 = t0().plus_minutes(120);
+    assert_eq!(attempt_with_count(&mut a, t1, 25), HResult::SUCCESS);
+    assert_eq!(a.status(), LicenseStatus::Licensed);
+    assert_eq!(a.minutes_remaining(t1), 180 * 24 * 60);
+    assert_eq!(a.poll_timeout(), Some(t1.plus_minutes(10_080)), "renewal after 7 days");
+    // A renewal restarts the 180 days.
+    let t2 = t1.plus_minutes(10_080);
+    assert_eq!(attempt_with_count(&mut a, t2, 25), HResult::SUCCESS);
+    assert_eq!(a.state().valid_until, Some(t2.plus_days(180)));
+}
+
+#[test]
+fn servers_need_five_not_twenty_five() {
+    let mut a = machine("server2008r2-standard");
+    a.set_manual_host(Some(HostAddr::new("kms1", 1688)));
+    assert_eq!(attempt_with_count(&mut a, t0(), 4), HResult::NOT_ENOUGH_COUNT);
+    assert_eq!(attempt_with_count(&mut a, t0().plus_minutes(120), 5), HResult::SUCCESS);
+}
+
+#[test]
+fn the_hosts_intervals_replace_the_clients_after_any_response() {
+    let mut a = machine("win7-enterprise");
+    a.set_manual_host(Some(HostAddr::new("kms1", 1688)));
+    a.handle_timeout(t0());
+    let Some(Action::Send { attempt, .. }) = a.poll_action() else { panic!() };
+    let outcome = response_to(&a, 3, 15, 60);
+    a.handle_host_outcome(t0(), attempt, outcome);
+    assert_eq!((a.state().activation_interval, a.state().renewal_interval), (15, 60));
+    assert_eq!(a.poll_timeout(), Some(t0().plus_minutes(15)));
+}
+
+#[test]
+fn expiry_leads_to_additional_grace_then_notification_with_hourly_reminders() {
+    let mut a = machine("win7-enterprise");
+    a.set_manual_host(Some(HostAddr::new("kms1", 1688)));
+    assert_eq!(attempt_with_count(&mut a, t0(), 30), HResult::SUCCESS);
+    // Every later attempt fails: the host is gone.
+    let mut now = t0();
+    let mut reminders = Vec::new();
+    let mut changes = Vec::new();
+    while now < t0().plus_days(212) {
+        now = a.poll_timeout().unwrap();
+        a.handle_timeout(now);
+        while let Some(action) = a.poll_action() {
+            if let Action::Send { attempt, .. } = action {
+                a.handle_host_outcome(now, attempt, HostOutcome::Unreachable(HResult::HOST_UNREACHABLE));
+            }
+        }
+        while let Some(e) = a.poll_event() {
+            match e {
+                ClientEvent::NotificationReminder { at, reason } => reminders.push((at, reason)),
+                ClientEvent::LicenseChanged { to, at, .. } => changes.push((to, at)),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(changes, vec![(LicenseStatus::AdditionalGrace, t0().plus_days(180)), (LicenseStatus::Notification, t0().plus_days(210))]);
+    assert_eq!(a.state().notification_reason, Some(HResult::GRACE_EXPIRED));
+    assert!(reminders.len() >= 24, "hourly reminders for two days: {}", reminders.len());
+    for pair in reminders.windows(2) {
+        assert_eq!(pair[1].0.ms_since(pair[0].0), 60 * MINUTE_MS);
+    }
+    // A successful activation returns the machine to Licensed from Notification.
+    let attempt = a.activate_now(now);
+    let Some(Action::Send { .. }) = a.poll_action() else { panic!("expected a send") };
+    let outcome = response_to(&a, 25, 120, 10_080);
+    a.handle_host_outcome(now, attempt, outcome);
+    let result = last_result(&mut a);
+    assert_eq!(result, HResult::SUCCESS);
+    assert_eq!(a.status(), LicenseStatus::Licensed);
+    assert_eq!(a.state().notification_reason, None);
+}
+
+#[test]
+fn initial_grace_running_out_leads_to_notification() {
+    let mut a = machine("win7-enterprise");
+    a.set_manual_host(Some(HostAddr::new("kms1", 1688)));
+    a.handle_timeout(t0().plus_ms(30 * DAY_MS - 1));
+    assert_eq!(a.status(), LicenseStatus::InitialGrace);
+    a.handle_timeout(t0().plus_days(30));
+    assert_eq!(a.status(), LicenseStatus::Notification);
+}
+
+#[test]
+fn rearm_gives_a_new_cmid_three_times_then_fails() {
+    let mut a = machine("win7-enterprise");
+    let mut rng = SplitMix64::new(1);
+    let mut seen = vec![a.cmid()];
+    for left in [2, 1, 0] {
+        let old = a.cmid();
+        let new = a.rearm(t0().plus_days(1), &mut rng).unwrap();
+        assert!(!seen.contains(&new));
+        seen.push(new);
+        assert_eq!(a.state().previous_cmid, old);
+        assert_eq!(a.state().rearm_count, left);
+        assert_eq!(a.status(), LicenseStatus::InitialGrace);
+        assert_eq!(a.state().grace_end, Some(t0().plus_days(31)));
+    }
+    assert_eq!(a.rearm(t0(), &mut rng), Err(HResult::REARM_LIMIT));
+}
+
+#[test]
+fn ipk_and_upk() {
+    let c = catalog();
+    let mut a = machine("win7-enterprise");
+    assert_eq!(a.install_key(&c, "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", t0()), Err(HResult::INVALID_PRODUCT_KEY));
+    assert_eq!(a.product().unwrap().name, "win7-enterprise", "a bad key changes nothing");
+    a.install_key(&c, "yc6kt-gkw9t-ytkyr-t4x34-r7vhc", t0()).unwrap();
+    assert_eq!(a.product().unwrap().name, "server2008r2-standard");
+    a.uninstall_product(t0());
+    assert_eq!(a.status(), LicenseStatus::Unlicensed);
+    assert_eq!(a.poll_timeout(), None, "no key, no attempts");
+    let id = a.activate_now(t0());
+    let events: Vec<_> = std::iter::from_fn(|| a.poll_event()).collect();
+    assert!(events.contains(&ClientEvent::AttemptFinished { attempt: id, result: HResult::NO_PRODUCT_KEY, host: None }));
+}
+
+fn srv(priority: u16, weight: u16, host: &str) -> SrvCandidate {
+    SrvCandidate { priority, weight, target: HostAddr::new(host, 1688) }
+}
+
+#[test]
+fn host_choice_manual_then_cached_then_dns_with_failover() {
+    let mut rng = SplitMix64::new(3);
+    let mut a = machine("win7-enterprise");
+    a.set_domain(Some("lab.test".into()));
+    // No manual host, nothing cached: discovery first.
+    let id = a.activate_now(t0());
+    assert_eq!(a.poll_action(), Some(Action::Discover { attempt: id, domain: Some("lab.test".into()) }));
+    a.handle_discovery(t0(), id, Ok(vec![srv(10, 0, "kms2"), srv(0, 0, "kms1")]), &mut rng);
+    // Priority 0 first; it is down, so the client moves on to kms2, which answers.
+    let Some(Action::Send { host, .. }) = a.poll_action() else { panic!() };
+    assert_eq!(host.host, "kms1");
+    a.handle_host_outcome(t0(), id, HostOutcome::Unreachable(HResult::HOST_UNREACHABLE));
+    let Some(Action::Send { host, .. }) = a.poll_action() else { panic!() };
+    assert_eq!(host.host, "kms2");
+    let r = response_to(&a, 25, 120, 10_080);
+    a.handle_host_outcome(t0(), id, r);
+    let sent: Vec<_> = std::iter::from_fn(|| a.poll_event())
+        .filter_map(|e| match e {
+            ClientEvent::RequestSent(s) => Some((s.host.host, s.result)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        vec![("kms1".to_string(), HResult::HOST_UNREACHABLE), ("kms2".to_string(), HResult::SUCCESS)],
+        "one 12288 per host tried"
+    );
+    assert_eq!(a.state().cached_host.as_ref().unwrap().host, "kms2");
+    assert_eq!(a.state().last.source, Some(HostSource::Dns));
+
+    // Next attempt goes straight to the cached host, no discovery.
+    let id = a.activate_now(t0().plus_days(7));
+    let Some(Action::Send { host, .. }) = a.poll_action() else { panic!() };
+    assert_eq!(host.host, "kms2");
+    // The cached host fails: discovery runs again, and the cached host is not retried.
+    a.handle_host_outcome(t0().plus_days(7), id, HostOutcome::Unreachable(HResult::HOST_UNREACHABLE));
+    assert!(matches!(a.poll_action(), Some(Action::Discover { .. })));
+    a.handle_discovery(t0().plus_days(7), id, Ok(vec![srv(0, 0, "kms1"), srv(10, 0, "kms2")]), &mut rng);
+    let Some(Action::Send { host, .. }) = a.poll_action() else { panic!() };
+    assert_eq!(host.host, "kms1");
+    a.handle_host_outcome(t0().plus_days(7), id, HostOutcome::Unreachable(HResult::HOST_UNREACHABLE));
+    assert_eq!(a.poll_action(), None);
+    assert_eq!(last_result(&mut a), HResult::NO_HOST_AVAILABLE, "every host failed");
+
+    // A manual host wins over everything, and never falls back to discovery.
+    a.set_manual_host(Some(HostAddr::new("pinned", 1700)));
+    let id = a.activate_now(t0().plus_days(8));
+    let Some(Action::Send { host, .. }) = a.poll_action() else { panic!() };
+    assert_eq!(host, HostAddr::new("pinned", 1700));
+    a.handle_host_outcome(t0().plus_days(8), id, HostOutcome::Unreachable(HResult::HOST_UNREACHABLE));
+    assert_eq!(a.poll_action(), None);
+    assert_eq!(last_result(&mut a), HResult::NO_HOST_AVAILABLE);
+}
+
+#[test]
+fn dns_failures_end_the_attempt_with_the_dns_code() {
+    let mut rng = SplitMix64::new(4);
+    for code in [HResult::DNS_NAME_ERROR, HResult::DNS_NO_RECORDS, HResult::DNS_NO_SERVERS, HResult::DNS_SERVER_FAILURE] {
+        let mut a = machine("win7-enterprise");
+        let id = a.activate_now(t0());
+        assert!(matches!(a.poll_action(), Some(Action::Discover { .. })));
+        a.handle_discovery(t0(), id, Err(code), &mut rng);
+        assert_eq!(last_result(&mut a), code);
+        assert_eq!(a.poll_timeout(), Some(t0().plus_minutes(120)));
+    }
+}
+
+#[test]
+fn caching_off_runs_discovery_every_time_and_a_refusing_host_is_not_cached() {
+    let mut rng = SplitMix64::new(5);
+    let mut a = machine("win7-enterprise");
+    a.set_host_caching(false);
+    for day in 0..3 {
+        let now = t0().plus_days(day);
+        let id = a.activate_now(now);
+        assert!(matches!(a.poll_action(), Some(Action::Discover { .. })), "day {day}");
+        a.handle_discovery(now, id, Ok(vec![srv(0, 0, "kms1")]), &mut rng);
+        let Some(Action::Send { .. }) = a.poll_action() else { panic!() };
+        let r = response_to(&a, 30, 120, 10_080);
+        a.handle_host_outcome(now, id, r);
+        assert_eq!(last_result(&mut a), HResult::SUCCESS);
+        assert_eq!(a.state().cached_host, None);
+    }
+    a.set_host_caching(true);
+    let id = a.activate_now(t0().plus_days(4));
+    assert!(matches!(a.poll_action(), Some(Action::Discover { .. })));
+    a.handle_discovery(t0().plus_days(4), id, Ok(vec![srv(0, 0, "kms1")]), &mut rng);
+    let Some(Action::Send { .. }) = a.poll_action() else { panic!() };
+    a.handle_host_outcome(
+        t0().plus_days(4),
+        id,
+        HostOutcome::Refused(ErrorFrame { hresult: HResult::KEY_GROUP_MISMATCH, cmid: a.cmid(), message: String::new() }),
+    );
+    assert_eq!(last_result(&mut a), HResult::KEY_GROUP_MISMATCH, "an answering host ends the attempt");
+    assert_eq!(a.state().cached_host, None);
+}
+
+#[test]
+fn stale_answers_are_ignored_and_state_round_trips() {
+    let mut a = machine("win7-enterprise");
+    a.set_manual_host(Some(HostAddr::new("kms1", 1688)));
+    let id = a.activate_now(t0());
+    let _ = a.poll_action();
+    let r = response_to(&a, 30, 120, 10_080);
+    a.handle_host_outcome(t0(), id + 1, r);
+    assert!(a.attempt_in_progress(), "an answer for another attempt is ignored");
+    let copy = Activator::from_state_in(a.state().clone(), &catalog());
+    assert_eq!(copy.state(), a.state());
+    assert_eq!(copy.product().unwrap().name, "win7-enterprise");
+    assert_ne!(a.cmid(), Uuid::nil());
+}
