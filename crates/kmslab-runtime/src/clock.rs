@@ -1,0 +1,103 @@
+//! The simulated clock: `sim_now = origin + (real_now - origin) * scale`.
+//!
+//! Real time is read as a wall-clock reading taken once at start plus a
+//! `tokio::time::Instant` elapsed since then, so tests with paused tokio time move the
+//! simulated clock too (`SystemTime` is not paused). Processes that share `scale` and
+//! `origin` agree on the simulated time.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kmslab_core::Timestamp;
+use tokio::time::Instant;
+
+/// A simulated clock running `scale` times faster than real time from `origin`.
+#[derive(Debug, Clone, Copy)]
+pub struct SimClock {
+    scale: f64,
+    origin_ms: i64,
+    real_at_start_ms: i64,
+    started: Instant,
+}
+
+/// A clock setting that cannot work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("--time-scale must be a finite number > 0 and <= 10000000, got {0}")]
+pub struct ScaleError(pub f64);
+
+impl SimClock {
+    /// A clock with the given scale; `origin` defaults to the real time now.
+    pub fn new(scale: f64, origin: Option<Timestamp>) -> Result<Self, ScaleError> {
+        if !scale.is_finite() || scale <= 0.0 || scale > 10_000_000.0 {
+            return Err(ScaleError(scale));
+        }
+        let real_at_start_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        Ok(SimClock { scale, origin_ms: origin.map_or(real_at_start_ms, |t| t.as_unix_ms()), real_at_start_ms, started: Instant::now() })
+    }
+
+    /// A real-time clock (scale 1, origin now).
+    pub fn real() -> Self {
+        SimClock::new(1.0, None).expect("1 is a valid scale")
+    }
+
+    /// The scale.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// The origin.
+    pub fn origin(&self) -> Timestamp {
+        Timestamp::from_unix_ms(self.origin_ms)
+    }
+
+    /// Real milliseconds since the Unix epoch, as this clock sees them.
+    pub fn real_now_ms(&self) -> i64 {
+        self.real_at_start_ms + self.started.elapsed().as_millis() as i64
+    }
+
+    /// Simulated now.
+    pub fn now(&self) -> Timestamp {
+        let real = self.real_now_ms();
+        Timestamp::from_unix_ms(self.origin_ms + ((real - self.origin_ms) as f64 * self.scale) as i64)
+    }
+
+    /// The real duration that `sim_ms` simulated milliseconds take.
+    pub fn real_duration(&self, sim_ms: i64) -> Duration {
+        Duration::from_secs_f64((sim_ms.max(0) as f64 / self.scale) / 1000.0)
+    }
+
+    /// The tokio instant at which simulated time reaches `at` (now if already past).
+    pub fn deadline(&self, at: Timestamp) -> Instant {
+        Instant::now() + self.real_duration(at.ms_since(self.now()))
+    }
+
+    /// Sleeps until simulated time reaches `at`.
+    pub async fn sleep_until(&self, at: Timestamp) {
+        tokio::time::sleep_until(self.deadline(at)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scaled_clock_runs_scale_times_faster_under_paused_time() {
+        let origin = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+        let clock = SimClock::new(3600.0, Some(origin)).unwrap();
+        let start = clock.now();
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // 10 real seconds at 3600x are 10 simulated hours.
+        let elapsed = clock.now().ms_since(start);
+        assert!((elapsed - 36_000_000).abs() < 3_600 * 5, "{elapsed}");
+        let target = clock.now().plus_days(1);
+        clock.sleep_until(target).await;
+        assert!(clock.now() >= target);
+    }
+
+    #[test]
+    fn bad_scales_are_refused() {
+        for s in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e9] {
+            assert!(SimClock::new(s, None).is_err(), "{s}");
+        }
+    }
+}
