@@ -1,0 +1,343 @@
+//! Durable registry of a kmslab KMS host: clients, counters, settings and events in SQLite.
+//!
+//! # What it keeps
+//! - one row per client (CMID): what it last reported, first/last seen, request count, last
+//!   source address, last result and last successful activation;
+//! - the cumulative request counters (total, failed, one per license status 0..=6);
+//! - the host's ePID (generated once by the caller, kept for the host's lifetime);
+//! - settings changed by slmgr verbs (key/value text);
+//! - the host event log (12290, 12293, 12294), trimmed to the newest
+//!   [`StoreOptions::event_retention`] events.
+//!
+//! # Durability
+//! Writes go to one writer thread that commits everything queued in one transaction
+//! (group commit) on a WAL database with `synchronous=FULL`. Each write returns a
+//! [`Pending`] that resolves only after its transaction committed: a host sends its
+//! response after the client's row is durable, so a `kill -9` loses nothing a client was
+//! told. If the disk fails or fills, the affected writes fail with [`StoreError::Full`] /
+//! [`StoreError::Io`], [`Store::health`] reports it, and later writes succeed again once
+//! space returns: the writer never stops because of a failed write.
+//!
+//! # Reads
+//! Reads run on their own connection (WAL readers do not wait for the writer). They are
+//! blocking calls that take well under a millisecond for single rows and a few
+//! milliseconds for a page of clients; async callers with many of them should use
+//! `spawn_blocking`.
+//!
+//! # Times and ids
+//! Times are Unix milliseconds of *simulated* time supplied by the caller; the store never
+//! reads a clock (except `Instant` to measure commit latency for [`Store::stats`]). CMIDs
+//! and GUIDs are [`uuid::Uuid`], stored as lowercase hyphenated text.
+//!
+//! # API at a glance
+//! - [`Store::open`]`(path, `[`StoreOptions`]`)`; [`Store::close`] (or dropping the last
+//!   clone) commits what is queued and joins the writer.
+//! - Writes return a [`Pending`] (`.await` it, or [`Pending::wait`] on a plain thread):
+//!   [`Store::record_request`], [`Store::append_event`], [`Store::set_setting`],
+//!   [`Store::flush`]. [`Store::get_or_init_epid`] blocks until the ePID is durable.
+//! - Reads: [`Store::counters`], [`Store::client`], [`Store::clients`],
+//!   [`Store::client_count`], [`Store::events`], [`Store::event_count`],
+//!   [`Store::recent_cmids`], [`Store::get_setting`], [`Store::settings`].
+//! - Operations: [`Store::health`], [`Store::stats`], [`integrity_check`], and the lab
+//!   knob [`Store::set_max_page_count`].
+//!
+//! ```no_run
+//! # fn main() -> Result<(), kmslab_store::StoreError> {
+//! use kmslab_store::{Store, StoreOptions};
+//! let store = Store::open("data/host.sqlite".as_ref(), StoreOptions::default())?;
+//! let epid = store.get_or_init_epid(|| "55041-00168-305-123456-03-1033-7600.0000-0012026".into())?;
+//! store.set_setting("activation_interval", "120").wait()?;
+//! println!("{epid}: {} requests so far", store.counters()?.total);
+//! # Ok(()) }
+//! ```
+//!
+//! **Architecture Invariant:** this is the only kmslab crate that uses rusqlite, and it
+//! depends on no other kmslab crate: callers convert protocol types to these rows.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod pending;
+mod read;
+mod schema;
+mod shared;
+mod types;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+pub use error::StoreError;
+pub use pending::Pending;
+pub use schema::integrity_check;
+pub use types::{
+    ClientPage, ClientQuery, ClientRow, Counters, EventQuery, EventRecord, EventRow, Health, LICENSE_STATUS_COUNT, RecentClient,
+    RequestRecord, StoreStats,
+};
+
+use shared::Shared;
+use writer::{Command, Op, Reply, Writer};
+
+/// Default number of events kept in the log.
+pub const DEFAULT_EVENT_RETENTION: u64 = 100_000;
+
+/// Default cap on writes per group commit.
+pub const DEFAULT_MAX_BATCH: usize = 1024;
+
+/// How hard a commit tries to reach the disk (SQLite's `PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// fsync the WAL at every commit: a commit survives a power cut. The default, and what
+    /// the "answered only after durable" promise means.
+    #[default]
+    Full,
+    /// fsync only at checkpoints: a commit survives a process crash (`kill -9`) but maybe
+    /// not a power cut. For benchmarks and throwaway labs.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+        }
+    }
+}
+
+/// How to open a [`Store`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Events kept in the log; older ones are deleted as new ones arrive
+    /// [`DEFAULT_EVENT_RETENTION`].
+    pub event_retention: u64,
+    /// Most writes committed in one transaction [`DEFAULT_MAX_BATCH`].
+    pub max_batch: usize,
+    /// Commit durability [`Synchronous::Full`].
+    pub synchronous: Synchronous,
+    /// Test and lab knob: cap the database at this many pages (SQLite's
+    /// `PRAGMA max_page_count`, on the writer connection), so that "disk full" can be
+    /// produced without filling a real disk. Writes past it fail with
+    /// [`StoreError::Full`]; [`Store::set_max_page_count`] lifts it again. `None` leaves
+    /// SQLite's default (effectively unlimited).
+    pub max_page_count: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            event_retention: DEFAULT_EVENT_RETENTION,
+            max_batch: DEFAULT_MAX_BATCH,
+            synchronous: Synchronous::Full,
+            max_page_count: None,
+        }
+    }
+}
+
+/// Handle on an open registry. Cheap to clone; all clones share one writer thread and one
+/// read connection. The writer stops when [`Store::close`] is called or the last clone is
+/// dropped, after committing everything queued.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    // std's Sender is Sync, so every clone shares it; the queue is unbounded because the
+    // host already bounds concurrent requests, and a blocking send would stall async
+    // callers.
+    tx: Sender<Command>,
+    // One read connection behind a std Mutex: reads are short and synchronous, never held
+    // across an await.
+    reader: Mutex<Connection>,
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the registry at `path`, migrates its schema, switches it
+    /// to WAL and starts the writer thread. The parent directory is created too.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let writer_conn = schema::open_writer(path, options.synchronous.pragma_value(), options.max_page_count)?;
+        let reader = schema::open_reader(path)?;
+        let shared = Arc::new(Shared::new());
+        let (tx, rx) = mpsc::channel();
+        let writer = Writer::new(writer_conn, rx, Arc::clone(&shared), options.max_batch, options.event_retention);
+        let handle =
+            std::thread::Builder::new().name("kmslab-store-writer".into()).spawn(move || writer.run()).map_err(|_| StoreError::Closed)?;
+        Ok(Store {
+            inner: Arc::new(Inner { path: path.to_owned(), tx, reader: Mutex::new(reader), shared, writer: Mutex::new(Some(handle)) }),
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn submit(&self, op: Op) -> Pending {
+        let (reply, rx) = oneshot::channel();
+        match self.enqueue(op, Reply::Pending(reply)) {
+            Ok(()) => Pending::queued(rx),
+            Err(err) => Pending::ready(Err(err)),
+        }
+    }
+
+    /// Queues a write and blocks the calling thread until it is committed; usable from
+    /// any thread, async or not (unlike [`Pending::wait`]).
+    fn submit_blocking(&self, op: Op) -> Result<(), StoreError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.enqueue(op, Reply::Blocking(reply))?;
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    fn enqueue(&self, op: Op, reply: Reply) -> Result<(), StoreError> {
+        self.inner.shared.stats.queue_depth.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if self.inner.tx.send(Command::Write(op, reply)).is_err() {
+            self.inner.shared.stats.queue_depth.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            return Err(StoreError::Closed);
+        }
+        Ok(())
+    }
+
+    /// Records one activation request: upserts the client's row (first seen kept, request
+    /// count + 1, last activation changed only when `activated_at_ms` is set), bumps the
+    /// cumulative counters and appends the request's event, all in one transaction.
+    pub fn record_request(&self, record: RequestRecord) -> Pending {
+        if usize::from(record.license_status) >= LICENSE_STATUS_COUNT {
+            return Pending::ready(Err(StoreError::Invalid(format!("license status {} is not 0..=6", record.license_status))));
+        }
+        self.submit(Op::Request(Box::new(record)))
+    }
+
+    /// Appends an event (12293, 12294, ...) to the host event log.
+    pub fn append_event(&self, event: EventRecord) -> Pending {
+        self.submit(Op::Event(event))
+    }
+
+    /// Stores a setting (slmgr verb), replacing its previous value.
+    pub fn set_setting(&self, key: impl Into<String>, value: impl Into<String>) -> Pending {
+        self.submit(Op::Setting { key: key.into(), value: value.into() })
+    }
+
+    /// Resolves once every write queued before this call has been committed or has failed.
+    pub fn flush(&self) -> Pending {
+        self.submit(Op::Barrier)
+    }
+
+    /// Returns the stored ePID, or stores and returns `generate()` when there is none yet.
+    /// Blocks until the new ePID is durable (a startup call; it works from async code too).
+    /// If two callers race, both get the one stored first.
+    pub fn get_or_init_epid(&self, generate: impl FnOnce() -> String) -> Result<String, StoreError> {
+        if let Some(epid) = read::epid(&self.reader())? {
+            return Ok(epid);
+        }
+        self.submit_blocking(Op::InitEpid(generate()))?;
+        read::epid(&self.reader())?.ok_or_else(|| StoreError::Malformed("ePID missing after it was stored".into()))
+    }
+
+    /// Lab knob: changes the database's page limit (see [`StoreOptions::max_page_count`])
+    /// after queued writes are done, and returns the limit SQLite applied (never below the
+    /// current size). Blocks until applied; works from any thread.
+    pub fn set_max_page_count(&self, pages: u64) -> Result<u64, StoreError> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.inner.tx.send(Command::SetMaxPageCount(pages, reply)).map_err(|_| StoreError::Closed)?;
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave the connection in a bad state (each
+        // read is its own statement or a read transaction rolled back on drop).
+        self.inner.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Looks up a setting.
+    pub fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        read::setting(&self.reader(), key)
+    }
+
+    /// Every setting, ordered by key.
+    pub fn settings(&self) -> Result<Vec<(String, String)>, StoreError> {
+        read::settings(&self.reader())
+    }
+
+    /// The cumulative request counters.
+    pub fn counters(&self) -> Result<Counters, StoreError> {
+        read::counters(&self.reader())
+    }
+
+    /// One client's row.
+    pub fn client(&self, cmid: Uuid) -> Result<Option<ClientRow>, StoreError> {
+        read::client(&self.reader(), cmid)
+    }
+
+    /// Number of clients ever seen.
+    pub fn client_count(&self) -> Result<u64, StoreError> {
+        read::client_count(&self.reader())
+    }
+
+    /// A filtered page of clients, most recently seen first, with the number of matches.
+    pub fn clients(&self, query: &ClientQuery) -> Result<ClientPage, StoreError> {
+        read::clients(&mut self.reader(), query)
+    }
+
+    /// Events matching the query, oldest first unless `newest_first`.
+    pub fn events(&self, query: &EventQuery) -> Result<Vec<EventRow>, StoreError> {
+        read::events(&self.reader(), query)
+    }
+
+    /// Number of events in the log.
+    pub fn event_count(&self) -> Result<u64, StoreError> {
+        read::event_count(&self.reader())
+    }
+
+    /// Clients seen at or after `since_ms` with their counted group, most recent first:
+    /// what a host started with `--keep-count` needs to rebuild its count.
+    pub fn recent_cmids(&self, since_ms: i64) -> Result<Vec<RecentClient>, StoreError> {
+        read::recent_clients(&self.reader(), since_ms)
+    }
+
+    /// Whether writes currently succeed.
+    pub fn health(&self) -> Health {
+        self.inner.shared.health()
+    }
+
+    /// Writer counters (commits, batch sizes, commit latency) for metrics export.
+    pub fn stats(&self) -> StoreStats {
+        self.inner.shared.stats()
+    }
+
+    /// Commits everything queued so far, then stops the writer thread and waits for it.
+    /// Writes submitted afterwards, from any clone, fail with [`StoreError::Closed`].
+    /// Calling it again is harmless.
+    pub fn close(&self) {
+        self.inner.shutdown();
+    }
+}
+
+impl Inner {
+    fn shutdown(&self) {
+        let handle = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(handle) = handle {
+            // Fails only if the writer already stopped, which is what we want anyway.
+            let _ = self.tx.send(Command::Shutdown);
+            if handle.join().is_err() {
+                tracing::error!("registry writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -1,0 +1,294 @@
+//! The writer thread: group commit of every queued write in one transaction.
+//!
+//! SQLite allows one writer at a time and a durable commit costs an fsync, so the store
+//! funnels all writes through one thread. It takes the first queued write, then whatever
+//! else is already queued (up to `max_batch`), applies them all in one transaction and
+//! completes every caller only after COMMIT has returned. Under load the fsync is shared
+//! by the whole batch; when idle a lone write commits at once.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::time::Instant;
+
+use rusqlite::{Connection, params};
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+use crate::schema;
+use crate::shared::Shared;
+use crate::types::{EventRecord, RequestRecord};
+
+/// Tells a caller how its write ended.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// Completes a [`Pending`](crate::Pending).
+    Pending(oneshot::Sender<Result<(), StoreError>>),
+    /// For the store's own blocking calls (ePID at startup), which must work from any
+    /// thread, including an async runtime's where tokio forbids `blocking_recv`.
+    Blocking(SyncSender<Result<(), StoreError>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<(), StoreError>) {
+        // The caller may have stopped waiting; its write is committed all the same.
+        let _ = match self {
+            Reply::Pending(tx) => tx.send(result).map_err(drop),
+            Reply::Blocking(tx) => tx.send(result).map_err(drop),
+        };
+    }
+}
+
+/// One write.
+#[derive(Debug)]
+pub(crate) enum Op {
+    Request(Box<RequestRecord>),
+    Event(EventRecord),
+    Setting {
+        key: String,
+        value: String,
+    },
+    /// Stores the ePID unless one is stored already.
+    InitEpid(String),
+    /// Writes nothing; completes once everything queued before it is done.
+    Barrier,
+}
+
+/// What the writer thread receives.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Write(Op, Reply),
+    /// Lab knob: change `PRAGMA max_page_count`; replies with the applied limit.
+    SetMaxPageCount(u64, SyncSender<Result<u64, StoreError>>),
+    /// Commit what is queued before this, then stop.
+    Shutdown,
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    rx: Receiver<Command>,
+    shared: Arc<Shared>,
+    max_batch: usize,
+    event_retention: u64,
+}
+
+impl Writer {
+    pub(crate) fn new(conn: Connection, rx: Receiver<Command>, shared: Arc<Shared>, max_batch: usize, event_retention: u64) -> Self {
+        Writer { conn, rx, shared, max_batch: max_batch.max(1), event_retention }
+    }
+
+    /// Runs until [`Command::Shutdown`] or until every sender is gone.
+    pub(crate) fn run(mut self) {
+        let mut batch: Vec<(Op, Reply)> = Vec::with_capacity(self.max_batch);
+        loop {
+            // Block for the first command, then take what is already queued without
+            // waiting: waiting for more would add latency when the host is idle.
+            let mut control = match self.rx.recv() {
+                Ok(Command::Write(op, reply)) => {
+                    batch.push((op, reply));
+                    None
+                }
+                Ok(other) => Some(other),
+                Err(_) => return,
+            };
+            while control.is_none() && batch.len() < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(Command::Write(op, reply)) => batch.push((op, reply)),
+                    Ok(other) => control = Some(other),
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            if !batch.is_empty() {
+                self.commit_batch(&mut batch);
+            }
+            match control {
+                None => {}
+                Some(Command::SetMaxPageCount(pages, reply)) => {
+                    let _ = reply.send(schema::set_max_page_count(&self.conn, pages));
+                }
+                Some(Command::Shutdown) => return,
+                Some(Command::Write(..)) => unreachable!("writes are batched above"),
+            }
+        }
+    }
+
+    /// Commits the batch in one transaction. If that fails, retries each write in its own
+    /// transaction so that one bad record cannot fail its neighbours and every caller
+    /// learns its own write's fate.
+    fn commit_batch(&mut self, batch: &mut Vec<(Op, Reply)>) {
+        let started = Instant::now();
+        let ops: Vec<&Op> = batch.iter().map(|(op, _)| op).collect();
+        let result = self.transaction(&ops);
+        match result {
+            Ok(()) => {
+                self.record_commit(started, batch.len());
+                for (_, reply) in batch.drain(..) {
+                    self.complete(reply, Ok(()));
+                }
+            }
+            Err(batch_err) => {
+                self.record_failure(&batch_err);
+                tracing::warn!(
+                    error = %batch_err,
+                    writes = batch.len(),
+                    "registry group commit failed; retrying the writes one by one"
+                );
+                for (op, reply) in batch.drain(..) {
+                    let started = Instant::now();
+                    let result = self.transaction(&[&op]);
+                    match &result {
+                        Ok(()) => self.record_commit(started, 1),
+                        Err(err) => self.record_failure(err),
+                    }
+                    self.complete(reply, result);
+                }
+            }
+        }
+    }
+
+    fn complete(&self, reply: Reply, result: Result<(), StoreError>) {
+        let stats = &self.shared.stats;
+        if result.is_err() {
+            stats.writes_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        reply.send(result);
+    }
+
+    fn transaction(&mut self, ops: &[&Op]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut events_written = false;
+        for op in ops {
+            events_written |= apply(&tx, op)?;
+        }
+        if events_written {
+            trim_events(&tx, self.event_retention)?;
+        }
+        // Dropping `tx` on an error above rolls the whole transaction back.
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn record_commit(&self, started: Instant, writes: usize) {
+        let stats = &self.shared.stats;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let writes = writes as u64;
+        stats.commits.fetch_add(1, Ordering::Relaxed);
+        stats.writes_committed.fetch_add(writes, Ordering::Relaxed);
+        stats.last_batch_size.store(writes, Ordering::Relaxed);
+        stats.max_batch_size.fetch_max(writes, Ordering::Relaxed);
+        stats.last_commit_micros.store(micros, Ordering::Relaxed);
+        stats.total_commit_micros.fetch_add(micros, Ordering::Relaxed);
+        self.shared.set_healthy();
+    }
+
+    fn record_failure(&self, err: &StoreError) {
+        self.shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+        if err.is_storage_failure() {
+            self.shared.set_unhealthy(err);
+        }
+    }
+}
+
+/// Applies one write inside the open transaction; returns whether it added an event.
+fn apply(conn: &Connection, op: &Op) -> Result<bool, StoreError> {
+    match op {
+        Op::Request(record) => {
+            conn.prepare_cached(
+                "INSERT INTO clients (cmid, machine_name, activation_id, application_id,
+                     counted_id, license_status, minutes_to_expiry, first_seen_ms,
+                     last_seen_ms, request_count, last_address, last_result,
+                     last_activation_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9, ?10, ?11)
+                 ON CONFLICT (cmid) DO UPDATE SET
+                     machine_name = excluded.machine_name,
+                     activation_id = excluded.activation_id,
+                     application_id = excluded.application_id,
+                     counted_id = excluded.counted_id,
+                     license_status = excluded.license_status,
+                     minutes_to_expiry = excluded.minutes_to_expiry,
+                     last_seen_ms = excluded.last_seen_ms,
+                     request_count = request_count + 1,
+                     last_address = excluded.last_address,
+                     last_result = excluded.last_result,
+                     last_activation_ms =
+                         coalesce(excluded.last_activation_ms, last_activation_ms)",
+            )?
+            .execute(params![
+                record.cmid.to_string(),
+                record.machine_name,
+                record.activation_id.to_string(),
+                record.application_id.to_string(),
+                record.counted_id.to_string(),
+                record.license_status,
+                record.minutes_to_expiry,
+                record.time_ms,
+                record.source.map(|addr| addr.to_string()),
+                record.result,
+                record.activated_at_ms,
+            ])?;
+            conn.prepare_cached(
+                "UPDATE counters SET
+                     total = total + 1,
+                     failed = failed + ?1,
+                     status_0 = status_0 + (?2 = 0),
+                     status_1 = status_1 + (?2 = 1),
+                     status_2 = status_2 + (?2 = 2),
+                     status_3 = status_3 + (?2 = 3),
+                     status_4 = status_4 + (?2 = 4),
+                     status_5 = status_5 + (?2 = 5),
+                     status_6 = status_6 + (?2 = 6)
+                 WHERE id = 1",
+            )?
+            .execute(params![i64::from(record.failed), record.license_status])?;
+            match &record.event {
+                Some(event) => {
+                    insert_event(conn, event)?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            }
+        }
+        Op::Event(event) => {
+            insert_event(conn, event)?;
+            Ok(true)
+        }
+        Op::Setting { key, value } => {
+            conn.prepare_cached(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, value])?;
+            Ok(false)
+        }
+        Op::InitEpid(epid) => {
+            conn.prepare_cached("INSERT OR IGNORE INTO host_identity (id, epid) VALUES (1, ?1)")?.execute(params![epid])?;
+            Ok(false)
+        }
+        Op::Barrier => Ok(false),
+    }
+}
+
+fn insert_event(conn: &Connection, event: &EventRecord) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO events (event_id, time_ms, fields_json) VALUES (?1, ?2, ?3)")?.execute(params![
+        event.event_id,
+        event.time_ms,
+        event.fields_json
+    ])?;
+    Ok(())
+}
+
+/// Keeps the `retention` newest events. Runs once per transaction, not per event.
+fn trim_events(conn: &Connection, retention: u64) -> Result<(), StoreError> {
+    if retention == 0 {
+        conn.prepare_cached("DELETE FROM events")?.execute([])?;
+        return Ok(());
+    }
+    let keep_from_offset = i64::try_from(retention - 1).unwrap_or(i64::MAX);
+    conn.prepare_cached(
+        "DELETE FROM events WHERE seq <
+             (SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
+    )?
+    .execute(params![keep_from_offset])?;
+    Ok(())
+}
