@@ -1,0 +1,11 @@
+//! slmgr's client verbs (filled in with the client daemon).
+
+use std::process::ExitCode;
+
+use crate::api::Ctx;
+
+/// Runs one client verb against the daemon at `ctx.target`.
+pub fn run(ctx: &Ctx, verb: &str, args: &[String]) -> anyhow::Result<ExitCode> {
+    let _ = (ctx, args);
+    anyhow::bail!("/{verb} is not implemented for a KMS client yet")
+}
