@@ -203,12 +203,24 @@ pub struct ActivatorState {
     pub last: LastActivation,
 }
 
+/// What 12288 needs to say about a request in flight (the request itself went to the driver).
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    cmid: Uuid,
+    client_time: Timestamp,
+    vm: bool,
+    license_status: LicenseStatus,
+    minutes_to_expiry: u32,
+    activation_id: Uuid,
+    n_policy: u32,
+}
+
 #[derive(Debug, Clone)]
 struct Attempt {
     id: AttemptId,
     candidates: VecDeque<(HostAddr, HostSource)>,
     tried: Vec<HostAddr>,
-    in_flight: Option<(HostAddr, HostSource, Request)>,
+    in_flight: Option<(HostAddr, HostSource, Sent)>,
     may_discover: bool,
     discovering: bool,
 }
@@ -221,8 +233,10 @@ pub struct Activator {
     next_reminder: Option<Timestamp>,
     attempt: Option<Attempt>,
     next_attempt_id: AttemptId,
-    actions: VecDeque<Action>,
+    // At most one action is outstanding at a time, so one slot is enough.
+    action: Option<Action>,
     events: VecDeque<ClientEvent>,
+    request_events: bool,
 }
 
 impl Activator {
@@ -259,7 +273,16 @@ impl Activator {
     /// Rebuilds a machine from saved state; `product` must be the catalog entry named in it.
     pub fn from_state(state: ActivatorState, product: Option<Arc<Product>>) -> Self {
         let next_reminder = (state.status == LicenseStatus::Notification).then_some(Timestamp::EPOCH);
-        Activator { product, state, next_reminder, attempt: None, next_attempt_id: 1, actions: VecDeque::new(), events: VecDeque::new() }
+        Activator {
+            product,
+            state,
+            next_reminder,
+            attempt: None,
+            next_attempt_id: 1,
+            action: None,
+            events: VecDeque::new(),
+            request_events: true,
+        }
     }
 
     /// Rebuilds a machine from saved state, finding its product in `catalog`.
@@ -446,7 +469,13 @@ impl Activator {
 
     /// The next thing the driver must do.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.action.take()
+    }
+
+    /// Turns events 12288 and 12289 on (the default) or off. Drivers that simulate many
+    /// machines and do not log them save the work and the memory.
+    pub fn set_request_events(&mut self, on: bool) {
+        self.request_events = on;
     }
 
     /// The next event to log.
@@ -500,7 +529,9 @@ impl Activator {
         };
         match outcome {
             HostOutcome::Unreachable(code) => {
-                self.events.push_back(ClientEvent::RequestSent(sent(code, 0)));
+                if self.request_events {
+                    self.events.push_back(ClientEvent::RequestSent(sent(code, 0)));
+                }
                 if source == HostSource::Cached {
                     // The cached host failed: forget it and run discovery again.
                     self.state.cached_host = None;
@@ -511,15 +542,19 @@ impl Activator {
                 self.next_candidate(now);
             }
             HostOutcome::Refused(frame) => {
-                self.events.push_back(ClientEvent::RequestSent(sent(HResult::SUCCESS, 0)));
-                self.events.push_back(ClientEvent::ResponseProcessed(ResponseProcessed {
-                    result: frame.hresult,
-                    status_flags: 0,
-                    activated: false,
-                    current_count: 0,
-                    activation_interval: self.state.activation_interval,
-                    renewal_interval: self.state.renewal_interval,
-                }));
+                if self.request_events {
+                    self.events.push_back(ClientEvent::RequestSent(sent(HResult::SUCCESS, 0)));
+                }
+                if self.request_events {
+                    self.events.push_back(ClientEvent::ResponseProcessed(ResponseProcessed {
+                        result: frame.hresult,
+                        status_flags: 0,
+                        activated: false,
+                        current_count: 0,
+                        activation_interval: self.state.activation_interval,
+                        renewal_interval: self.state.renewal_interval,
+                    }));
+                }
                 if self.state.cached_host.as_ref() == Some(&host) {
                     self.state.cached_host = None;
                 }
@@ -530,7 +565,9 @@ impl Activator {
             }
             HostOutcome::Response(resp) if resp.cmid != request.cmid => {
                 // An answer to somebody else's request: treat the host as broken.
-                self.events.push_back(ClientEvent::RequestSent(sent(HResult::INVALID_DATA, 0)));
+                if self.request_events {
+                    self.events.push_back(ClientEvent::RequestSent(sent(HResult::INVALID_DATA, 0)));
+                }
                 self.next_candidate(now);
             }
             HostOutcome::Response(resp) => {
@@ -544,15 +581,19 @@ impl Activator {
                 let activated = resp.current_count >= required;
                 let (result, flags) =
                     if activated { (HResult::SUCCESS, 0) } else { (HResult::NOT_ENOUGH_COUNT, events::STATUS_NOT_ENOUGH_COUNT) };
-                self.events.push_back(ClientEvent::RequestSent(sent(HResult::SUCCESS, flags)));
-                self.events.push_back(ClientEvent::ResponseProcessed(ResponseProcessed {
-                    result,
-                    status_flags: flags,
-                    activated,
-                    current_count: resp.current_count,
-                    activation_interval: resp.activation_interval,
-                    renewal_interval: resp.renewal_interval,
-                }));
+                if self.request_events {
+                    self.events.push_back(ClientEvent::RequestSent(sent(HResult::SUCCESS, flags)));
+                }
+                if self.request_events {
+                    self.events.push_back(ClientEvent::ResponseProcessed(ResponseProcessed {
+                        result,
+                        status_flags: flags,
+                        activated,
+                        current_count: resp.current_count,
+                        activation_interval: resp.activation_interval,
+                        renewal_interval: resp.renewal_interval,
+                    }));
+                }
                 if self.state.host_caching && self.state.manual_host.is_none() {
                     self.state.cached_host = Some(host.clone());
                 }
@@ -583,7 +624,7 @@ impl Activator {
 
     fn abandon_attempt(&mut self) {
         self.attempt = None;
-        self.actions.clear();
+        self.action = None;
     }
 
     fn start_attempt(&mut self, now: Timestamp) -> AttemptId {
@@ -616,13 +657,22 @@ impl Activator {
         if let Some((host, source)) = a.candidates.pop_front() {
             let request = self.build_request(now);
             let a = self.attempt.as_mut().expect("checked above");
-            a.in_flight = Some((host.clone(), source, request.clone()));
-            self.actions.push_back(Action::Send { attempt: a.id, host, request });
+            let sent = Sent {
+                cmid: request.cmid,
+                client_time: request.client_time,
+                vm: request.vm,
+                license_status: request.license_status,
+                minutes_to_expiry: request.minutes_to_expiry,
+                activation_id: request.activation_id,
+                n_policy: request.n_policy,
+            };
+            a.in_flight = Some((host.clone(), source, sent));
+            self.action = Some(Action::Send { attempt: a.id, host, request });
         } else if a.may_discover {
             a.may_discover = false;
             a.discovering = true;
             let id = a.id;
-            self.actions.push_back(Action::Discover { attempt: id, domain: self.state.domain.clone() });
+            self.action = Some(Action::Discover { attempt: id, domain: self.state.domain.clone() });
         } else {
             self.finish_attempt(now, HResult::NO_HOST_AVAILABLE, None);
         }
@@ -648,7 +698,7 @@ impl Activator {
 
     fn finish_attempt(&mut self, now: Timestamp, result: HResult, host: Option<HostAddr>) {
         let Some(a) = self.attempt.take() else { return };
-        self.actions.clear();
+        self.action = None;
         self.state.last.at = Some(now);
         self.state.last.result = Some(result);
         if host.is_some() {

@@ -5,8 +5,7 @@
 //! from in-memory hosts ([`Ledger`]s) and an in-memory DNS table. The same seed gives the
 //! same run. The scenario tests, `kmslab sim` and the benchmarks build on it.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::activator::{Action, Activator, ClientEvent, HostOutcome};
@@ -58,8 +57,13 @@ pub struct World {
     pub record_events: bool,
     /// (time, client index, event), when `record_events` is on.
     pub event_log: Vec<(Timestamp, usize, ClientEvent)>,
+    /// Machines in each license status (index = status value), kept up to date from the
+    /// machines' LicenseChanged events as they are drained.
+    pub tally: [u64; 7],
     rng: SplitMix64,
-    queue: BinaryHeap<Reverse<(Timestamp, usize)>>,
+    // Clients due at each moment. Machines cluster on few distinct moments (joins spread
+    // over minutes, then fixed intervals), so buckets beat a heap of one entry per machine.
+    queue: BTreeMap<Timestamp, Vec<u32>>,
     scheduled: Vec<Option<Timestamp>>,
 }
 
@@ -79,8 +83,9 @@ impl World {
             answered_by: Vec::new(),
             record_events: false,
             event_log: Vec::new(),
+            tally: [0; 7],
             rng: SplitMix64::new(seed),
-            queue: BinaryHeap::new(),
+            queue: BTreeMap::new(),
             scheduled: Vec::new(),
         }
     }
@@ -120,7 +125,11 @@ impl World {
     /// Adds a machine with a given CMID (clones share one); returns its index.
     pub fn add_client_with_cmid(&mut self, product: &str, machine_name: impl Into<String>, cmid: uuid::Uuid) -> usize {
         let p = self.catalog.product_by_name(product).unwrap_or_else(|| panic!("unknown product {product}")).clone();
-        self.clients.push(Activator::new(p, cmid, machine_name, self.now));
+        let mut machine = Activator::new(p, cmid, machine_name, self.now);
+        // Events 12288/12289 are only worth building when someone keeps them.
+        machine.set_request_events(self.record_events);
+        self.clients.push(machine);
+        self.tally[LicenseStatus::Unlicensed as usize] += 1;
         self.scheduled.push(None);
         let i = self.clients.len() - 1;
         self.schedule(i);
@@ -132,7 +141,7 @@ impl World {
         let t = self.clients[i].poll_timeout();
         self.scheduled[i] = t;
         if let Some(t) = t {
-            self.queue.push(Reverse((t, i)));
+            self.queue.entry(t).or_default().push(i as u32);
         }
     }
 
@@ -144,18 +153,22 @@ impl World {
 
     /// Advances the world to `end`, running every client when it is due.
     pub fn run_until(&mut self, end: Timestamp) {
-        while let Some(&Reverse((t, i))) = self.queue.peek() {
+        while let Some(entry) = self.queue.first_entry() {
+            let t = *entry.key();
             if t > end {
                 break;
             }
-            self.queue.pop();
-            if self.scheduled[i] != Some(t) {
-                continue; // stale entry
-            }
+            let due = entry.remove();
             self.now = self.now.max(t);
-            self.clients[i].handle_timeout(self.now);
-            self.drive(i);
-            self.schedule(i);
+            for i in due {
+                let i = i as usize;
+                if self.scheduled[i] != Some(t) {
+                    continue; // stale entry: the machine was rescheduled since
+                }
+                self.clients[i].handle_timeout(self.now);
+                self.drive(i);
+                self.schedule(i);
+            }
         }
         self.now = self.now.max(end);
     }
@@ -210,8 +223,13 @@ impl World {
             }
         }
         while let Some(ev) = self.clients[i].poll_event() {
-            if let ClientEvent::AttemptFinished { result, .. } = &ev {
-                *self.results.entry(*result).or_insert(0) += 1;
+            match &ev {
+                ClientEvent::AttemptFinished { result, .. } => *self.results.entry(*result).or_insert(0) += 1,
+                ClientEvent::LicenseChanged { from, to, .. } => {
+                    self.tally[*from as usize] -= 1;
+                    self.tally[*to as usize] += 1;
+                }
+                _ => {}
             }
             if self.record_events {
                 self.event_log.push((self.now, i, ev));

@@ -1,0 +1,219 @@
+//! The scenario file: hosts, DNS, client cohorts and the horizon (`docs/sim.md`).
+
+use kmslab_core::Timestamp;
+use kmslab_core::catalog::Catalog;
+use kmslab_core::ledger::validate_interval;
+use serde::Deserialize;
+
+/// A whole scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Free text shown in the summary.
+    #[serde(default)]
+    pub name: String,
+    /// Simulated start (RFC 3339) [2026-01-01T00:00:00Z].
+    #[serde(default = "default_start")]
+    pub start: String,
+    /// Days to simulate.
+    pub days: u32,
+    /// Seed used when `--seed` is not given.
+    #[serde(default)]
+    pub seed: u64,
+    /// The DNS domain hosts publish in and clients search.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// DNS server behaviour.
+    #[serde(default)]
+    pub dns: Dns,
+    /// The KMS hosts.
+    #[serde(rename = "host", default)]
+    pub hosts: Vec<Host>,
+    /// The client cohorts.
+    #[serde(rename = "cohort", default)]
+    pub cohorts: Vec<Cohort>,
+}
+
+/// DNS server behaviour.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// Day ranges `[from, to)` during which the DNS server is down.
+    #[serde(default)]
+    pub outages: Vec<[u32; 2]>,
+}
+
+/// One KMS host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Host {
+    /// Short name; the host is reachable as `<name>.<domain>:1688`.
+    pub name: String,
+    /// SRV priority [0].
+    #[serde(default)]
+    pub priority: u16,
+    /// SRV weight [0].
+    #[serde(default)]
+    pub weight: u16,
+    /// Host key groups [`["kms-b"]`].
+    #[serde(default = "default_key_groups")]
+    pub key_groups: Vec<String>,
+    /// Activation interval sent to clients [120].
+    #[serde(default = "default_activation_interval")]
+    pub activation_interval: u32,
+    /// Renewal interval sent to clients [10080].
+    #[serde(default = "default_renewal_interval")]
+    pub renewal_interval: u32,
+    /// False: the host's own activation is missing (0xC004F041) [true].
+    #[serde(default = "yes")]
+    pub activated: bool,
+    /// False: DNS refuses its SRV record, so clients never discover it [true].
+    #[serde(default = "yes")]
+    pub publish: bool,
+    /// Day the host is installed [0]; before that it neither answers nor is published.
+    #[serde(default)]
+    pub start_day: u32,
+    /// Day ranges `[from, to)` during which the host is down (its SRV record stays:
+    /// a stale record pointing at a dead host).
+    #[serde(default)]
+    pub outages: Vec<[u32; 2]>,
+    /// Days on which the host restarts (its count starts again from zero).
+    #[serde(default)]
+    pub restarts: Vec<u32>,
+    /// Day the host is decommissioned for good; its SRV record stays (stale).
+    pub decommission_day: Option<u32>,
+}
+
+/// A group of identical client machines.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cohort {
+    /// Product name, e.g. `win7-enterprise`.
+    pub product: String,
+    /// Number of machines.
+    pub count: u32,
+    /// Day they are installed [0].
+    #[serde(default)]
+    pub join_day: u32,
+    /// Spread the installs evenly over this many days [0 = all on `join_day`].
+    #[serde(default)]
+    pub join_spread_days: u32,
+    /// Machines per CMID: K > 1 models K clones of one image sharing a CMID [1].
+    #[serde(default = "one")]
+    pub clones: u32,
+    /// Day every machine of the cohort runs `slmgr /rearm` (gets a new CMID).
+    pub rearm_day: Option<u32>,
+    /// Minutes the machines' clocks are ahead (negative: behind) [0].
+    #[serde(default)]
+    pub clock_skew_minutes: i64,
+    /// Host caching (`/skhc`) [true].
+    #[serde(default = "yes")]
+    pub host_caching: bool,
+    /// Pin the cohort to a host by name (`/skms`), no discovery.
+    pub manual_host: Option<String>,
+}
+
+/// Why a scenario was refused. The message names the entry and the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ScenarioError {
+    /// Not valid TOML, or an unknown key (serde's message names it).
+    #[error("scenario: {0}")]
+    Syntax(String),
+    /// A value is invalid.
+    #[error("scenario: {0}")]
+    Invalid(String),
+}
+
+fn default_start() -> String {
+    "2026-01-01T00:00:00Z".into()
+}
+fn default_domain() -> String {
+    "lab.test".into()
+}
+fn default_key_groups() -> Vec<String> {
+    vec!["kms-b".into()]
+}
+fn default_activation_interval() -> u32 {
+    120
+}
+fn default_renewal_interval() -> u32 {
+    10_080
+}
+fn yes() -> bool {
+    true
+}
+fn one() -> u32 {
+    1
+}
+
+impl Scenario {
+    /// Parses and validates a scenario against `catalog`.
+    pub fn from_toml(text: &str, catalog: &Catalog) -> Result<Self, ScenarioError> {
+        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Syntax(e.to_string().trim().replace('\n', " ")))?;
+        s.validate(catalog)?;
+        Ok(s)
+    }
+
+    /// The start as a timestamp.
+    pub fn start_time(&self) -> Timestamp {
+        Timestamp::parse_rfc3339(&self.start).expect("validated")
+    }
+
+    fn validate(&self, catalog: &Catalog) -> Result<(), ScenarioError> {
+        let bad = |m: String| Err(ScenarioError::Invalid(m));
+        Timestamp::parse_rfc3339(&self.start).map_err(|e| ScenarioError::Invalid(format!("`start`: {e}")))?;
+        if self.days == 0 || self.days > 3650 {
+            return bad(format!("`days` must be between 1 and 3650, got {}", self.days));
+        }
+        if self.hosts.is_empty() {
+            return bad("at least one [[host]] is needed".into());
+        }
+        for (i, h) in self.hosts.iter().enumerate() {
+            let at = format!("host {:?}", h.name);
+            if h.name.is_empty() || !h.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return bad(format!("host #{}: `name` must be letters, digits and dashes", i + 1));
+            }
+            if self.hosts[..i].iter().any(|o| o.name == h.name) {
+                return bad(format!("{at}: `name` is used twice"));
+            }
+            for g in &h.key_groups {
+                if catalog.host_key_group(g).is_none() {
+                    return bad(format!("{at}: `key_groups` names unknown group {g:?}"));
+                }
+            }
+            validate_interval("activation_interval", u64::from(h.activation_interval))
+                .map_err(|e| ScenarioError::Invalid(format!("{at}: {e}")))?;
+            validate_interval("renewal_interval", u64::from(h.renewal_interval))
+                .map_err(|e| ScenarioError::Invalid(format!("{at}: {e}")))?;
+            check_ranges(&at, "outages", &h.outages)?;
+        }
+        check_ranges("[dns]", "outages", &self.dns.outages)?;
+        for (i, c) in self.cohorts.iter().enumerate() {
+            let at = format!("cohort #{} ({})", i + 1, c.product);
+            if catalog.product_by_name(&c.product).is_none() {
+                return bad(format!("{at}: `product` {:?} is not in the catalog", c.product));
+            }
+            if c.clones == 0 {
+                return bad(format!("{at}: `clones` must be at least 1"));
+            }
+            if c.count == 0 || c.count > 10_000_000 {
+                return bad(format!("{at}: `count` must be between 1 and 10000000"));
+            }
+            if let Some(h) = &c.manual_host
+                && !self.hosts.iter().any(|x| &x.name == h)
+            {
+                return bad(format!("{at}: `manual_host` {h:?} names no host"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_ranges(at: &str, key: &str, ranges: &[[u32; 2]]) -> Result<(), ScenarioError> {
+    for r in ranges {
+        if r[0] >= r[1] {
+            return Err(ScenarioError::Invalid(format!("{at}: `{key}` range [{}, {}] must have from < to", r[0], r[1])));
+        }
+    }
+    Ok(())
+}
