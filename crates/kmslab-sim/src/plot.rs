@@ -15,6 +15,9 @@ const TOP2: f64 = 320.0;
 const H2: f64 = 230.0;
 const HEIGHT: f64 = 600.0;
 
+/// A line of the state panel: label, colour, and the value it reads from a day.
+type Series = (&'static str, &'static str, fn(&crate::run::DayRow) -> u64);
+
 const HOST_COLOURS: [&str; 6] = ["#1f77b4", "#9467bd", "#8c564b", "#17becf", "#e377c2", "#7f7f7f"];
 
 /// Renders the plot.
@@ -65,7 +68,7 @@ pub fn svg(out: &SimOutput, title: &str) -> String {
     let y2 = |v: f64| TOP2 + H2 - H2 * v / (clients * 1.05);
     panel(&mut s, "Client machines by license state", TOP2, H2, days, &x);
     axis_labels(&mut s, clients * 1.05, TOP2, H2);
-    let series: [(&str, &str, fn(&crate::run::DayRow) -> u64); 5] = [
+    let series: [Series; 5] = [
         ("Licensed", "#2ca02c", |r| r.licensed),
         ("Initial grace", "#1f77b4", |r| r.initial_grace),
         ("Additional grace", "#ff7f0e", |r| r.additional_grace),
