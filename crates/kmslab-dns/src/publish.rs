@@ -359,10 +359,10 @@ impl Publisher {
             loop {
                 let length = socket.recv(&mut buffer).await?;
                 // Anything that does not parse or answers another query is not our answer.
-                if let Ok(answer) = Message::from_vec(&buffer[..length]) {
-                    if answer.metadata.id == query.metadata.id {
-                        return Ok::<_, std::io::Error>(answer);
-                    }
+                if let Ok(answer) = Message::from_vec(&buffer[..length])
+                    && answer.metadata.id == query.metadata.id
+                {
+                    return Ok::<_, std::io::Error>(answer);
                 }
             }
         };

@@ -10,8 +10,8 @@ fn slmgr(args: &[&str]) -> (i32, String, String) {
 #[test]
 fn explain_prints_name_meaning_and_fix_of_every_code_the_lab_produces() {
     for info in kmslab_core::hresult::TABLE {
-        for spelling in [format!("/explain"), format!("-explain"), format!("--explain")] {
-            let (code, out, err) = slmgr(&[&spelling, &info.code.to_string()]);
+        for spelling in ["/explain", "-explain", "--explain"] {
+            let (code, out, err) = slmgr(&[spelling, &info.code.to_string()]);
             assert_eq!(code, 0, "{err}");
             assert_eq!(out, format!("Error: {}  {}\nMeaning: {}\nUsual fix: {}\n", info.code, info.name, info.meaning, info.fix));
         }

@@ -54,7 +54,7 @@ fn counters_count_each_status_and_failures_and_survive_reopen() {
     for status in 0..7u8 {
         for _ in 0..=status {
             let mut record = request(Uuid::from_u128(n), n as i64, status);
-            record.failed = n % 3 == 0;
+            record.failed = n.is_multiple_of(3);
             pending.push(store.record_request(record));
             n += 1;
         }
