@@ -1,0 +1,410 @@
+//! The host's admin API (axum): status, clients, events export, health, metrics, and the
+//! settings endpoint behind the slmgr host verbs. `/` is left for the dashboard.
+
+// Helpers return the error `Response` itself so handlers can `return` it; its size does
+// not matter on this path (one per refused admin request).
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use kmslab_core::ledger::validate_interval;
+use kmslab_core::{LicenseStatus, Timestamp, Uuid};
+use kmslab_store::{ClientQuery, ClientRow, EventQuery};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::metrics::Snapshot;
+use crate::state::{HostState, host_license_status, keys};
+
+type AppState = Arc<HostState>;
+
+/// HRESULT of an invalid argument (`E_INVALIDARG`), what slmgr prints for a bad value.
+const E_INVALIDARG: &str = "0x80070057";
+
+/// The admin router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(|| async { "kms-host admin API: see /api/v1/status, /api/v1/clients, /api/v1/events, /healthz, /metrics\n" }))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/clients", get(clients))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/settings", post(settings))
+        .with_state(state)
+}
+
+fn error(code: StatusCode, hresult: &str, message: impl Into<String>) -> Response {
+    (code, Json(json!({ "error": message.into(), "hresult": hresult }))).into_response()
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let health = state.store.health();
+    if health.ok {
+        Json(json!({ "status": "ok" })).into_response()
+    } else {
+        let reason = health.last_error.unwrap_or_else(|| "registry writes fail".into());
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unhealthy", "reason": reason }))).into_response()
+    }
+}
+
+fn snapshot(state: &HostState) -> Snapshot {
+    let now = state.now();
+    let counts = state
+        .ledger()
+        .group_counts(now)
+        .into_iter()
+        .map(|g| (state.catalog.counted_group(&g.kms_counted_id).map_or_else(|| g.kms_counted_id.to_string(), |c| c.name.clone()), g.count))
+        .collect();
+    Snapshot { counts, store: state.store.stats(), store_ok: state.store.health().ok }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(&snapshot(&state));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+fn settings_json(state: &HostState) -> Value {
+    let (activation_interval, renewal_interval) = {
+        let l = state.ledger();
+        (l.settings().activation_interval, l.settings().renewal_interval)
+    };
+    let extra = state.extra().clone();
+    json!({
+        "activation_interval": activation_interval,
+        "renewal_interval": renewal_interval,
+        "port": extra.port,
+        "dns_publishing": extra.dns_publishing,
+        "priority": if extra.priority_low { "low" } else { "normal" },
+    })
+}
+
+/// The `/api/v1/status` document (also used by `slmgr /dli` on a host).
+pub fn status_json(state: &HostState) -> Value {
+    let now = state.now();
+    let (groups, counters, settings) = {
+        let l = state.ledger();
+        (l.group_counts(now), *l.counters(), l.settings().clone())
+    };
+    let key_groups = &settings.key_groups;
+    let counts: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            let group = state.catalog.counted_group(&g.kms_counted_id);
+            let products = state.catalog.products().iter().filter(|p| p.kms_counted_id == g.kms_counted_id);
+            let mut thresholds: Vec<u32> = products.clone().map(|p| p.required_count).collect();
+            thresholds.sort_unstable();
+            thresholds.dedup();
+            let served = products.clone().any(|p| p.served_by_any(key_groups));
+            json!({
+                "group": group.map(|c| c.name.clone()),
+                "kms_counted_id": g.kms_counted_id.to_string(),
+                "count": g.count,
+                "cap": g.cap,
+                "max_n_policy": g.max_n_policy,
+                "thresholds": thresholds,
+                "served": served,
+            })
+        })
+        .collect();
+    let identity = state.catalog.host_key_group(&key_groups[0]);
+    let by_status: serde_json::Map<String, Value> =
+        LicenseStatus::ALL.iter().map(|s| (s.key().to_owned(), json!(counters.with_status(*s)))).collect();
+    let health = state.store.health();
+    let listening: Vec<String> = state.kms_addrs.iter().map(ToString::to_string).collect();
+    json!({
+        "role": "host",
+        "version": env!("CARGO_PKG_VERSION"),
+        "now": now.to_string(),
+        "name": identity.map(|h| h.display_name.clone()),
+        "description": identity.map(|h| h.description.clone()),
+        "partial_product_key": identity.map(|h| h.partial_key.clone()),
+        "host_key_groups": key_groups,
+        "activated": settings.activated,
+        "license_status": host_license_status(settings.activated).label(),
+        "epid": settings.epid,
+        "listening": listening,
+        "port": state.kms_addrs.first().map(|a| a.port()),
+        "admin": state.admin_addr.to_string(),
+        "counts": counts,
+        "counters": { "total": counters.total, "failed": counters.failed, "by_status": by_status },
+        "settings": settings_json(state),
+        "dns_publishing": state.extra().dns_publishing,
+        "open_connections": state.metrics.open_connections.load(std::sync::atomic::Ordering::Relaxed),
+        "health": { "ok": health.ok, "reason": if health.ok { None } else { health.last_error } },
+    })
+}
+
+async fn status(State(state): State<AppState>) -> Json<Value> {
+    Json(status_json(&state))
+}
+
+/// Parses RFC 3339 or Unix milliseconds.
+fn parse_time(name: &str, v: &str) -> Result<i64, Response> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(ms);
+    }
+    Timestamp::parse_rfc3339(v)
+        .map(|t| t.as_unix_ms())
+        .map_err(|e| error(StatusCode::BAD_REQUEST, E_INVALIDARG, format!("invalid {name} {v:?}: {e}")))
+}
+
+fn parse_u64(q: &HashMap<String, String>, name: &str, default: u64, max: u64) -> Result<u64, Response> {
+    match q.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u64>()
+            .map(|n| n.min(max))
+            .map_err(|_| error(StatusCode::BAD_REQUEST, E_INVALIDARG, format!("invalid {name} {v:?}: expected a number"))),
+    }
+}
+
+fn client_json(state: &HostState, c: &ClientRow) -> Value {
+    let product = state.catalog.product_by_activation_id(&c.activation_id);
+    let status = LicenseStatus::from_u8(c.license_status);
+    json!({
+        "cmid": c.cmid.to_string(),
+        "machine_name": c.machine_name,
+        "product": product.map(|p| p.name.clone()),
+        "activation_id": c.activation_id.to_string(),
+        "application_id": c.application_id.to_string(),
+        "counted_group": state.catalog.counted_group(&c.counted_id).map(|g| g.name.clone()),
+        "license_status": status.map(|s| s.key()),
+        "minutes_to_expiry": c.minutes_to_expiry,
+        "first_seen": Timestamp::from_unix_ms(c.first_seen_ms).to_string(),
+        "last_seen": Timestamp::from_unix_ms(c.last_seen_ms).to_string(),
+        "request_count": c.request_count,
+        "last_address": c.last_address.map(|a| a.to_string()),
+        "last_result": format!("0x{:08X}", c.last_result),
+        "last_activation": c.last_activation_ms.map(|ms| Timestamp::from_unix_ms(ms).to_string()),
+    })
+}
+
+async fn clients(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let mut query = ClientQuery::default();
+    if let Some(v) = q.get("state") {
+        let status = LicenseStatus::from_key(v).or_else(|| v.parse::<u8>().ok().and_then(LicenseStatus::from_u8));
+        match status {
+            Some(s) => query.status = Some(s as u8),
+            None => {
+                return error(StatusCode::BAD_REQUEST, E_INVALIDARG, format!("invalid state {v:?}: expected licensed, initial_grace, ..."));
+            }
+        }
+    }
+    if let Some(v) = q.get("product") {
+        let id = state.catalog.product_by_name(v).map(|p| p.activation_id).or_else(|| v.parse::<Uuid>().ok());
+        match id {
+            Some(id) => query.activation_id = Some(id),
+            None => {
+                return error(StatusCode::BAD_REQUEST, E_INVALIDARG, format!("invalid product {v:?}: not a product name or activation ID"));
+            }
+        }
+    }
+    if let Some(v) = q.get("seen_since") {
+        match parse_time("seen_since", v) {
+            Ok(ms) => query.seen_since = Some(ms),
+            Err(r) => return r,
+        }
+    }
+    query.search = q.get("search").filter(|s| !s.is_empty()).cloned();
+    query.offset = match parse_u64(&q, "offset", 0, u64::MAX / 2) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    query.limit = match parse_u64(&q, "limit", 100, 1000) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let st = Arc::clone(&state);
+    let page = tokio::task::spawn_blocking(move || st.store.clients(&query).map(|p| (p, query))).await;
+    match page {
+        Ok(Ok((page, query))) => Json(json!({
+            "total": page.total,
+            "offset": query.offset,
+            "limit": query.limit,
+            "clients": page.rows.iter().map(|c| client_json(&state, c)).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "0x80070070", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "0x8000FFFF", e.to_string()),
+    }
+}
+
+async fn events(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let mut query = EventQuery::default();
+    if let Some(v) = q.get("id") {
+        match v.parse() {
+            Ok(id) => query.event_id = Some(id),
+            Err(_) => return error(StatusCode::BAD_REQUEST, E_INVALIDARG, format!("invalid id {v:?}: expected an event id such as 12290")),
+        }
+    }
+    for (name, slot) in [("since", &mut query.since_ms), ("until", &mut query.until_ms)] {
+        if let Some(v) = q.get(name) {
+            match parse_time(name, v) {
+                Ok(ms) => *slot = Some(ms),
+                Err(r) => return r,
+            }
+        }
+    }
+    query.offset = match parse_u64(&q, "offset", 0, u64::MAX / 2) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    query.limit = match parse_u64(&q, "limit", 1000, 1_000_000) {
+        Ok(n) => n,
+        Err(r) => return r,
+    };
+    let csv = match q.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => return error(StatusCode::BAD_REQUEST, E_INVALIDARG, format!("invalid format {other:?}: expected json or csv")),
+    };
+    let st = Arc::clone(&state);
+    let rows = match tokio::task::spawn_blocking(move || st.store.events(&query)).await {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "0x80070070", e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "0x8000FFFF", e.to_string()),
+    };
+    if csv {
+        let mut out = String::from("seq,event_id,time,fields\n");
+        for r in &rows {
+            out.push_str(&format!(
+                "{},{},{},\"{}\"\n",
+                r.seq,
+                r.event_id,
+                Timestamp::from_unix_ms(r.time_ms),
+                r.fields_json.replace('"', "\"\"")
+            ));
+        }
+        return ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
+    }
+    let events: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "seq": r.seq,
+                "event_id": r.event_id,
+                "time": Timestamp::from_unix_ms(r.time_ms).to_string(),
+                "fields": serde_json::from_str::<Value>(&r.fields_json).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Json(json!({ "events": events })).into_response()
+}
+
+/// Body of `POST /api/v1/settings`: every field optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsChange {
+    activation_interval: Option<u64>,
+    renewal_interval: Option<u64>,
+    port: Option<u64>,
+    dns_publishing: Option<bool>,
+    priority: Option<String>,
+}
+
+fn authorized(state: &HostState, headers: &HeaderMap) -> Result<(), Response> {
+    if state.admin_addr.ip().is_loopback() {
+        return Ok(());
+    }
+    let Some(token) = &state.config.admin_token else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "0x80070005",
+            "mutating endpoints need --admin-token when the admin address is not loopback",
+        ));
+    };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(token.as_str()) {
+        Ok(())
+    } else {
+        Err(error(StatusCode::UNAUTHORIZED, "0x80070005", "missing or wrong bearer token (--admin-token)"))
+    }
+}
+
+async fn settings(State(state): State<AppState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    if let Err(r) = authorized(&state, &headers) {
+        return r;
+    }
+    let change: SettingsChange = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, E_INVALIDARG, format!("invalid settings body: {e}")),
+    };
+    // Validate everything first, then persist, then apply: a refused change changes nothing.
+    let mut writes: Vec<(&str, String)> = Vec::new();
+    let mut intervals = (None, None);
+    if let Some(v) = change.activation_interval {
+        match validate_interval("activation interval", v) {
+            Ok(m) => {
+                intervals.0 = Some(m);
+                writes.push((keys::ACTIVATION_INTERVAL, m.to_string()));
+            }
+            Err(e) => return error(StatusCode::BAD_REQUEST, E_INVALIDARG, e.to_string()),
+        }
+    }
+    if let Some(v) = change.renewal_interval {
+        match validate_interval("renewal interval", v) {
+            Ok(m) => {
+                intervals.1 = Some(m);
+                writes.push((keys::RENEWAL_INTERVAL, m.to_string()));
+            }
+            Err(e) => return error(StatusCode::BAD_REQUEST, E_INVALIDARG, e.to_string()),
+        }
+    }
+    let port = match change.port {
+        Some(p) if (1..=65535).contains(&p) => Some(p as u16),
+        Some(p) => return error(StatusCode::BAD_REQUEST, E_INVALIDARG, format!("port must be between 1 and 65535, got {p}")),
+        None => None,
+    };
+    if let Some(p) = port {
+        writes.push((keys::PORT, p.to_string()));
+    }
+    if let Some(d) = change.dns_publishing {
+        writes.push((keys::DNS_PUBLISHING, d.to_string()));
+    }
+    let low = match change.priority.as_deref() {
+        None => None,
+        Some("normal") => Some(false),
+        Some("low") => Some(true),
+        Some(other) => return error(StatusCode::BAD_REQUEST, E_INVALIDARG, format!("priority must be normal or low, got {other:?}")),
+    };
+    if let Some(l) = low {
+        writes.push((keys::PRIORITY, if l { "low" } else { "normal" }.into()));
+    }
+    let pendings: Vec<_> = writes.iter().map(|(k, v)| state.store.set_setting(*k, v.clone())).collect();
+    for p in pendings {
+        if let Err(e) = p.await {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "0x80070070", format!("could not store the setting: {e}"));
+        }
+    }
+    {
+        let mut l = state.ledger();
+        if let Some(m) = intervals.0 {
+            l.settings_mut().activation_interval = m;
+        }
+        if let Some(m) = intervals.1 {
+            l.settings_mut().renewal_interval = m;
+        }
+    }
+    {
+        let mut extra = state.extra();
+        if port.is_some() {
+            extra.port = port;
+        }
+        if let Some(d) = change.dns_publishing {
+            extra.dns_publishing = d;
+        }
+        if let Some(l) = low {
+            extra.priority_low = l;
+        }
+    }
+    tracing::info!(changes = ?writes, "settings changed through the admin API");
+    Json(settings_json(&state)).into_response()
+}

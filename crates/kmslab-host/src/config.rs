@@ -1,0 +1,445 @@
+//! kms-host configuration: flags, `KMSLAB_*` environment variables and a TOML file, merged
+//! (flags > env > file > defaults) and validated as a whole before anything is bound.
+//!
+//! Every value is taken as text first and checked here, so that a bad value, wherever it
+//! came from, produces one [`ConfigError`] line naming the flag, the variable or the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
+use kmslab_core::catalog::Catalog;
+use kmslab_core::ledger::validate_interval;
+use kmslab_core::{Timestamp, epid};
+use kmslab_runtime::SimClock;
+use kmslab_runtime::logging::LogFormat;
+use serde::Deserialize;
+
+/// Default KMS listener.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:1688";
+/// Default admin API address.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:8688";
+/// Default data directory (relative to the working directory).
+pub const DEFAULT_DATA_DIR: &str = "kms-host-data";
+/// Default cap on concurrent KMS connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Default idle timeout of a KMS connection, seconds.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
+/// Grace period for in-flight requests at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Command-line flags of `kms-host`. Each one can also come from `KMSLAB_<NAME>`.
+#[derive(Debug, Parser)]
+#[command(name = "kms-host", version, about = "The kmslab KMS host daemon (kmslab's own open protocol, not Microsoft's RPC)")]
+pub struct Cli {
+    /// TOML configuration file (keys as the long flags, with `_` for `-`).
+    #[arg(long, env = "KMSLAB_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// KMS listener (repeatable; IPv6 as [::]:1688) [0.0.0.0:1688].
+    #[arg(long, env = "KMSLAB_LISTEN", value_name = "ADDR", value_delimiter = ',')]
+    pub listen: Vec<String>,
+    /// Admin API / metrics / slmgr target address [127.0.0.1:8688].
+    #[arg(long, env = "KMSLAB_ADMIN", value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// Directory of the SQLite registry [kms-host-data].
+    #[arg(long, env = "KMSLAB_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Host key group(s), comma separated: client-vl, kms-a, kms-b, kms-c, office-2010 [kms-b].
+    #[arg(long, env = "KMSLAB_HOST_KEY_GROUP", value_name = "G")]
+    pub host_key_group: Option<String>,
+    /// The host's own activation is missing: answer 0xC004F041.
+    #[arg(long, env = "KMSLAB_UNACTIVATED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub unactivated: Option<String>,
+    /// Activation interval sent to clients, minutes (15..43200) [120, or the value set by /sai].
+    #[arg(long, env = "KMSLAB_ACTIVATION_INTERVAL", value_name = "MIN")]
+    pub activation_interval: Option<String>,
+    /// Renewal interval sent to clients, minutes (15..43200) [10080, or the value set by /sri].
+    #[arg(long, env = "KMSLAB_RENEWAL_INTERVAL", value_name = "MIN")]
+    pub renewal_interval: Option<String>,
+    /// Fixed ePID [generated once, kept in the data dir].
+    #[arg(long, env = "KMSLAB_EPID", value_name = "EPID")]
+    pub epid: Option<String>,
+    /// Restore the count (CMIDs seen in the last 30 days) from the registry at start.
+    #[arg(long, env = "KMSLAB_KEEP_COUNT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub keep_count: Option<String>,
+    /// Extra product catalog (TOML, same format as the built-in one).
+    #[arg(long, env = "KMSLAB_CATALOG", value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// Bearer token required by mutating admin endpoints when --admin is not loopback.
+    #[arg(long, env = "KMSLAB_ADMIN_TOKEN", value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+    /// Simulated time runs F times faster than real time [1].
+    #[arg(long, env = "KMSLAB_TIME_SCALE", value_name = "F")]
+    pub time_scale: Option<String>,
+    /// Simulated time origin (RFC 3339) [process start].
+    #[arg(long, env = "KMSLAB_TIME_ORIGIN", value_name = "T")]
+    pub time_origin: Option<String>,
+    /// Most concurrent KMS connections [1024].
+    #[arg(long, env = "KMSLAB_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<String>,
+    /// Seconds a KMS connection may stay idle [30].
+    #[arg(long, env = "KMSLAB_IDLE_TIMEOUT", value_name = "SECS")]
+    pub idle_timeout: Option<String>,
+    /// Log format: text or json [text].
+    #[arg(long, env = "KMSLAB_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Registry commit durability: `full` (fsync every commit: survives a power cut) or
+    /// `normal` (survives kill -9, not a power cut) [full].
+    #[arg(long, env = "KMSLAB_REGISTRY_SYNC", value_name = "MODE")]
+    pub registry_sync: Option<String>,
+}
+
+/// The TOML file: the same settings as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    listen: Option<Vec<String>>,
+    admin: Option<String>,
+    data_dir: Option<PathBuf>,
+    host_key_group: Option<String>,
+    unactivated: Option<bool>,
+    activation_interval: Option<u64>,
+    renewal_interval: Option<u64>,
+    epid: Option<String>,
+    keep_count: Option<bool>,
+    catalog: Option<PathBuf>,
+    admin_token: Option<String>,
+    time_scale: Option<f64>,
+    time_origin: Option<String>,
+    max_connections: Option<u64>,
+    idle_timeout: Option<u64>,
+    log_format: Option<String>,
+    registry_sync: Option<String>,
+}
+
+/// A configuration value that cannot work; the message names where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The validated host configuration.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// KMS listeners to bind.
+    pub listen: Vec<SocketAddr>,
+    /// True when `listen` was configured explicitly (else a port set by `/sprt` applies).
+    pub listen_explicit: bool,
+    /// Admin API address.
+    pub admin: SocketAddr,
+    /// Registry directory.
+    pub data_dir: PathBuf,
+    /// Host key groups installed.
+    pub host_key_groups: Vec<String>,
+    /// False with `--unactivated`.
+    pub activated: bool,
+    /// Explicit activation interval (overrides and replaces the stored `/sai` value).
+    pub activation_interval: Option<u32>,
+    /// Explicit renewal interval (overrides and replaces the stored `/sri` value).
+    pub renewal_interval: Option<u32>,
+    /// Explicit ePID.
+    pub epid: Option<String>,
+    /// Restore the count from the registry at start.
+    pub keep_count: bool,
+    /// Products known to the host.
+    pub catalog: Arc<Catalog>,
+    /// Bearer token for mutating admin endpoints.
+    pub admin_token: Option<String>,
+    /// Simulated time scale.
+    pub time_scale: f64,
+    /// Simulated time origin.
+    pub time_origin: Option<Timestamp>,
+    /// Connection cap.
+    pub max_connections: usize,
+    /// Idle timeout per connection.
+    pub idle_timeout: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Grace period for draining at shutdown.
+    pub shutdown_grace: Duration,
+    /// Lab and test knob (no flag): cap the registry at this many SQLite pages, so that a
+    /// full disk can be produced without filling one.
+    pub registry_max_pages: Option<u64>,
+    /// Registry commit durability (`--registry-sync`).
+    pub registry_sync: kmslab_store::Synchronous,
+}
+
+impl HostConfig {
+    /// A configuration with every default, for tests and embedding (`kmslab up`).
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        HostConfig {
+            listen: vec![DEFAULT_LISTEN.parse().expect("valid default")],
+            listen_explicit: false,
+            admin: DEFAULT_ADMIN.parse().expect("valid default"),
+            data_dir: data_dir.into(),
+            host_key_groups: vec!["kms-b".into()],
+            activated: true,
+            activation_interval: None,
+            renewal_interval: None,
+            epid: None,
+            keep_count: false,
+            catalog: Arc::new(Catalog::builtin()),
+            admin_token: None,
+            time_scale: 1.0,
+            time_origin: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
+            log_format: LogFormat::Text,
+            shutdown_grace: SHUTDOWN_GRACE,
+            registry_max_pages: None,
+            registry_sync: kmslab_store::Synchronous::Full,
+        }
+    }
+
+    /// The simulated clock this configuration asks for.
+    pub fn clock(&self) -> SimClock {
+        SimClock::new(self.time_scale, self.time_origin).expect("validated scale")
+    }
+
+    /// Path of the registry database.
+    pub fn registry_path(&self) -> PathBuf {
+        self.data_dir.join("registry.sqlite")
+    }
+}
+
+/// Where a value came from, to name it in an error.
+#[derive(Debug, Clone, Copy)]
+enum From3 {
+    Flag,
+    Env,
+    File,
+}
+
+/// One setting being resolved: its flag/env/key names.
+struct Resolver<'a> {
+    matches: &'a ArgMatches,
+    file_path: Option<&'a Path>,
+}
+
+impl Resolver<'_> {
+    fn source(&self, id: &str) -> Option<From3> {
+        match self.matches.value_source(id) {
+            Some(ValueSource::CommandLine) => Some(From3::Flag),
+            Some(ValueSource::EnvVariable) => Some(From3::Env),
+            _ => None,
+        }
+    }
+
+    fn name(&self, id: &str, from: From3) -> String {
+        match from {
+            From3::Flag => format!("--{}", id.replace('_', "-")),
+            From3::Env => format!("KMSLAB_{}", id.to_uppercase()),
+            From3::File => format!("key `{id}` in {}", self.file_path.map_or("the config file".into(), |p| p.display().to_string())),
+        }
+    }
+
+    /// The text value and its name, from flag/env if given, else from the file.
+    fn pick(&self, id: &str, cli: Option<String>, file: Option<String>) -> Option<(String, String)> {
+        match (self.source(id), cli) {
+            (Some(from), Some(v)) => Some((v, self.name(id, from))),
+            _ => file.map(|v| (v, self.name(id, From3::File))),
+        }
+    }
+}
+
+fn bad(name: &str, value: &str, why: impl std::fmt::Display) -> ConfigError {
+    ConfigError(format!("invalid {name} {value:?}: {why}"))
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
+    match v {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        other => Err(bad(name, other, "expected true or false")),
+    }
+}
+
+fn parse_addr(name: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    v.parse().map_err(|_| bad(name, v, "expected IP:PORT (IPv6 as [::1]:1688)"))
+}
+
+/// Parses the command line (or `args`), reads env and the file, and validates everything.
+/// `Err` carries either clap's own error (help, version, unknown flag) or a config error.
+pub fn load(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<HostConfig, LoadError> {
+    let matches = Cli::command().try_get_matches_from(args).map_err(LoadError::Clap)?;
+    let cli = Cli::from_arg_matches(&matches).map_err(LoadError::Clap)?;
+    resolve(cli, &matches).map_err(LoadError::Config)
+}
+
+/// Why [`load`] failed.
+#[derive(Debug)]
+pub enum LoadError {
+    /// Clap refused the command line (or `--help` / `--version` was asked for).
+    Clap(clap::Error),
+    /// A value is bad.
+    Config(ConfigError),
+}
+
+fn resolve(cli: Cli, matches: &ArgMatches) -> Result<HostConfig, ConfigError> {
+    let file: FileConfig = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("cannot read --config {}: {e}", path.display())))?;
+            toml::from_str(&text).map_err(|e| {
+                let msg = e.message().replace('\n', " ");
+                ConfigError(format!("invalid config file {}: {msg}", path.display()))
+            })?
+        }
+        None => FileConfig::default(),
+    };
+    let r = Resolver { matches, file_path: cli.config.as_deref() };
+    let mut config = HostConfig::with_data_dir(DEFAULT_DATA_DIR);
+
+    let listen: Option<(Vec<String>, String)> = match r.source("listen") {
+        Some(from) if !cli.listen.is_empty() => Some((cli.listen.clone(), r.name("listen", from))),
+        _ => file.listen.clone().map(|l| (l, r.name("listen", From3::File))),
+    };
+    if let Some((list, name)) = listen {
+        if list.is_empty() {
+            return Err(ConfigError(format!("invalid {name}: at least one address is needed")));
+        }
+        config.listen = list.iter().map(|v| parse_addr(&name, v.trim())).collect::<Result<_, _>>()?;
+        config.listen_explicit = true;
+    }
+    if let Some((v, name)) = r.pick("admin", cli.admin, file.admin) {
+        config.admin = parse_addr(&name, &v)?;
+    }
+    if let Some(source) = r.source("data_dir").and(cli.data_dir).or(file.data_dir) {
+        config.data_dir = source;
+    }
+    if let Some((v, name)) = r.pick("catalog", cli.catalog.map(|p| p.display().to_string()), file.catalog.map(|p| p.display().to_string()))
+    {
+        let text = std::fs::read_to_string(&v).map_err(|e| bad(&name, &v, e))?;
+        let mut catalog = Catalog::builtin();
+        catalog.extend_from_toml(&text).map_err(|e| bad(&name, &v, e))?;
+        config.catalog = Arc::new(catalog);
+    }
+    if let Some((v, name)) = r.pick("host_key_group", cli.host_key_group, file.host_key_group) {
+        let groups: Vec<String> = v.split(',').map(|g| g.trim().to_owned()).filter(|g| !g.is_empty()).collect();
+        if groups.is_empty() {
+            return Err(bad(&name, &v, "at least one host key group is needed"));
+        }
+        for g in &groups {
+            if config.catalog.host_key_group(g).is_none() {
+                let known: Vec<&str> = config.catalog.host_key_groups().iter().map(|h| h.name.as_str()).collect();
+                return Err(bad(&name, g, format!("unknown host key group (known: {})", known.join(", "))));
+            }
+        }
+        config.host_key_groups = groups;
+    }
+    if let Some((v, name)) = r.pick("unactivated", cli.unactivated, file.unactivated.map(|b| b.to_string())) {
+        config.activated = !parse_bool(&name, &v)?;
+    }
+    if let Some((v, name)) = r.pick("keep_count", cli.keep_count, file.keep_count.map(|b| b.to_string())) {
+        config.keep_count = parse_bool(&name, &v)?;
+    }
+    for (id, cli_v, file_v) in [
+        ("activation_interval", cli.activation_interval, file.activation_interval),
+        ("renewal_interval", cli.renewal_interval, file.renewal_interval),
+    ] {
+        if let Some((v, name)) = r.pick(id, cli_v, file_v.map(|n| n.to_string())) {
+            let n: u64 = v.trim().parse().map_err(|_| bad(&name, &v, "expected a number of minutes (15..43200)"))?;
+            let minutes = validate_interval(id, n).map_err(|_| bad(&name, &v, "must be between 15 and 43200 minutes"))?;
+            if id == "activation_interval" {
+                config.activation_interval = Some(minutes);
+            } else {
+                config.renewal_interval = Some(minutes);
+            }
+        }
+    }
+    if let Some((v, name)) = r.pick("epid", cli.epid, file.epid) {
+        if !epid::is_valid(&v) {
+            return Err(bad(&name, &v, "expected PPPPP-GGGGG-KKK-NNNNNN-03-LLLL-BBBB.0000-DDDYYYY"));
+        }
+        config.epid = Some(v);
+    }
+    if let Some((v, name)) = r.pick("admin_token", cli.admin_token, file.admin_token) {
+        if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError(format!("invalid {name}: must be non-empty, without spaces")));
+        }
+        config.admin_token = Some(v);
+    }
+    if let Some((v, name)) = r.pick("time_scale", cli.time_scale, file.time_scale.map(|f| f.to_string())) {
+        let f: f64 = v.trim().parse().map_err(|_| bad(&name, &v, "expected a number"))?;
+        SimClock::new(f, None).map_err(|_| bad(&name, &v, "must be a finite number > 0 and <= 10000000"))?;
+        config.time_scale = f;
+    }
+    if let Some((v, name)) = r.pick("time_origin", cli.time_origin, file.time_origin) {
+        config.time_origin = Some(Timestamp::parse_rfc3339(&v).map_err(|e| bad(&name, &v, e))?);
+    }
+    if let Some((v, name)) = r.pick("max_connections", cli.max_connections, file.max_connections.map(|n| n.to_string())) {
+        let n: usize = v.trim().parse().map_err(|_| bad(&name, &v, "expected a number 1..=1000000"))?;
+        if !(1..=1_000_000).contains(&n) {
+            return Err(bad(&name, &v, "must be between 1 and 1000000"));
+        }
+        config.max_connections = n;
+    }
+    if let Some((v, name)) = r.pick("idle_timeout", cli.idle_timeout, file.idle_timeout.map(|n| n.to_string())) {
+        let n: u64 = v.trim().parse().map_err(|_| bad(&name, &v, "expected seconds 1..=86400"))?;
+        if !(1..=86_400).contains(&n) {
+            return Err(bad(&name, &v, "must be between 1 and 86400 seconds"));
+        }
+        config.idle_timeout = Duration::from_secs(n);
+    }
+    if let Some((v, name)) = r.pick("log_format", cli.log_format, file.log_format) {
+        config.log_format = v.parse().map_err(|e: String| bad(&name, &v, e))?;
+    }
+    if let Some((v, name)) = r.pick("registry_sync", cli.registry_sync, file.registry_sync) {
+        config.registry_sync = match v.as_str() {
+            "full" => kmslab_store::Synchronous::Full,
+            "normal" => kmslab_store::Synchronous::Normal,
+            _ => return Err(bad(&name, &v, "expected full or normal")),
+        };
+    }
+    if !config.admin.ip().is_loopback() && config.admin_token.is_none() {
+        tracing::warn!(admin = %config.admin, "admin API is not on loopback and no --admin-token is set: mutating endpoints are refused");
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<std::ffi::OsString> {
+        std::iter::once("kms-host").chain(list.iter().copied()).map(Into::into).collect()
+    }
+
+    fn check_err(list: &[&str], needle: &str) {
+        match load(args(list)) {
+            Err(LoadError::Config(e)) => assert!(e.0.contains(needle), "{e} does not name {needle}"),
+            other => panic!("{list:?}: expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        check_err(&["--activation-interval", "5"], "--activation-interval");
+        check_err(&["--listen", "nonsense"], "--listen");
+        check_err(&["--host-key-group", "kms-b,kms-z"], "--host-key-group");
+        check_err(&["--epid", "12"], "--epid");
+        check_err(&["--time-scale", "0"], "--time-scale");
+        check_err(&["--max-connections", "0"], "--max-connections");
+    }
+
+    #[test]
+    fn file_keys_are_checked_and_flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.toml");
+        std::fs::write(
+            &path,
+            "activation_interval = 60\nhost_key_group = \"kms-c,office-2010\"\nlisten = [\"127.0.0.1:0\", \"[::1]:0\"]\n",
+        )
+        .unwrap();
+        let p = path.to_str().unwrap();
+        let c = load(args(&["--config", p, "--activation-interval", "30"])).map_err(|e| format!("{e:?}")).unwrap();
+        assert_eq!(c.activation_interval, Some(30));
+        assert_eq!(c.host_key_groups, ["kms-c", "office-2010"]);
+        assert_eq!(c.listen.len(), 2);
+        std::fs::write(&path, "activation_intervall = 60\n").unwrap();
+        check_err(&["--config", p], "activation_intervall");
+        std::fs::write(&path, "renewal_interval = 99999\n").unwrap();
+        check_err(&["--config", p], "key `renewal_interval`");
+    }
+}

@@ -1,0 +1,97 @@
+//! The kmslab KMS host daemon as a library: `kms-host` is a thin `main` around [`run`].
+//!
+//! [`run`] takes already-bound listeners (so tests and `kmslab up` use port 0 and learn the
+//! real ports), a validated [`HostConfig`] and a [`CancellationToken`]. It opens the
+//! registry, restores counters, ePID and settings, serves KMS requests and the admin API,
+//! and on cancellation drains in-flight requests within a grace period, flushes and closes
+//! the registry.
+//!
+//! Every request is handled by the core [`Ledger`](kmslab_core::ledger::Ledger), recorded in
+//! the registry (client row, counters and its 12290 event in one transaction), and answered
+//! only after that transaction committed.
+//!
+//! **Architecture Invariant:** KMS behaviour (counting, refusals, intervals) lives in
+//! `kmslab-core`; this crate only feeds it sockets and time, and persists what it decides.
+//! DNS publishing (`--dns-*` flags) is not part of this crate yet.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+mod serve;
+pub mod state;
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::HostConfig;
+pub use state::{HostState, StartError, stored_port};
+
+/// Runs the host until `shutdown` is cancelled. Returns after the registry is closed.
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    admin: TcpListener,
+    config: HostConfig,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let kms_addrs = listeners.iter().map(TcpListener::local_addr).collect::<Result<Vec<_>, _>>()?;
+    let admin_addr = admin.local_addr()?;
+    let grace = config.shutdown_grace;
+    let max_connections = config.max_connections;
+    let state = {
+        // Opening the registry blocks (SQLite, first ePID write).
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || HostState::open(config, kms_addrs, admin_addr))
+            .await
+            .map_err(|e| StartError::Io(std::io::Error::other(e)))??
+    };
+    let state = Arc::new(state);
+    let limit = Arc::new(Semaphore::new(max_connections));
+    let tracker = TaskTracker::new();
+    let mut accept_loops = Vec::new();
+    for listener in listeners {
+        accept_loops.push(tokio::spawn(serve::accept_loop(
+            listener,
+            Arc::clone(&state),
+            Arc::clone(&limit),
+            tracker.clone(),
+            shutdown.clone(),
+        )));
+    }
+    let admin_shutdown = shutdown.clone();
+    let admin_task = tokio::spawn(async move {
+        let app = admin::router(Arc::clone(&state));
+        if let Err(err) = axum::serve(admin, app).with_graceful_shutdown(async move { admin_shutdown.cancelled().await }).await {
+            tracing::error!(error = %err, "admin API stopped");
+        }
+        state
+    });
+    tracing::info!("kms-host running");
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: draining connections");
+    for task in accept_loops {
+        let _ = task.await;
+    }
+    tracker.close();
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(grace_ms = grace.as_millis() as u64, "connections still open after the grace period; closing them");
+    }
+    let state = match tokio::time::timeout(grace, admin_task).await {
+        Ok(Ok(state)) => state,
+        _ => {
+            tracing::warn!("admin API did not stop within the grace period");
+            return Ok(());
+        }
+    };
+    if let Err(err) = state.store.flush().await {
+        tracing::error!(error = %err, "final registry flush failed");
+    }
+    let store = state.store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    tracing::info!("registry closed; bye");
+    Ok(())
+}

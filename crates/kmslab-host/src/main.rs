@@ -1,0 +1,106 @@
+//! `kms-host`: parse and validate the config, bind every socket, print where, run.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use kmslab_host::config::{self, LoadError};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let config = match config::load(std::env::args_os()) {
+        Ok(c) => c,
+        Err(LoadError::Clap(e)) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
+            {
+                e.exit();
+            }
+            // One line: clap's first line names the bad flag.
+            let text = e.to_string();
+            eprintln!("kms-host: {}", text.lines().next().unwrap_or("bad usage").trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+        Err(LoadError::Config(e)) => {
+            eprintln!("kms-host: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    kmslab_runtime::logging::init(config.log_format, "info");
+    let mut config = config;
+    if !config.listen_explicit
+        && let Some(port) = kmslab_host::stored_port(&config)
+    {
+        // `/sprt` takes effect at the next start, unless --listen says otherwise.
+        for addr in &mut config.listen {
+            addr.set_port(port);
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kms-host: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kms-host: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn serve(config: kmslab_host::HostConfig) -> anyhow::Result<()> {
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        listeners.push(bind(*addr).await.with_context(|| format!("cannot listen on {addr}"))?);
+    }
+    let admin = bind(config.admin).await.with_context(|| format!("cannot listen on admin {}", config.admin))?;
+    for l in &listeners {
+        println!("listening on kms {}", l.local_addr()?);
+    }
+    println!("listening on admin {}", admin.local_addr()?);
+    let shutdown = CancellationToken::new();
+    let signal_token = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received");
+        signal_token.cancel();
+    });
+    kmslab_host::run(listeners, admin, config, shutdown).await?;
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    // SO_REUSEADDR lets a restarted host bind at once while old connections sit in TIME_WAIT.
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

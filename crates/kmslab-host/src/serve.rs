@@ -1,0 +1,125 @@
+//! KMS listeners: the accept loop (connection cap, back-off) and one task per connection
+//! (several requests per connection, idle timeout, malformed frames answered and closed).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use kmslab_core::HResult;
+use kmslab_core::wire::{ErrorFrame, Message};
+use kmslab_runtime::framed::{FrameError, read_message, write_message};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::state::HostState;
+
+/// Accepts connections on `listener` until `shutdown`, spawning each onto `tracker`.
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<HostState>,
+    limit: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(1);
+    loop {
+        // Wait for a free slot before accepting: excess clients wait in the kernel backlog.
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            permit = Arc::clone(&limit).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => {
+                backoff = Duration::from_millis(1);
+                pair
+            }
+            Err(err) => {
+                // Usually EMFILE or ECONNABORTED: wait a little, doubling up to a second.
+                tracing::warn!(error = %err, backoff_ms = backoff.as_millis() as u64, "accept failed; backing off");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            state.metrics.open_connections.fetch_add(1, Ordering::Relaxed);
+            state.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+            serve_connection(stream, peer, &state, &shutdown).await;
+            state.metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostState, shutdown: &CancellationToken) {
+    let mut rbuf = Vec::with_capacity(256);
+    let mut wbuf = Vec::with_capacity(256);
+    let idle = state.config.idle_timeout;
+    loop {
+        let read = tokio::select! {
+            // Between requests a shutdown simply closes the connection; a request already
+            // read is finished below, outside this select.
+            _ = shutdown.cancelled() => return,
+            read = tokio::time::timeout(idle, read_message(&mut stream, &mut rbuf)) => read,
+        };
+        let started = Instant::now();
+        let (answer, close_after) = match read {
+            Err(_) => {
+                tracing::debug!(%peer, "idle timeout; closing the connection");
+                return;
+            }
+            Ok(Ok(None)) => return,
+            Ok(Ok(Some(Message::Request(req)))) => (state.handle_request(&req, Some(peer)).await, false),
+            Ok(Ok(Some(_))) => {
+                malformed(state, peer, "unexpected frame kind: a client sends request frames only".into()).await;
+                let message = "unexpected frame kind: a client sends request frames only".to_owned();
+                (Message::Error(ErrorFrame { hresult: HResult::INVALID_DATA, cmid: kmslab_core::Uuid::nil(), message }), true)
+            }
+            Ok(Err(FrameError::Decode(err))) => {
+                let message = err.to_string();
+                malformed(state, peer, message.clone()).await;
+                (Message::Error(ErrorFrame { hresult: err.hresult(), cmid: kmslab_core::Uuid::nil(), message }), true)
+            }
+            Ok(Err(err @ FrameError::ClosedMidFrame { .. })) => {
+                // The peer is gone: count it, nobody is left to answer.
+                malformed(state, peer, err.to_string()).await;
+                return;
+            }
+            Ok(Err(err)) => {
+                tracing::debug!(%peer, error = %err, "connection error");
+                return;
+            }
+        };
+        if let Err(err) = write_message(&mut stream, &answer, &mut wbuf).await {
+            tracing::debug!(%peer, error = %err, "could not write the answer");
+            return;
+        }
+        state.metrics.request_latency.observe(started.elapsed());
+        if close_after {
+            return;
+        }
+    }
+}
+
+async fn malformed(state: &HostState, peer: SocketAddr, why: String) {
+    // Logged once per connection: the connection is closed right after.
+    tracing::warn!(%peer, reason = %why, "malformed frame; answering with an error frame and closing");
+    state.record_malformed().await;
+}

@@ -1,0 +1,333 @@
+//! The host's shared state: the core ledger, the registry, settings, metrics, and the one
+//! place where a request becomes a durable record and then a response.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use kmslab_core::catalog::Catalog;
+use kmslab_core::events::{REQUEST_RECEIVED, RequestReceived};
+use kmslab_core::ledger::{Counters, DEFAULT_ACTIVATION_INTERVAL, DEFAULT_RENEWAL_INTERVAL, HostSettings, Ledger};
+use kmslab_core::rng::SplitMix64;
+use kmslab_core::wire::{ErrorFrame, Message, Request};
+use kmslab_core::{HResult, LicenseStatus, Timestamp, Uuid, epid};
+use kmslab_runtime::SimClock;
+use kmslab_store::{EventRecord, RequestRecord, Store, StoreError, StoreOptions};
+use tokio::time::Instant;
+
+use crate::config::HostConfig;
+use crate::metrics::HostMetrics;
+
+/// Setting keys in the registry.
+pub mod keys {
+    /// `/sai`.
+    pub const ACTIVATION_INTERVAL: &str = "activation_interval";
+    /// `/sri`.
+    pub const RENEWAL_INTERVAL: &str = "renewal_interval";
+    /// `/sprt` (applies at the next start).
+    pub const PORT: &str = "port";
+    /// `/sdns`, `/cdns`.
+    pub const DNS_PUBLISHING: &str = "dns_publishing";
+    /// `/spri`, `/cpri`: `normal` or `low`.
+    pub const PRIORITY: &str = "priority";
+    /// Frames that could not be decoded (the registry's counters only see decoded requests).
+    pub const MALFORMED_REQUESTS: &str = "malformed_requests";
+}
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The registry could not be opened or read.
+    #[error("registry {path}: {source}")]
+    Store {
+        /// The database path.
+        path: String,
+        /// What failed.
+        source: StoreError,
+    },
+    /// A stored setting is unreadable.
+    #[error("registry setting {key} = {value:?} is invalid")]
+    BadSetting {
+        /// The key.
+        key: String,
+        /// The stored value.
+        value: String,
+    },
+    /// A socket's address could not be read.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Settings changed by slmgr verbs that the core ledger does not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraSettings {
+    /// Port set by `/sprt`, used at the next start.
+    pub port: Option<u16>,
+    /// DNS publishing on (`/sdns`) or off (`/cdns`). Publishing itself is not implemented yet.
+    pub dns_publishing: bool,
+    /// Low priority (`/cpri`).
+    pub priority_low: bool,
+}
+
+/// Everything the connection tasks and the admin API share.
+#[derive(Debug)]
+pub struct HostState {
+    ledger: Mutex<Ledger>,
+    pub(crate) store: Store,
+    pub(crate) clock: SimClock,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) metrics: HostMetrics,
+    pub(crate) config: HostConfig,
+    pub(crate) kms_addrs: Vec<SocketAddr>,
+    pub(crate) admin_addr: SocketAddr,
+    malformed_total: AtomicU64,
+    pub(crate) extra: Mutex<ExtraSettings>,
+}
+
+/// Reads the port `/sprt` stored, for a binary that decides what to bind (opens and
+/// closes the registry; `None` when unset or when the registry does not exist yet).
+pub fn stored_port(config: &HostConfig) -> Option<u16> {
+    if !config.registry_path().exists() {
+        return None;
+    }
+    let store = Store::open(&config.registry_path(), StoreOptions::default()).ok()?;
+    let port = store.get_setting(keys::PORT).ok().flatten().and_then(|v| v.parse().ok());
+    store.close();
+    port
+}
+
+fn os_seed() -> u64 {
+    // uuid's v4 draws from the OS; the core never touches OS entropy itself.
+    let bits = Uuid::new_v4().as_u128();
+    (bits as u64) ^ ((bits >> 64) as u64)
+}
+
+impl HostState {
+    /// Opens the registry and restores counters, ePID and settings (and the count with
+    /// `--keep-count`).
+    pub fn open(config: HostConfig, kms_addrs: Vec<SocketAddr>, admin_addr: SocketAddr) -> Result<HostState, StartError> {
+        let path = config.registry_path();
+        let store_err = |source| StartError::Store { path: path.display().to_string(), source };
+        let options =
+            StoreOptions { max_page_count: config.registry_max_pages, synchronous: config.registry_sync, ..StoreOptions::default() };
+        let store = Store::open(&path, options).map_err(store_err)?;
+        let clock = config.clock();
+        let now = clock.now();
+        let primary_group = config.host_key_groups[0].clone();
+        let stored_epid =
+            store.get_or_init_epid(|| epid::generate(&primary_group, now, &mut SplitMix64::new(os_seed()))).map_err(store_err)?;
+        let epid = config.epid.clone().unwrap_or(stored_epid);
+
+        let setting = |key: &str| store.get_setting(key).map_err(store_err);
+        let number = |key: &str| -> Result<Option<u64>, StartError> {
+            match setting(key)? {
+                None => Ok(None),
+                Some(v) => v.parse().map(Some).map_err(|_| StartError::BadSetting { key: key.into(), value: v }),
+            }
+        };
+        let interval = |key: &str, explicit: Option<u32>, default: u32| -> Result<u32, StartError> {
+            if let Some(v) = explicit {
+                // An explicit start-up value wins and becomes the stored one.
+                // Blocking is fine: `open` runs on a blocking thread.
+                store.set_setting(key, v.to_string()).wait().map_err(store_err)?;
+                return Ok(v);
+            }
+            Ok(number(key)?.and_then(|n| u32::try_from(n).ok()).unwrap_or(default))
+        };
+        let activation_interval = interval(keys::ACTIVATION_INTERVAL, config.activation_interval, DEFAULT_ACTIVATION_INTERVAL)?;
+        let renewal_interval = interval(keys::RENEWAL_INTERVAL, config.renewal_interval, DEFAULT_RENEWAL_INTERVAL)?;
+        let extra = ExtraSettings {
+            port: number(keys::PORT)?.and_then(|p| u16::try_from(p).ok()),
+            dns_publishing: setting(keys::DNS_PUBLISHING)?.is_none_or(|v| v == "true"),
+            priority_low: setting(keys::PRIORITY)?.is_some_and(|v| v == "low"),
+        };
+        let malformed = number(keys::MALFORMED_REQUESTS)?.unwrap_or(0);
+
+        let settings = HostSettings {
+            key_groups: config.host_key_groups.clone(),
+            activated: config.activated,
+            activation_interval,
+            renewal_interval,
+            epid,
+        };
+        let mut ledger = Ledger::new(settings, Arc::clone(&config.catalog));
+        let stored = store.counters().map_err(store_err)?;
+        ledger.set_counters(Counters { total: stored.total + malformed, failed: stored.failed + malformed, by_status: stored.by_status });
+        if config.keep_count {
+            let since = now.as_unix_ms() - kmslab_core::ledger::COUNT_WINDOW_MS;
+            let recent = store.recent_cmids(since).map_err(store_err)?;
+            // Oldest first, so the ledger's least-recently-seen order matches the registry.
+            for client in recent.iter().rev() {
+                // Only clients the host actually counted (last answer a success).
+                if store.client(client.cmid).map_err(store_err)?.is_none_or(|row| row.last_result != 0) {
+                    continue;
+                }
+                let n_policy = config
+                    .catalog
+                    .products()
+                    .iter()
+                    .filter(|p| p.kms_counted_id == client.counted_id)
+                    .map(|p| p.required_count)
+                    .max()
+                    .unwrap_or(25);
+                ledger.restore_cmid(client.counted_id, client.cmid, n_policy, Timestamp::from_unix_ms(client.last_seen_ms), now);
+            }
+            tracing::info!(restored = recent.len(), "count restored from the registry (--keep-count)");
+        }
+        Ok(HostState {
+            ledger: Mutex::new(ledger),
+            store,
+            clock,
+            catalog: Arc::clone(&config.catalog),
+            metrics: HostMetrics::default(),
+            config,
+            kms_addrs,
+            admin_addr,
+            malformed_total: AtomicU64::new(malformed),
+            extra: Mutex::new(extra),
+        })
+    }
+
+    /// The ledger. A std mutex is right here: every critical section is a few map
+    /// operations and never spans an `.await`.
+    pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The settings the slmgr verbs change besides the intervals.
+    pub(crate) fn extra(&self) -> MutexGuard<'_, ExtraSettings> {
+        self.extra.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Handles one decoded request: ledger decision, durable record (awaited), answer.
+    pub async fn handle_request(&self, req: &Request, source: Option<SocketAddr>) -> Message {
+        let now = self.clock.now();
+        let (result, pending) = {
+            let mut ledger = self.ledger();
+            let result = ledger.handle_request(req, now);
+            let hresult = match &result {
+                Ok(_) => HResult::SUCCESS,
+                Err(refusal) => refusal.hresult,
+            };
+            let activated_at_ms = match &result {
+                Ok(resp) if resp.current_count >= req.n_policy => Some(now.as_unix_ms()),
+                _ => None,
+            };
+            let event = RequestReceived::new(req, hresult);
+            log_request_received(&event);
+            let record = RequestRecord {
+                cmid: req.cmid,
+                machine_name: req.machine_name.clone(),
+                activation_id: req.activation_id,
+                application_id: req.application_id,
+                counted_id: req.kms_counted_id,
+                license_status: req.license_status as u8,
+                minutes_to_expiry: req.minutes_to_expiry,
+                time_ms: now.as_unix_ms(),
+                source,
+                result: hresult.0,
+                failed: result.is_err(),
+                activated_at_ms,
+                event: Some(EventRecord { event_id: REQUEST_RECEIVED, time_ms: now.as_unix_ms(), fields_json: event_json(&event) }),
+            };
+            // Queued under the ledger lock so the registry sees requests in ledger order.
+            (result, self.store.record_request(record))
+        };
+        let waited = Instant::now();
+        let stored = pending.await;
+        self.metrics.store_commit_latency.observe(waited.elapsed());
+        let status_key = req.license_status.key();
+        match (stored, result) {
+            (Err(err), result) => {
+                tracing::error!(cmid = %req.cmid, error = %err, "registry write failed; refusing the request instead of acknowledging it");
+                if result.is_ok() {
+                    let mut ledger = self.ledger();
+                    let mut c = *ledger.counters();
+                    c.failed += 1;
+                    ledger.set_counters(c);
+                }
+                self.metrics.count_request(HResult::STORE_FAILED.0, status_key);
+                Message::Error(ErrorFrame {
+                    hresult: HResult::STORE_FAILED,
+                    cmid: req.cmid,
+                    message: format!("the host could not store the request: {err}"),
+                })
+            }
+            (Ok(()), Ok(resp)) => {
+                self.metrics.count_request(0, status_key);
+                Message::Response(resp)
+            }
+            (Ok(()), Err(refusal)) => {
+                self.metrics.count_request(refusal.hresult.0, status_key);
+                Message::Error(ErrorFrame { hresult: refusal.hresult, cmid: req.cmid, message: refusal.reason.to_owned() })
+            }
+        }
+    }
+
+    /// Counts a frame that could not be decoded, durably (as a setting: the registry's
+    /// counters only know decoded requests).
+    pub async fn record_malformed(&self) {
+        let pending = {
+            let mut ledger = self.ledger();
+            ledger.record_malformed();
+            let n = self.malformed_total.fetch_add(1, Ordering::Relaxed) + 1;
+            self.store.set_setting(keys::MALFORMED_REQUESTS, n.to_string())
+        };
+        self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
+        if let Err(err) = pending.await {
+            tracing::error!(error = %err, "registry write of the malformed-request counter failed");
+        }
+    }
+
+    /// Simulated now.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The cumulative counters.
+    pub fn counters(&self) -> Counters {
+        *self.ledger().counters()
+    }
+
+    /// The current ePID.
+    pub fn epid(&self) -> String {
+        self.ledger().settings().epid.clone()
+    }
+}
+
+fn log_request_received(e: &RequestReceived) {
+    tracing::info!(
+        event_id = REQUEST_RECEIVED,
+        result = %format_args!("0x{:08X}", e.result.0),
+        n_policy = e.n_policy,
+        machine_name = %e.machine_name,
+        cmid = %e.cmid,
+        client_time = %e.client_time,
+        vm = e.vm,
+        license_status = e.license_status.key(),
+        minutes_to_expiry = e.minutes_to_expiry,
+        activation_id = %e.activation_id,
+        "KMS request received"
+    );
+}
+
+/// The 12290 event's fields as stored and exported.
+pub fn event_json(e: &RequestReceived) -> String {
+    serde_json::json!({
+        "result": format!("0x{:08X}", e.result.0),
+        "n_policy": e.n_policy,
+        "machine_name": e.machine_name,
+        "cmid": e.cmid.to_string(),
+        "client_time": e.client_time.to_string(),
+        "vm": e.vm,
+        "license_status": e.license_status.key(),
+        "minutes_to_expiry": e.minutes_to_expiry,
+        "activation_id": e.activation_id.to_string(),
+    })
+    .to_string()
+}
+
+/// The label `/dli` shows for the host's own license.
+pub fn host_license_status(activated: bool) -> LicenseStatus {
+    if activated { LicenseStatus::Licensed } else { LicenseStatus::InitialGrace }
+}

@@ -1,0 +1,195 @@
+//! The admin API, settings, restarts and `slmgr /dli` against an in-process host.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn intervals_set_through_the_admin_api_reach_clients_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(config(dir.path())).await;
+    let r = response(ask_once(host.kms, &request("win7-enterprise")).await);
+    assert_eq!((r.activation_interval, r.renewal_interval), (120, 10_080));
+    let (code, body) = http(host.admin, "POST", "/api/v1/settings", Some(r#"{"activation_interval":5}"#)).await.unwrap();
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("between 15 and 43200"), "{body}");
+    let (code, body) = http(
+        host.admin,
+        "POST",
+        "/api/v1/settings",
+        Some(r#"{"activation_interval":30,"renewal_interval":60,"priority":"low","dns_publishing":false,"port":1789}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let r = response(ask_once(host.kms, &request("win7-enterprise")).await);
+    assert_eq!((r.activation_interval, r.renewal_interval), (30, 60));
+    host.stop().await;
+
+    let host = TestHost::start(config(dir.path())).await;
+    let r = response(ask_once(host.kms, &request("win7-enterprise")).await);
+    assert_eq!((r.activation_interval, r.renewal_interval), (30, 60));
+    let status = host.status().await;
+    assert_eq!(
+        status["settings"],
+        json!({"activation_interval":30,"renewal_interval":60,"port":1789,"dns_publishing":false,"priority":"low"})
+    );
+    host.stop().await;
+
+    // An interval given at start wins over the stored one, and is stored in its place.
+    let mut c = config(dir.path());
+    c.activation_interval = Some(45);
+    let host = TestHost::start(c).await;
+    let r = response(ask_once(host.kms, &request("win7-enterprise")).await);
+    assert_eq!((r.activation_interval, r.renewal_interval), (45, 60));
+    host.stop().await;
+    let host = TestHost::start(config(dir.path())).await;
+    assert_eq!(host.status().await["settings"]["activation_interval"], 45);
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_counters_and_epid_but_empties_the_count_unless_keep_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(config(dir.path())).await;
+    for _ in 0..3 {
+        response(ask_once(host.kms, &request("win7-enterprise")).await);
+    }
+    error_frame(ask_once(host.kms, &request("office2010-proplus")).await);
+    let before = host.status().await;
+    let epid = before["epid"].as_str().unwrap().to_owned();
+    assert!(kmslab_core::epid::is_valid(&epid), "{epid}");
+    host.stop().await;
+
+    let host = TestHost::start(config(dir.path())).await;
+    let after = host.status().await;
+    assert_eq!(after["epid"], epid.as_str());
+    assert_eq!(after["counters"], before["counters"]);
+    assert_eq!(after["counts"][0]["count"], 0, "the count starts empty after a restart");
+    assert_eq!(response(ask_once(host.kms, &request("win7-enterprise")).await).current_count, 1);
+    host.stop().await;
+
+    let mut c = config(dir.path());
+    c.keep_count = true;
+    let host = TestHost::start(c).await;
+    let r = response(ask_once(host.kms, &request("win7-enterprise")).await);
+    assert_eq!(r.current_count, 5, "--keep-count restores the 4 CMIDs counted before");
+    assert_eq!(r.epid, epid);
+    host.stop().await;
+
+    // --epid overrides the stored one.
+    let mut c = config(dir.path());
+    c.epid = Some("55041-00168-305-123456-03-1033-7600.0000-0012026".into());
+    let host = TestHost::start(c).await;
+    assert_eq!(response(ask_once(host.kms, &request("win7-enterprise")).await).epid, "55041-00168-305-123456-03-1033-7600.0000-0012026");
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn clients_and_events_are_exported_with_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(config(dir.path())).await;
+    let mut win = request("win7-enterprise");
+    win.machine_name = "alpha-pc".into();
+    response(ask_once(host.kms, &win).await);
+    response(ask_once(host.kms, &request("server2008r2-standard")).await);
+    error_frame(ask_once(host.kms, &request("server2008r2-datacenter")).await);
+
+    let all = get_json(host.admin, "/api/v1/clients").await;
+    assert_eq!(all["total"], 3);
+    let page = get_json(host.admin, "/api/v1/clients?product=win7-enterprise").await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["clients"][0]["cmid"], win.cmid.to_string());
+    assert_eq!(page["clients"][0]["machine_name"], "alpha-pc");
+    assert_eq!(page["clients"][0]["license_status"], "initial_grace");
+    assert_eq!(get_json(host.admin, "/api/v1/clients?search=ALPHA").await["total"], 1);
+    assert_eq!(get_json(host.admin, "/api/v1/clients?state=licensed").await["total"], 0);
+    assert_eq!(get_json(host.admin, "/api/v1/clients?limit=2").await["clients"].as_array().unwrap().len(), 2);
+    let (code, _) = http(host.admin, "GET", "/api/v1/clients?state=bogus", None).await.unwrap();
+    assert_eq!(code, 400);
+
+    let events = get_json(host.admin, "/api/v1/events?id=12290").await;
+    let events = events["events"].as_array().unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[0]["fields"]["cmid"], win.cmid.to_string());
+    assert_eq!(events[2]["fields"]["result"], "0xC004F042");
+    assert_eq!(get_json(host.admin, "/api/v1/events?id=12294").await["events"].as_array().unwrap().len(), 0);
+    assert_eq!(get_json(host.admin, "/api/v1/events?since=2999-01-01T00:00:00Z").await["events"].as_array().unwrap().len(), 0);
+    let (code, csv) = http(host.admin, "GET", "/api/v1/events?format=csv", None).await.unwrap();
+    assert_eq!(code, 200);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "seq,event_id,time,fields");
+    assert_eq!(lines.len(), 4, "{csv}");
+    assert!(lines[1].contains(",12290,") && lines[1].contains("alpha-pc"), "{csv}");
+
+    let (code, health) = http(host.admin, "GET", "/healthz", None).await.unwrap();
+    assert_eq!((code, health.as_str()), (200, r#"{"status":"ok"}"#));
+    let (_, metrics) = http(host.admin, "GET", "/metrics", None).await.unwrap();
+    assert!(metrics.contains(r#"kmslab_host_requests_total{result="0xC004F042",license_status="initial_grace"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"kmslab_host_current_count{group="windows"} 2"#), "{metrics}");
+    assert!(metrics.contains("kmslab_host_request_duration_seconds_count 3"), "{metrics}");
+    host.stop().await;
+}
+
+/// The `slmgr` binary of this workspace (built on demand: it lives in another package).
+fn slmgr_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let bin = target_dir.join("slmgr");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-p", "kmslab-slmgr", "--bin", "slmgr"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building slmgr failed");
+    assert!(bin.exists(), "{} missing", bin.display());
+    bin
+}
+
+/// The host `/dli` block of interfaces.md, as `(label, example value)` per line.
+fn interfaces_dli() -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/interfaces.md"))
+        .or_else(|_| std::fs::read_to_string("/work/shared/interfaces.md"))
+        .expect("interfaces.md readable");
+    let start = doc.find("`/dli` on a host prints:\n```\n").expect("host /dli block") + "`/dli` on a host prints:\n```\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    doc[start..end].lines().map(str::to_owned).collect()
+}
+
+/// The part of a line that must match exactly: everything up to the value.
+fn label(line: &str) -> String {
+    match line.split_once(": ") {
+        Some((label, _)) => format!("{label}: "),
+        None => line.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn slmgr_dli_on_a_host_matches_the_interfaces_format_line_by_line() {
+    let slmgr = slmgr_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(config(dir.path())).await;
+    response(ask_once(host.kms, &request("win7-enterprise")).await);
+    response(ask_once(host.kms, &request("win7-enterprise")).await);
+    let target = host.admin.to_string();
+    let out = tokio::task::spawn_blocking(move || Command::new(slmgr).args(["--target", &target, "/dli"]).output().unwrap()).await.unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let ours: Vec<&str> = text.lines().collect();
+    let expected = interfaces_dli();
+    assert_eq!(ours.len(), expected.len(), "ours:\n{text}");
+    for (o, e) in ours.iter().zip(&expected) {
+        assert_eq!(label(o), label(e), "ours:\n{text}");
+    }
+    // Values that are fixed for a fresh kms-b host.
+    assert!(ours.contains(&"Name: Windows Server(R), ServerEnterprise edition"), "{text}");
+    assert!(ours.contains(&"    Current count: 2"), "{text}");
+    assert!(ours.contains(&format!("    Listening on Port: {}", host.kms.port()).as_str()), "{text}");
+    assert!(ours.contains(&"    Total requests received: 2"), "{text}");
+    assert!(ours.contains(&"    Requests with License Status Initial grace period: 2"), "{text}");
+    host.stop().await;
+}

@@ -1,0 +1,96 @@
+//! The kill -9 test: every CMID a client was answered for is in the registry after SIGKILL.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kmslab_core::Uuid;
+use kmslab_store::{Store, StoreOptions};
+
+use crate::support::*;
+
+/// Starts the real binary; returns it with its KMS and admin addresses.
+fn spawn_host(data_dir: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-host"))
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kms-host starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut kms = None;
+    let mut admin = None;
+    while kms.is_none() || admin.is_none() {
+        let line = lines.next().expect("kms-host prints its addresses").unwrap();
+        if let Some(a) = line.strip_prefix("listening on kms ") {
+            kms = Some(a.parse().unwrap());
+        } else if let Some(a) = line.strip_prefix("listening on admin ") {
+            admin = Some(a.parse().unwrap());
+        }
+    }
+    (child, kms.unwrap(), admin.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_acknowledged_cmid_and_leaves_the_registry_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, kms, _admin) = spawn_host(dir.path());
+    let acknowledged = Arc::new(Mutex::new(Vec::<Uuid>::new()));
+    let mut drivers = Vec::new();
+    for _ in 0..8 {
+        let acknowledged = Arc::clone(&acknowledged);
+        drivers.push(tokio::spawn(async move {
+            let mut conn = KmsConn::connect(kms).await;
+            loop {
+                let req = request("win7-enterprise");
+                let mut buf = Vec::new();
+                let mut rbuf = Vec::new();
+                // Raw I/O so a dying host ends the loop instead of panicking the task.
+                if kmslab_runtime::framed::write_message(conn.stream_mut(), &kmslab_core::wire::Message::Request(req.clone()), &mut buf)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                match kmslab_runtime::framed::read_message(conn.stream_mut(), &mut rbuf).await {
+                    Ok(Some(kmslab_core::wire::Message::Response(r))) => {
+                        assert_eq!(r.cmid, req.cmid);
+                        println!("acknowledged {}", r.cmid);
+                        acknowledged.lock().unwrap().push(r.cmid);
+                    }
+                    _ => return,
+                }
+            }
+        }));
+    }
+    // Let load run, then kill -9 in the middle of it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    for d in drivers {
+        tokio::time::timeout(Duration::from_secs(10), d).await.expect("drivers stop after the kill").unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(acknowledged.len() > 20, "load ran: {} acknowledged", acknowledged.len());
+    println!("{} CMIDs acknowledged before SIGKILL", acknowledged.len());
+
+    let path = dir.path().join("registry.sqlite");
+    assert_eq!(kmslab_store::integrity_check(&path).unwrap(), "ok");
+    // A restarted host sees every acknowledged client.
+    let (mut child, _kms, admin) = spawn_host(dir.path());
+    let status = get_json(admin, "/api/v1/status").await;
+    assert!(status["counters"]["total"].as_u64().unwrap() >= acknowledged.len() as u64, "{status}");
+    let listed = get_json(admin, &format!("/api/v1/clients?limit=1&search={}", acknowledged[0])).await;
+    assert_eq!(listed["total"], 1);
+    child.kill().unwrap();
+    let _ = child.wait();
+    let store = Store::open(&path, StoreOptions::default()).unwrap();
+    let missing: Vec<&Uuid> = acknowledged.iter().filter(|c| store.client(**c).unwrap().is_none()).collect();
+    assert!(missing.is_empty(), "{} acknowledged CMIDs missing, e.g. {:?}", missing.len(), missing.first());
+    store.close();
+    assert_eq!(kmslab_store::integrity_check(&path).unwrap(), "ok");
+}

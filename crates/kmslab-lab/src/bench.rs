@@ -1,0 +1,276 @@
+//! `kmslab bench`: drives a KMS host with distinct random CMIDs over real TCP and reports
+//! rate, latency percentiles and errors by HRESULT; `--baseline` measures a minimal echo
+//! server with the same frame sizes the same way, so the host's rate can be given as a ratio.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use kmslab_core::catalog::Catalog;
+use kmslab_core::wire::{self, KMS_PROTOCOL_V4, Message, Request, Response};
+use kmslab_core::{HResult, LicenseStatus, Timestamp, Uuid};
+use kmslab_runtime::framed::{read_message, write_message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+/// Flags of `kmslab bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// KMS host address (HOST:PORT).
+    #[arg(long, value_name = "ADDR")]
+    target: SocketAddr,
+    /// Concurrent connections (workers).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Requests in all.
+    #[arg(long, default_value_t = 20_000)]
+    requests: u64,
+    /// One connection per request, as real KMS clients do.
+    #[arg(long)]
+    new_connection: bool,
+    /// Also bench a minimal echo server with the same frame sizes and print the ratio.
+    #[arg(long)]
+    baseline: bool,
+    /// Cap the offered load at this many requests per second in all (0 = as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Product the simulated clients ask for.
+    #[arg(long, default_value = "win7-enterprise")]
+    product: String,
+    /// End with one JSON line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What one run measured.
+#[derive(Debug, Default)]
+struct Outcome {
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+    latencies_us: Vec<u64>,
+    elapsed: Duration,
+}
+
+impl Outcome {
+    fn rate(&self) -> f64 {
+        (self.ok + self.errors.values().sum::<u64>()) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+}
+
+fn wall_now() -> Timestamp {
+    Timestamp::from_unix_ms(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
+}
+
+/// Runs the bench.
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    if args.connections == 0 || args.requests == 0 {
+        bail!("--connections and --requests must be at least 1");
+    }
+    let catalog = Catalog::builtin();
+    let product = catalog.product_by_name(&args.product).with_context(|| format!("unknown --product {:?}", args.product))?;
+    let template = Request {
+        protocol: KMS_PROTOCOL_V4,
+        vm: false,
+        license_status: LicenseStatus::InitialGrace,
+        minutes_to_expiry: 43_200,
+        application_id: product.application_id,
+        activation_id: product.activation_id,
+        kms_counted_id: product.kms_counted_id,
+        cmid: Uuid::nil(),
+        previous_cmid: Uuid::nil(),
+        n_policy: product.required_count,
+        client_time: wall_now(),
+        machine_name: "bench-client".into(),
+    };
+    let mode = if args.new_connection { "new connection per request" } else { "keep-alive" };
+    let ours = load(args.target, &args, &template).await;
+    let mut baseline = None;
+    if args.baseline {
+        let echo = start_echo_server().await?;
+        baseline = Some(load(echo, &args, &template).await);
+    }
+    if ours.ok == 0 && !ours.errors.is_empty() && !args.json {
+        eprintln!("kmslab bench: every request failed");
+    }
+    let errors_text: Vec<String> = ours.errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("target {} ({mode}, {} connections)", args.target, args.connections);
+    println!("requests: {} ok, {} errors", ours.ok, ours.errors.values().sum::<u64>());
+    println!("rate: {:.0} requests/s over {:.2} s", ours.rate(), ours.elapsed.as_secs_f64());
+    println!("latency: p50 {:.3} ms, p99 {:.3} ms", ours.percentile_ms(0.5), ours.percentile_ms(0.99));
+    println!("errors by HRESULT: {}", if errors_text.is_empty() { "none".into() } else { errors_text.join(", ") });
+    let mut json = serde_json::json!({
+        "requests": ours.ok + ours.errors.values().sum::<u64>(),
+        "rate": round2(ours.rate()),
+        "p50_ms": round3(ours.percentile_ms(0.5)),
+        "p99_ms": round3(ours.percentile_ms(0.99)),
+        "errors": ours.errors,
+    });
+    if let Some(b) = &baseline {
+        let ratio = ours.rate() / b.rate().max(1e-9);
+        println!(
+            "baseline echo server: {:.0} requests/s, p50 {:.3} ms, p99 {:.3} ms; kmslab/baseline ratio {:.2}",
+            b.rate(),
+            b.percentile_ms(0.5),
+            b.percentile_ms(0.99),
+            ratio
+        );
+        json["baseline_rate"] = serde_json::json!(round2(b.rate()));
+        json["ratio"] = serde_json::json!(round3(ratio));
+    }
+    if args.json {
+        println!("{json}");
+    }
+    Ok(if ours.ok > 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+async fn load(target: SocketAddr, args: &BenchArgs, template: &Request) -> Outcome {
+    let next = Arc::new(AtomicU64::new(0));
+    let total = args.requests;
+    let start = Instant::now();
+    // Per-request spacing when --rate paces the load: request k is due at start + k/rate.
+    let spacing = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
+    let mut workers = Vec::new();
+    for _ in 0..args.connections {
+        let next = Arc::clone(&next);
+        let template = template.clone();
+        let new_connection = args.new_connection;
+        workers.push(tokio::spawn(async move {
+            let mut out = Outcome::default();
+            let mut conn: Option<TcpStream> = None;
+            let (mut rbuf, mut wbuf) = (Vec::with_capacity(256), Vec::with_capacity(256));
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= total {
+                    break;
+                }
+                if let Some(s) = spacing {
+                    tokio::time::sleep_until(start + s * (k as u32)).await;
+                }
+                let mut req = template.clone();
+                req.cmid = Uuid::new_v4();
+                req.client_time = wall_now();
+                let t0 = Instant::now();
+                let result = one_request(&mut conn, target, &req, &mut rbuf, &mut wbuf).await;
+                let took = t0.elapsed();
+                match result {
+                    Ok(()) => {
+                        out.ok += 1;
+                        out.latencies_us.push(took.as_micros() as u64);
+                    }
+                    Err(code) => {
+                        *out.errors.entry(code).or_default() += 1;
+                        conn = None;
+                    }
+                }
+                if new_connection {
+                    conn = None;
+                }
+            }
+            out
+        }));
+    }
+    let mut all = Outcome::default();
+    for w in workers {
+        if let Ok(o) = w.await {
+            all.ok += o.ok;
+            for (k, v) in o.errors {
+                *all.errors.entry(k).or_default() += v;
+            }
+            all.latencies_us.extend(o.latencies_us);
+        }
+    }
+    all.elapsed = start.elapsed();
+    all.latencies_us.sort_unstable();
+    all
+}
+
+/// One request; `Err` is the HRESULT text the error is counted under.
+async fn one_request(
+    conn: &mut Option<TcpStream>,
+    target: SocketAddr,
+    req: &Request,
+    rbuf: &mut Vec<u8>,
+    wbuf: &mut Vec<u8>,
+) -> Result<(), String> {
+    let code = |h: HResult| format!("0x{:08X}", h.0);
+    if conn.is_none() {
+        let s = TcpStream::connect(target).await.map_err(|_| code(HResult::HOST_UNREACHABLE))?;
+        let _ = s.set_nodelay(true);
+        *conn = Some(s);
+    }
+    let Some(stream) = conn.as_mut() else { return Err(code(HResult::HOST_UNREACHABLE)) };
+    write_message(stream, &Message::Request(req.clone()), wbuf).await.map_err(|_| code(HResult::KMS_NOT_ENABLED))?;
+    match tokio::time::timeout(Duration::from_secs(10), read_message(stream, rbuf)).await {
+        Ok(Ok(Some(Message::Response(_)))) => Ok(()),
+        Ok(Ok(Some(Message::Error(e)))) => Err(code(e.hresult)),
+        Ok(Ok(_)) | Ok(Err(_)) => Err(code(HResult::KMS_NOT_ENABLED)),
+        Err(_) => Err(code(HResult::TIMEOUT)),
+    }
+}
+
+/// A minimal tokio server that reads request frames and answers each with a response frame
+/// of the size kms-host sends, doing nothing else. It runs on its own two-thread runtime,
+/// like a separate process would, so it does not share the load generator's workers.
+async fn start_echo_server() -> anyhow::Result<SocketAddr> {
+    let answer = wire::encode_to_vec(&Message::Response(Response {
+        protocol: KMS_PROTOCOL_V4,
+        epid: "55041-00168-305-123456-03-1033-7600.0000-0012026".into(),
+        cmid: Uuid::new_v4(),
+        client_time: wall_now(),
+        current_count: 50,
+        activation_interval: 120,
+        renewal_interval: 10_080,
+    }))?;
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    std::thread::Builder::new().name("bench-echo".into()).spawn(move || {
+        runtime.block_on(async move {
+            let Ok(listener) = TcpListener::from_std(std_listener) else { return };
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else { continue };
+                let _ = s.set_nodelay(true);
+                let answer = answer.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; wire::MAX_FRAME_LEN];
+                    loop {
+                        if s.read_exact(&mut buf[..wire::HEADER_LEN]).await.is_err() {
+                            return;
+                        }
+                        let len = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize;
+                        if len > wire::MAX_BODY_LEN || s.read_exact(&mut buf[..len]).await.is_err() {
+                            return;
+                        }
+                        if s.write_all(&answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    })?;
+    Ok(addr)
+}
