@@ -1,0 +1,282 @@
+//! The control API on `--admin` (slmgr's target): status, events and the slmgr client
+//! verbs as JSON endpoints. Every change is saved before the answer is sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use kmslab_core::LicenseStatus;
+use kmslab_core::hostaddr::HostAddr;
+use kmslab_core::hresult::HResult;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::daemon::{Inner, Shared};
+use crate::persist::host_source_key;
+
+/// How long `/api/v1/ato` waits for the attempt to end (real time).
+const ATO_WAIT: Duration = Duration::from_secs(90);
+
+/// An API failure: HTTP status, message and (when there is one) the HRESULT.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    message: String,
+    hresult: Option<HResult>,
+}
+
+impl ApiError {
+    fn code(status: StatusCode, code: HResult) -> Self {
+        let meaning = code.info().map_or("", |i| i.meaning);
+        ApiError { status, message: format!("{code} {}: {meaning}", code.name()), hresult: Some(code) }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), hresult: None }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": self.message,
+            "hresult": self.hresult.map(|h| h.to_string()),
+            "name": self.hresult.map(|h| h.name()),
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// The router for `--admin`.
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/events", get(events))
+        .route("/api/v1/ato", post(ato))
+        .route("/api/v1/ipk", post(ipk))
+        .route("/api/v1/upk", post(upk))
+        .route("/api/v1/skms", post(skms))
+        .route("/api/v1/ckms", post(ckms))
+        .route("/api/v1/skms-domain", post(skms_domain))
+        .route("/api/v1/ckms-domain", post(ckms_domain))
+        .route("/api/v1/skhc", post(skhc))
+        .route("/api/v1/ckhc", post(ckhc))
+        .route("/api/v1/rearm", post(rearm))
+        .with_state(shared)
+}
+
+fn opt<T: ToString>(v: Option<T>) -> Value {
+    v.map_or(Value::Null, |v| Value::String(v.to_string()))
+}
+
+/// The `/api/v1/status` object.
+pub fn status_json(shared: &Shared, inner: &Inner) -> Value {
+    let now = shared.clock.now();
+    let a = &inner.activator;
+    let s = a.state();
+    let product = a.product().map(|p| {
+        json!({
+            "name": p.name, "display_name": p.display_name, "description": p.description,
+            "partial_key": p.partial_key(), "activation_id": p.activation_id.to_string(),
+            "application_id": p.application_id.to_string(), "required_count": p.required_count,
+        })
+    });
+    // Rounded up, so a machine activated this very second shows the full 259200 minutes.
+    let end = match s.status {
+        LicenseStatus::Licensed => s.valid_until,
+        LicenseStatus::InitialGrace | LicenseStatus::AdditionalGrace => s.grace_end,
+        _ => None,
+    };
+    let minutes = end.map_or(0, |t| {
+        let ms = t.ms_since(now).max(0);
+        (ms + 59_999) / 60_000
+    });
+    json!({
+        "role": "client",
+        "now": now.to_string(),
+        "product": product,
+        "status": s.status.key(),
+        "status_code": s.status as u8,
+        "status_label": s.status.label(),
+        "notification_reason": opt(s.notification_reason),
+        "cmid": s.cmid.to_string(),
+        "previous_cmid": s.previous_cmid.to_string(),
+        "minutes_remaining": minutes,
+        "grace_end": opt(s.grace_end),
+        "valid_until": opt(s.valid_until),
+        "activation_interval": s.activation_interval,
+        "renewal_interval": s.renewal_interval,
+        "next_attempt": opt(s.next_attempt),
+        "attempt_in_progress": a.attempt_in_progress(),
+        "host": {
+            "manual": opt(s.manual_host.as_ref()),
+            "cached": opt(s.cached_host.as_ref()),
+            "last": opt(s.last.host.as_ref()),
+            "last_source": s.last.source.map(host_source_key),
+        },
+        "epid": s.last.epid,
+        "current_count": s.last.current_count,
+        "host_caching": s.host_caching,
+        "domain": s.domain,
+        "dns_server": opt(shared.dns_server),
+        "rearm_count": s.rearm_count,
+        "machine_name": s.machine_name,
+        "vm": s.vm,
+        "last_result": s.last.result.map(|r| json!({
+            "hresult": r.to_string(), "name": r.name(), "at": opt(s.last.at),
+        })),
+    })
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let g = shared.lock();
+    Json(status_json(&shared, &g))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    since: Option<u64>,
+}
+
+async fn events(State(shared): State<Arc<Shared>>, Query(q): Query<EventsQuery>) -> Json<Value> {
+    Json(json!({ "events": shared.events_since(q.since.unwrap_or(0)) }))
+}
+
+/// Applies a change, saves, wakes the driver and answers with `reply` or the status.
+fn mutate(shared: &Shared, change: impl FnOnce(&mut Inner) -> Result<Option<Value>, ApiError>) -> ApiResult {
+    let mut g = shared.lock();
+    let reply = change(&mut g)?;
+    let saved = shared.save_if_changed(&mut g);
+    let body = reply.unwrap_or_else(|| status_json(shared, &g));
+    drop(g);
+    shared.wake.notify_one();
+    saved.map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string(), hresult: None })?;
+    Ok(Json(body))
+}
+
+async fn ato(State(shared): State<Arc<Shared>>) -> ApiResult {
+    let rx = {
+        let mut g = shared.lock();
+        let now = shared.clock.now();
+        let attempt = g.activator.activate_now(now);
+        let rx = shared.wait_for(&mut g, attempt);
+        drop(g);
+        shared.wake.notify_one();
+        rx
+    };
+    let report = tokio::time::timeout(ATO_WAIT, rx)
+        .await
+        .map_err(|_| ApiError::code(StatusCode::GATEWAY_TIMEOUT, HResult::TIMEOUT))?
+        .map_err(|_| ApiError {
+            status: StatusCode::CONFLICT,
+            message: "the attempt was abandoned (the key changed, the machine was rearmed or the client is stopping)".into(),
+            hresult: None,
+        })?;
+    let g = shared.lock();
+    let st = g.activator.state();
+    Ok(Json(json!({
+        "attempt": report.attempt,
+        "hresult": report.result.to_string(),
+        "name": report.result.name(),
+        "meaning": report.result.info().map(|i| i.meaning),
+        "activated": report.result.is_success() && st.status == LicenseStatus::Licensed,
+        "host": opt(report.host.as_ref()),
+        "status": st.status.key(),
+        "status_label": st.status.label(),
+        "current_count": st.last.current_count,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct KeyBody {
+    key: String,
+}
+
+async fn ipk(State(shared): State<Arc<Shared>>, Json(body): Json<KeyBody>) -> ApiResult {
+    let catalog = shared.catalog.clone();
+    mutate(&shared, |g| {
+        let now = shared.clock.now();
+        g.activator.install_key(&catalog, &body.key, now).map_err(|c| ApiError::code(StatusCode::BAD_REQUEST, c))?;
+        Ok(None)
+    })
+}
+
+async fn upk(State(shared): State<Arc<Shared>>) -> ApiResult {
+    mutate(&shared, |g| {
+        if g.activator.product().is_none() {
+            return Err(ApiError::code(StatusCode::CONFLICT, HResult::NO_PRODUCT_KEY));
+        }
+        g.activator.uninstall_product(shared.clock.now());
+        Ok(None)
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct HostBody {
+    host: String,
+}
+
+async fn skms(State(shared): State<Arc<Shared>>, Json(body): Json<HostBody>) -> ApiResult {
+    let host: HostAddr = body.host.parse().map_err(|e: kmslab_core::hostaddr::HostAddrError| ApiError::bad(e.to_string()))?;
+    mutate(&shared, |g| {
+        g.activator.set_manual_host(Some(host));
+        Ok(None)
+    })
+}
+
+async fn ckms(State(shared): State<Arc<Shared>>) -> ApiResult {
+    mutate(&shared, |g| {
+        g.activator.set_manual_host(None);
+        Ok(None)
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct DomainBody {
+    domain: String,
+}
+
+async fn skms_domain(State(shared): State<Arc<Shared>>, Json(body): Json<DomainBody>) -> ApiResult {
+    let domain = crate::config::validate_domain(&body.domain).map_err(ApiError::bad)?;
+    mutate(&shared, |g| {
+        g.activator.set_domain(Some(domain));
+        Ok(None)
+    })
+}
+
+async fn ckms_domain(State(shared): State<Arc<Shared>>) -> ApiResult {
+    mutate(&shared, |g| {
+        g.activator.set_domain(None);
+        Ok(None)
+    })
+}
+
+async fn skhc(State(shared): State<Arc<Shared>>) -> ApiResult {
+    mutate(&shared, |g| {
+        g.activator.set_host_caching(true);
+        Ok(None)
+    })
+}
+
+async fn ckhc(State(shared): State<Arc<Shared>>) -> ApiResult {
+    mutate(&shared, |g| {
+        g.activator.set_host_caching(false);
+        Ok(None)
+    })
+}
+
+async fn rearm(State(shared): State<Arc<Shared>>) -> ApiResult {
+    mutate(&shared, |g| {
+        let now = shared.clock.now();
+        let inner = &mut *g;
+        inner.activator.rearm(now, &mut inner.rng).map_err(|c| ApiError::code(StatusCode::CONFLICT, c))?;
+        Ok(None)
+    })
+}

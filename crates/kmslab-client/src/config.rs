@@ -1,0 +1,349 @@
+//! kms-client configuration: flags, `KMSLAB_*` environment variables and a TOML file,
+//! merged (flags > env > file) and validated as a whole before anything is bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use kmslab_core::Timestamp;
+use kmslab_core::catalog::{Catalog, Product};
+use kmslab_core::hostaddr::HostAddr;
+use kmslab_core::hresult::HResult;
+use kmslab_core::wire::MAX_MACHINE_NAME_CHARS;
+use kmslab_runtime::logging::LogFormat;
+use serde::Deserialize;
+
+/// Default admin (control API) address.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:8689";
+
+/// Command-line flags; each also reads a `KMSLAB_*` variable (clap gives flags priority).
+#[derive(Debug, Default, Parser)]
+#[command(name = "kms-client", version, about = "kmslab KMS client daemon: one simulated volume-licensed machine")]
+pub struct Args {
+    /// TOML configuration file (keys as the flags, with `_` for `-`).
+    #[arg(long, env = "KMSLAB_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Product to install, e.g. win7-enterprise, server2008r2-standard.
+    #[arg(long, env = "KMSLAB_PRODUCT", value_name = "NAME")]
+    pub product: Option<String>,
+    /// Volume setup key (GVLK) to install instead of --product.
+    #[arg(long, env = "KMSLAB_GVLK", value_name = "KEY")]
+    pub gvlk: Option<String>,
+    /// Directory keeping CMID, key, license state and settings across restarts.
+    #[arg(long, env = "KMSLAB_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Manual KMS host (like `slmgr /skms`): no discovery.
+    #[arg(long, env = "KMSLAB_KMS", value_name = "HOST[:PORT]")]
+    pub kms: Option<String>,
+    /// SRV lookup domain (like `slmgr /skms-domain`).
+    #[arg(long, env = "KMSLAB_DOMAIN", value_name = "FQDN")]
+    pub domain: Option<String>,
+    /// DNS server to ask [system resolver].
+    #[arg(long, env = "KMSLAB_DNS_SERVER", value_name = "IP:PORT")]
+    pub dns_server: Option<String>,
+    /// Turn KMS host caching off (like `slmgr /ckhc`).
+    #[arg(long, env = "KMSLAB_NO_HOST_CACHING")]
+    pub no_host_caching: bool,
+    /// Machine name sent in requests [the system host name].
+    #[arg(long, env = "KMSLAB_MACHINE_NAME", value_name = "NAME")]
+    pub machine_name: Option<String>,
+    /// Set the VM flag in requests.
+    #[arg(long, env = "KMSLAB_VM")]
+    pub vm: bool,
+    /// Control API address, the slmgr target [127.0.0.1:8689].
+    #[arg(long, env = "KMSLAB_ADMIN", value_name = "ADDR")]
+    pub admin: Option<String>,
+    /// Simulated time runs this many times faster than real time [1].
+    #[arg(long, env = "KMSLAB_TIME_SCALE", value_name = "F")]
+    pub time_scale: Option<String>,
+    /// Simulated time origin (RFC 3339) [process start].
+    #[arg(long, env = "KMSLAB_TIME_ORIGIN", value_name = "T")]
+    pub time_origin: Option<String>,
+    /// Log format: text or json [text].
+    #[arg(long, env = "KMSLAB_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+    /// Extra product catalog (TOML) added to the built-in one.
+    #[arg(long, env = "KMSLAB_CATALOG", value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+}
+
+/// The `--config` file; every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    product: Option<String>,
+    gvlk: Option<String>,
+    state_dir: Option<PathBuf>,
+    kms: Option<String>,
+    domain: Option<String>,
+    dns_server: Option<String>,
+    host_caching: Option<bool>,
+    machine_name: Option<String>,
+    vm: Option<bool>,
+    admin: Option<String>,
+    time_scale: Option<f64>,
+    time_origin: Option<String>,
+    log_format: Option<String>,
+    catalog: Option<PathBuf>,
+}
+
+/// Network timeouts of the client (real time).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP connect to a KMS host.
+    pub connect: Duration,
+    /// Waiting for the host's answer once connected.
+    pub response: Duration,
+    /// One DNS lookup.
+    pub dns: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(2), response: Duration::from_secs(5), dns: Duration::from_secs(3) }
+    }
+}
+
+/// A validated configuration. Settings given as `Some` override what the state directory
+/// remembers; `None` keeps it.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The catalog (built in plus `--catalog`).
+    pub catalog: Arc<Catalog>,
+    /// The product to install (from `--product` or `--gvlk`).
+    pub product: Option<Arc<Product>>,
+    /// Where the state is kept; `None` keeps it in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// Manual host.
+    pub kms: Option<HostAddr>,
+    /// SRV lookup domain.
+    pub domain: Option<String>,
+    /// DNS server; `None` is the system resolver.
+    pub dns_server: Option<SocketAddr>,
+    /// Host caching, when given.
+    pub host_caching: Option<bool>,
+    /// Machine name, when given.
+    pub machine_name: Option<String>,
+    /// VM flag (only ever turned on by configuration).
+    pub vm: bool,
+    /// Control API address.
+    pub admin: SocketAddr,
+    /// Simulated time scale.
+    pub time_scale: f64,
+    /// Simulated time origin.
+    pub time_origin: Option<Timestamp>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Network timeouts.
+    pub timeouts: Timeouts,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            catalog: Arc::new(Catalog::builtin()),
+            product: None,
+            state_dir: None,
+            kms: None,
+            domain: None,
+            dns_server: None,
+            host_caching: None,
+            machine_name: None,
+            vm: false,
+            admin: DEFAULT_ADMIN.parse().expect("valid default"),
+            time_scale: 1.0,
+            time_origin: None,
+            log_format: LogFormat::Text,
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// A bad setting: names the flag (or file key) and says why. Exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct ConfigError {
+    /// The flag or key, e.g. `--gvlk`.
+    pub key: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.to_owned(), reason: reason.into() }
+}
+
+impl ClientConfig {
+    /// Merges flags/env (already in `args`) with the `--config` file and validates it all.
+    pub fn from_args(args: Args) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut catalog = Catalog::builtin();
+        if let Some(path) = args.catalog.or(file.catalog) {
+            let text = std::fs::read_to_string(&path).map_err(|e| bad("--catalog", format!("cannot read {}: {e}", path.display())))?;
+            catalog.extend_from_toml(&text).map_err(|e| bad("--catalog", e.to_string()))?;
+        }
+        let product_name = args.product.or(file.product);
+        let gvlk = args.gvlk.or(file.gvlk);
+        let product = match (product_name, gvlk) {
+            (Some(_), Some(_)) => return Err(bad("--product", "give either --product or --gvlk, not both")),
+            (Some(name), None) => Some(
+                catalog
+                    .product_by_name(&name)
+                    .cloned()
+                    .ok_or_else(|| bad("--product", format!("unknown product {name:?} (e.g. win7-enterprise, server2008r2-standard)")))?,
+            ),
+            (None, Some(key)) => Some(catalog.product_by_gvlk(&key).cloned().ok_or_else(|| {
+                let code = HResult::INVALID_PRODUCT_KEY;
+                let meaning = code.info().map_or("invalid product key", |i| i.meaning);
+                bad("--gvlk", format!("{code} {meaning}"))
+            })?),
+            (None, None) => None,
+        };
+        let kms = match args.kms.or(file.kms) {
+            Some(text) => Some(text.parse::<HostAddr>().map_err(|e| bad("--kms", e.to_string()))?),
+            None => None,
+        };
+        let domain = match args.domain.or(file.domain) {
+            Some(d) => Some(validate_domain(&d).map_err(|r| bad("--domain", r))?),
+            None => None,
+        };
+        let dns_server = match args.dns_server.or(file.dns_server) {
+            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| bad("--dns-server", format!("{text:?} is not IP:PORT")))?),
+            None => None,
+        };
+        let host_caching = if args.no_host_caching { Some(false) } else { file.host_caching };
+        let machine_name = match args.machine_name.or(file.machine_name) {
+            Some(name) => Some(validate_machine_name(&name).map_err(|r| bad("--machine-name", r))?),
+            None => None,
+        };
+        let vm = args.vm || file.vm.unwrap_or(false);
+        let admin_text = args.admin.or(file.admin).unwrap_or_else(|| DEFAULT_ADMIN.to_owned());
+        let admin = admin_text.parse::<SocketAddr>().map_err(|_| bad("--admin", format!("{admin_text:?} is not IP:PORT")))?;
+        let time_scale = match args.time_scale {
+            Some(text) => text.parse::<f64>().map_err(|_| bad("--time-scale", format!("{text:?} is not a number")))?,
+            None => file.time_scale.unwrap_or(1.0),
+        };
+        kmslab_runtime::SimClock::new(time_scale, None).map_err(|e| bad("--time-scale", e.to_string()))?;
+        let time_origin = match args.time_origin.or(file.time_origin) {
+            Some(text) => Some(Timestamp::parse_rfc3339(&text).map_err(|e| bad("--time-origin", e.to_string()))?),
+            None => None,
+        };
+        let log_format = match args.log_format.or(file.log_format) {
+            Some(text) => text.parse::<LogFormat>().map_err(|e| bad("--log-format", e))?,
+            None => LogFormat::Text,
+        };
+        let state_dir = args.state_dir.or(file.state_dir);
+        if let Some(dir) = &state_dir
+            && dir.exists()
+            && !dir.is_dir()
+        {
+            return Err(bad("--state-dir", format!("{} exists and is not a directory", dir.display())));
+        }
+        Ok(ClientConfig {
+            catalog: Arc::new(catalog),
+            product,
+            state_dir,
+            kms,
+            domain,
+            dns_server,
+            host_caching,
+            machine_name,
+            vm,
+            admin,
+            time_scale,
+            time_origin,
+            log_format,
+            timeouts: Timeouts::default(),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        let msg = e.message().trim().replace('\n', " ");
+        bad("--config", format!("{}: {msg}", path.display()))
+    })
+}
+
+/// Checks an SRV lookup domain (`/skms-domain`, `--domain`); returns it without a final dot.
+pub fn validate_domain(domain: &str) -> Result<String, String> {
+    let d = domain.trim().trim_end_matches('.');
+    if d.is_empty() || d.len() > 253 {
+        return Err(format!("{domain:?} is not a DNS domain name"));
+    }
+    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !d.split('.').all(label_ok) {
+        return Err(format!("{domain:?} is not a DNS domain name"));
+    }
+    Ok(d.to_ascii_lowercase())
+}
+
+/// Checks a machine name (at most 63 characters, printable).
+pub fn validate_machine_name(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.chars().count() > MAX_MACHINE_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(format!("{name:?} must be 1 to {MAX_MACHINE_NAME_CHARS} printable characters"));
+    }
+    Ok(name.to_owned())
+}
+
+/// The machine name used when none is configured: the system host name, cut to 63 chars.
+pub fn default_machine_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let name: String = name.chars().filter(|c| !c.is_control()).take(MAX_MACHINE_NAME_CHARS).collect();
+    if name.is_empty() { "kms-client".to_owned() } else { name }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Result<ClientConfig, ConfigError> {
+        let mut argv = vec!["kms-client"];
+        argv.extend_from_slice(list);
+        ClientConfig::from_args(Args::try_parse_from(argv).unwrap())
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        let check = |list: &[&str], key: &str| {
+            let e = args(list).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+        };
+        check(&["--gvlk", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"], "--gvlk");
+        check(&["--product", "win95"], "--product");
+        check(&["--kms", "a b"], "--kms");
+        check(&["--dns-server", "localhost"], "--dns-server");
+        check(&["--admin", "nowhere"], "--admin");
+        check(&["--time-scale", "0"], "--time-scale");
+        check(&["--time-origin", "yesterday"], "--time-origin");
+        check(&["--log-format", "xml"], "--log-format");
+        check(&["--domain", "bad domain"], "--domain");
+        let e = args(&["--gvlk", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"]).unwrap_err();
+        assert!(e.to_string().contains("0xC004F050"), "{e}");
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "product = \"server2008r2-standard\"\nkms = \"kms9:1700\"\nhost_caching = false\n").unwrap();
+        let p = path.to_str().unwrap();
+        let c = args(&["--config", p, "--product", "win7-enterprise"]).unwrap();
+        assert_eq!(c.product.unwrap().name, "win7-enterprise");
+        assert_eq!(c.kms.unwrap().to_string(), "kms9:1700");
+        assert_eq!(c.host_caching, Some(false));
+        std::fs::write(&path, "prodcut = \"x\"\n").unwrap();
+        let e = args(&["--config", p]).unwrap_err();
+        assert_eq!(e.key, "--config");
+        assert!(e.reason.contains("prodcut"), "{e}");
+    }
+}

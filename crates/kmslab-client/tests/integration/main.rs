@@ -1,0 +1,9 @@
+//! kms-client integration tests: real sockets on 127.0.0.1, a real BIND9 for discovery.
+
+mod cli;
+mod discovery;
+mod lifecycle;
+mod persistence;
+mod slmgr;
+mod support;
+mod with_host;

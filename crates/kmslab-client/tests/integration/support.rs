@@ -1,0 +1,303 @@
+//! Test support: a small real KMS host (the core's ledger behind a TCP listener), the
+//! client run in-process, a tiny HTTP client for its control API, and a real BIND9 named.
+
+use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kmslab_client::{ClientConfig, persist};
+use kmslab_core::Timestamp;
+use kmslab_core::activator::Activator;
+use kmslab_core::catalog::Catalog;
+use kmslab_core::ledger::{HostSettings, Ledger};
+use kmslab_core::rng::{KmsRng, SplitMix64};
+use kmslab_core::wire::{ErrorFrame, Message, Request};
+use kmslab_runtime::framed::{read_message, write_message};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// A minimal KMS host: the core's ledger on a real TCP listener. It takes the request's
+/// own client time as "now", so it never disagrees with the client about the clock.
+pub struct TestHost {
+    pub addr: SocketAddr,
+    pub ledger: Arc<Mutex<Ledger>>,
+    pub requests: Arc<Mutex<Vec<Request>>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestHost {
+    pub async fn start(activation_interval: u32, renewal_interval: u32) -> Self {
+        let settings = HostSettings {
+            key_groups: vec!["kms-c".into()],
+            activated: true,
+            activation_interval,
+            renewal_interval,
+            epid: "55041-00168-305-123456-03-1033-7600.0000-0012026".into(),
+        };
+        let ledger = Arc::new(Mutex::new(Ledger::new(settings, Arc::new(Catalog::builtin()))));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (l, r) = (ledger.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else { continue };
+                let (l, r) = (l.clone(), r.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    while let Ok(Some(Message::Request(req))) = read_message(&mut stream, &mut buf).await {
+                        r.lock().unwrap().push(req.clone());
+                        let answer = match l.lock().unwrap().handle_request(&req, req.client_time) {
+                            Ok(resp) => Message::Response(resp),
+                            Err(refusal) => {
+                                Message::Error(ErrorFrame { hresult: refusal.hresult, cmid: req.cmid, message: refusal.reason.to_owned() })
+                            }
+                        };
+                        if write_message(&mut stream, &answer, &mut buf).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        TestHost { addr, ledger, requests, task: Some(task) }
+    }
+
+    /// Puts `n` other machines into the host's count (as if they had asked at `now`).
+    pub fn add_machines(&self, n: usize, n_policy: u32, now: Timestamp) {
+        let catalog = Catalog::builtin();
+        let windows = catalog.counted_group_by_name("windows").unwrap().kms_counted_id;
+        let mut rng = SplitMix64::new(now.as_unix_ms() as u64);
+        let mut l = self.ledger.lock().unwrap();
+        for _ in 0..n {
+            l.restore_cmid(windows, rng.uuid_v4(), n_policy, now, now);
+        }
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    /// Stops listening: later connections are refused.
+    pub async fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// A kms-client running in-process.
+pub struct TestClient {
+    pub admin: SocketAddr,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestClient {
+    pub async fn start(config: ClientConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { kmslab_client::run(config, listener, token).await.unwrap() });
+        TestClient { admin, shutdown, task: Some(task) }
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = http(self.admin, "GET", path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// POSTs and returns (HTTP status, body).
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        http(self.admin, "POST", path, Some(body)).await
+    }
+
+    pub async fn status(&self) -> Value {
+        self.get("/api/v1/status").await
+    }
+
+    pub async fn ato(&self) -> Value {
+        let (status, body) = self.post("/api/v1/ato", serde_json::json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn events(&self) -> Vec<Value> {
+        self.get("/api/v1/events").await["events"].as_array().unwrap().clone()
+    }
+
+    /// Polls the status until `pred` holds (or panics after `secs` real seconds).
+    pub async fn wait_status(&self, secs: u64, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.status().await;
+            if pred(&s) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; status: {s:#}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for TestClient {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A config for tests: the given scale from process start (origin = now), short timeouts.
+pub fn config(scale: f64) -> ClientConfig {
+    let mut c = ClientConfig { time_scale: scale, time_origin: None, machine_name: Some("test-pc".into()), ..ClientConfig::default() };
+    c.timeouts.connect = Duration::from_secs(2);
+    c.timeouts.response = Duration::from_secs(3);
+    c.timeouts.dns = Duration::from_secs(2);
+    c
+}
+
+pub fn product(name: &str) -> Option<Arc<kmslab_core::catalog::Product>> {
+    Some(Catalog::builtin().product_by_name(name).unwrap().clone())
+}
+
+/// A one-shot HTTP/1.1 exchange (Connection: close) returning the status and JSON body.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        payload.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(payload.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())))
+}
+
+pub fn ts(v: &Value) -> Timestamp {
+    Timestamp::parse_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"))).unwrap()
+}
+
+/// Writes a state as a restarted machine would find it.
+pub fn write_state(dir: &std::path::Path, edit: impl FnOnce(&mut kmslab_core::activator::ActivatorState)) {
+    let catalog = Catalog::builtin();
+    let now = Timestamp::from_unix_ms(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64);
+    let p = catalog.product_by_name("win7-enterprise").unwrap().clone();
+    let a = Activator::new(p, SplitMix64::new(42).uuid_v4(), "test-pc", now);
+    let mut state = a.state().clone();
+    state.manual_host = Some("127.0.0.1:9".parse().unwrap());
+    state.next_attempt = None;
+    edit(&mut state);
+    persist::save(dir, &state).unwrap();
+}
+
+/// A `named` serving one zone from `zone_text`; killed (by its PID) when dropped.
+pub struct Bind {
+    pub addr: SocketAddr,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Bind {
+    pub fn start(zone: &str, zone_text: &str) -> Self {
+        let named = ["/usr/sbin/named", "/usr/bin/named"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .expect("BIND9 `named` is not installed: apt-get install -y bind9 bind9-dnsutils");
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let port = free_port();
+            write_config(dir.path(), port, zone, zone_text);
+            let log = std::fs::File::create(dir.path().join("named.log")).unwrap();
+            let child = Command::new(&named)
+                .arg("-c")
+                .arg(dir.path().join("named.conf"))
+                .args(["-g", "-u", "root"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            let mut bind = Bind { addr: SocketAddr::from(([127, 0, 0, 1], port)), child, _dir: dir };
+            if bind.wait_until_answering(zone) {
+                return bind;
+            }
+        }
+        panic!("named did not start");
+    }
+
+    fn wait_until_answering(&mut self, zone: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            let out = Command::new("dig")
+                .arg(format!("@{}", self.addr.ip()))
+                .args(["-p", &self.addr.port().to_string(), "+time=1", "+tries=1", "+short", "SOA", zone])
+                .output();
+            if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("hostmaster")) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for Bind {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, port: u16, zone: &str, zone_text: &str) {
+    let d = dir.display();
+    let soa = format!("$TTL 60\n@ IN SOA ns.{zone}. hostmaster.{zone}. ( 1 3600 600 86400 60 )\n@ IN NS ns.{zone}.\nns IN A 127.0.0.1\n");
+    std::fs::write(dir.join("zone.db"), format!("{soa}{zone_text}")).unwrap();
+    let conf = format!(
+        "options {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; session-keyfile \"{d}/session.key\"; \
+         managed-keys-directory \"{d}\"; listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }}; \
+         recursion no; dnssec-validation no; }};\ncontrols {{ }};\n\
+         zone \"{zone}\" {{ type primary; file \"{d}/zone.db\"; }};\n"
+    );
+    std::fs::write(dir.join("named.conf"), conf).unwrap();
+}
+
+fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if StdTcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
