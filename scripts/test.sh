@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what the tests need (apt packages), then runs
+# every test of the workspace. CI runs it through .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v named >/dev/null 2>&1 || need_apt+=(bind9)
+command -v dig >/dev/null 2>&1 || need_apt+=(bind9-dnsutils)
+command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+if ((${#need_apt[@]})); then
+  echo "ci: installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+# Every crate's tests, including the BIND9, SQLite and real-binary suites:
+cargo test --workspace --locked
