@@ -35,7 +35,7 @@ pub fn svg(out: &SimOutput, title: &str) -> String {
 
     // Panel 1: host counts (Windows group) with thresholds.
     let max_count = out.timeline.iter().flat_map(|r| r.hosts.iter().map(|h| h.counts.first().copied().unwrap_or(0))).max().unwrap_or(0);
-    let y1_max = f64::from(max_count.max(30)) * 1.1;
+    let y1_max = nice_ceiling(f64::from(max_count.max(30)) * 1.05);
     let y1 = |v: f64| TOP1 + H1 - H1 * v / y1_max;
     panel(&mut s, "KMS host count (Windows, distinct machines in 30 days)", TOP1, H1, days, &x);
     for (v, label) in [(25.0, "25: client editions activate"), (5.0, "5: servers and Office activate")] {
@@ -65,9 +65,10 @@ pub fn svg(out: &SimOutput, title: &str) -> String {
 
     // Panel 2: machines by license state.
     let clients = out.summary.clients.max(1) as f64;
-    let y2 = |v: f64| TOP2 + H2 - H2 * v / (clients * 1.05);
+    let y2_max = nice_ceiling(clients * 1.05);
+    let y2 = |v: f64| TOP2 + H2 - H2 * v / y2_max;
     panel(&mut s, "Client machines by license state", TOP2, H2, days, &x);
-    axis_labels(&mut s, clients * 1.05, TOP2, H2);
+    axis_labels(&mut s, y2_max, TOP2, H2);
     let series: [Series; 5] = [
         ("Licensed", "#2ca02c", |r| r.licensed),
         ("Initial grace", "#1f77b4", |r| r.initial_grace),
@@ -140,6 +141,14 @@ fn spread_label(placed: &mut Vec<f64>, mut y: f64) -> f64 {
     }
     placed.push(y);
     y
+}
+
+/// The smallest round number (1, 1.2, 1.6, 2, 2.4, 3, 4, 5, 6 or 8 times a power of ten) that
+/// is at least `v`; each splits into four round axis intervals.
+fn nice_ceiling(v: f64) -> f64 {
+    let v = v.max(1.0);
+    let step = 10f64.powf(v.log10().floor());
+    [1.0, 1.2, 1.6, 2.0, 2.4, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0].iter().map(|m| m * step).find(|c| *c >= v).unwrap_or(10.0 * step)
 }
 
 fn escape(t: &str) -> String {
