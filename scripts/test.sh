@@ -8,6 +8,8 @@ need_apt=()
 command -v named >/dev/null 2>&1 || need_apt+=(bind9)
 command -v dig >/dev/null 2>&1 || need_apt+=(bind9-dnsutils)
 command -v sqlite3 >/dev/null 2>&1 || need_apt+=(sqlite3)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
 if ((${#need_apt[@]})); then
   echo "ci: installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -17,3 +19,6 @@ fi
 
 # Every crate's tests, including the BIND9, SQLite and real-binary suites:
 cargo test --workspace --locked
+
+# Each fuzz target briefly over its committed corpus (skipped without a nightly toolchain).
+bash fuzz/ci.sh 10

@@ -89,7 +89,11 @@ impl Product {
     /// The last five characters of the GVLK, as `Partial Product Key:` shows them.
     pub fn partial_key(&self) -> &str {
         let k = self.gvlk.as_str();
-        &k[k.len().saturating_sub(5)..]
+        // Count characters, not bytes: a user catalog's key may end in non-ASCII
+        // whitespace (a pasted no-break space), which `normalize_gvlk` accepts, and slicing
+        // inside it would panic.
+        let start = k.char_indices().rev().nth(4).map_or(0, |(i, _)| i);
+        &k[start..]
     }
 
     /// True when a host with any of `key_groups` installed can activate this product.

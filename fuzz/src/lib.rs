@@ -1,0 +1,63 @@
+//! Checks shared by the fuzz targets: what must hold for any input, decoded or not.
+#![forbid(unsafe_code)]
+
+use kmslab_core::wire::{self, DecodeError, FrameKind, HEADER_LEN, MAGIC, MAX_BODY_LEN, MAX_FRAME_LEN, VERSION};
+
+/// Decodes `buf` and checks the decoder's contract: a frame that decodes re-encodes to the
+/// same bytes and decodes again to the same message; `Incomplete` asks for more bytes than
+/// were given but never more than a whole frame; every other error has a message.
+pub fn check_frame(buf: &[u8]) {
+    match wire::decode(buf) {
+        Ok((msg, used)) => {
+            assert!(used >= HEADER_LEN && used <= buf.len() && used <= MAX_FRAME_LEN, "used {used} of {}", buf.len());
+            let header = wire::decode_header(buf).expect("a frame that decodes has a valid header");
+            assert_eq!(header.frame_len(), used);
+            // The encoding is canonical (no flag bits, lengths or padding to choose), so the
+            // decoded message must re-encode to exactly the bytes it came from.
+            let again = wire::encode_to_vec(&msg).expect("a decoded message re-encodes");
+            assert_eq!(again.as_slice(), &buf[..used], "re-encoding changed the bytes");
+            let (back, used_again) = wire::decode(&again).expect("a re-encoded message decodes");
+            assert_eq!(used_again, again.len());
+            assert_eq!(back, msg, "decode(encode(m)) != m");
+        }
+        Err(DecodeError::Incomplete { needed }) => {
+            assert!(needed > buf.len() && needed <= MAX_FRAME_LEN, "Incomplete needs {needed} with {} bytes", buf.len());
+        }
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            let _ = e.hresult();
+        }
+    }
+    // The header check alone must agree with the full decoder on header errors.
+    if let Err(e) = wire::decode_header(buf) {
+        assert_eq!(wire::decode(buf).unwrap_err(), e, "decode and decode_header disagree");
+    }
+}
+
+/// A frame with a valid header of `kind` around `body` (cut to the largest legal body).
+pub fn frame_with_body(kind: FrameKind, body: &[u8]) -> Vec<u8> {
+    let body = &body[..body.len().min(MAX_BODY_LEN)];
+    let mut frame = Vec::with_capacity(HEADER_LEN + body.len());
+    frame.extend_from_slice(&MAGIC);
+    frame.extend_from_slice(&[VERSION, kind as u8, 0, 0]);
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// Fuzzes the body decoder of `kind`: the frame always has a valid header, so every input
+/// reaches the body parser.
+pub fn check_body(kind: FrameKind, body: &[u8]) {
+    let frame = frame_with_body(kind, body);
+    let header = wire::decode_header(&frame).expect("the fuzz harness builds valid headers");
+    assert_eq!(header.kind, kind);
+    check_frame(&frame);
+    // The decoder must not care about what follows the frame.
+    let mut with_tail = frame.clone();
+    with_tail.extend_from_slice(b"KMSL");
+    match (wire::decode(&frame), wire::decode(&with_tail)) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b),
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        (a, b) => panic!("bytes after the frame changed the result: {a:?} vs {b:?}"),
+    }
+}
