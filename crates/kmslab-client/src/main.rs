@@ -37,11 +37,14 @@ async fn serve(config: ClientConfig) -> anyhow::Result<()> {
     use anyhow::Context;
     let listener = tokio::net::TcpListener::bind(config.admin).await.with_context(|| format!("cannot bind --admin {}", config.admin))?;
     println!("listening on admin {}", listener.local_addr()?);
+    // The control API is bound: systemd (Type=notify) may start dependants now.
+    kmslab_runtime::notify::ready();
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("stop signal received");
+        kmslab_runtime::notify::stopping();
         signals.cancel();
     });
     kmslab_client::run(config, listener, shutdown).await?;

@@ -64,11 +64,14 @@ async fn serve(config: kmslab_host::HostConfig) -> anyhow::Result<()> {
         println!("listening on kms {}", l.local_addr()?);
     }
     println!("listening on admin {}", admin.local_addr()?);
+    // Every socket is bound: systemd (Type=notify) may start dependants now.
+    kmslab_runtime::notify::ready();
     let shutdown = CancellationToken::new();
     let signal_token = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("signal received");
+        kmslab_runtime::notify::stopping();
         signal_token.cancel();
     });
     kmslab_host::run(listeners, admin, config, shutdown).await?;

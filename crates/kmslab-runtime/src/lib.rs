@@ -6,5 +6,6 @@
 pub mod clock;
 pub mod framed;
 pub mod logging;
+pub mod notify;
 
 pub use clock::SimClock;
