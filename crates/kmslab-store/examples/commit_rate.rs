@@ -1,9 +1,11 @@
 //! Measures group commit: acknowledged writes per second and commits per second for
-//! several numbers of concurrent writers, with `synchronous=FULL` and `NORMAL`, and the
-//! time to page through 100,000 clients.
+//! several numbers of concurrent writers, with `synchronous=FULL` and `NORMAL`, the
+//! writer thread's CPU time per recorded request as the registry grows, and the time to
+//! page through 100,000 clients.
 //!
-//! `cargo run --release -p kmslab-store --example commit_rate [DIR]` (DIR defaults to a
-//! temporary directory; put it on the disk you want to measure).
+//! `cargo run --release -p kmslab-store --example commit_rate [DIR] [cost]` (DIR defaults
+//! to a temporary directory; put it on the disk you want to measure; `cost` runs only the
+//! per-write cost section).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,6 +95,70 @@ fn pipelined(dir: &std::path::Path, synchronous: Synchronous, writes: u64) {
     );
 }
 
+/// CPU time the writer thread (`kmslab-store-writer`, shown as `kmslab-store-wr`) has used
+/// so far, from `/proc/self/task/*/schedstat` (Linux only; `None` elsewhere).
+fn writer_cpu() -> Option<Duration> {
+    for task in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == "kmslab-store-wr" {
+            let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let nanos: u64 = schedstat.split_whitespace().next()?.parse().ok()?;
+            return Some(Duration::from_nanos(nanos));
+        }
+    }
+    None
+}
+
+/// What one recorded request costs the writer thread: 64 closed-loop writers (like 64
+/// keep-alive host connections), new CMIDs with a host-sized 12290 event, in rounds of
+/// 20,000 so that growth of the registry shows.
+fn per_write_cost(dir: &std::path::Path, synchronous: Synchronous) {
+    const WRITERS: u64 = 64;
+    const ROUND: u64 = 20_000;
+    let path = dir.join(format!("cost-{synchronous:?}.sqlite"));
+    let store = Store::open(&path, StoreOptions { synchronous, ..StoreOptions::default() }).unwrap();
+    // The writer names its thread when it starts; make sure it has.
+    store.flush().wait().unwrap();
+    let next = Arc::new(AtomicU64::new(0));
+    for round in 1..=3u64 {
+        let (cpu_before, stats_before) = (writer_cpu(), store.stats());
+        let started = Instant::now();
+        let threads: Vec<_> = (0..WRITERS)
+            .map(|_| {
+                let (store, next) = (store.clone(), Arc::clone(&next));
+                std::thread::spawn(move || {
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= round * ROUND {
+                            break;
+                        }
+                        store.record_request(record(Uuid::new_v4(), n as i64)).wait().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let stats = store.stats();
+        let commits = stats.commits - stats_before.commits;
+        let cpu = match (cpu_before, writer_cpu()) {
+            (Some(before), Some(after)) => format!("{:>6.1} us", (after - before).as_secs_f64() * 1e6 / ROUND as f64),
+            _ => "     n/a".to_owned(),
+        };
+        println!(
+            "{:>6} cost round {round} ({:>6} clients after)  {:>8.0} writes/s  writer CPU {cpu}/write  mean batch {:>5.1}  mean commit {:>5.2} ms",
+            format!("{synchronous:?}"),
+            round * ROUND,
+            ROUND as f64 / secs,
+            ROUND as f64 / commits.max(1) as f64,
+            (stats.total_commit_micros - stats_before.total_commit_micros) as f64 / commits.max(1) as f64 / 1000.0,
+        );
+        next.store(round * ROUND, Ordering::Relaxed);
+    }
+}
+
 fn paging(dir: &std::path::Path) {
     let store =
         Store::open(&dir.join("paging.sqlite"), StoreOptions { synchronous: Synchronous::Normal, ..StoreOptions::default() }).unwrap();
@@ -121,7 +187,7 @@ fn paging(dir: &std::path::Path) {
 }
 
 fn main() {
-    let tmp = match std::env::args().nth(1) {
+    let tmp = match std::env::args().nth(1).filter(|dir| dir != "cost") {
         Some(dir) => {
             std::fs::create_dir_all(&dir).unwrap();
             tempfile::tempdir_in(dir).unwrap()
@@ -130,6 +196,12 @@ fn main() {
     };
     let dir = tmp.path();
     println!("measuring in {}", dir.display());
+    for synchronous in [Synchronous::Full, Synchronous::Normal] {
+        per_write_cost(dir, synchronous);
+    }
+    if std::env::args().any(|arg| arg == "cost") {
+        return;
+    }
     for synchronous in [Synchronous::Full, Synchronous::Normal] {
         for writers in [1, 4, 16, 64] {
             closed_loop(dir, synchronous, writers);

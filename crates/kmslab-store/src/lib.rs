@@ -56,9 +56,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod error;
 mod pending;
 mod read;
+mod report;
 mod schema;
 mod shared;
 mod types;
@@ -75,6 +77,7 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use pending::Pending;
+pub use report::Tally;
 pub use schema::integrity_check;
 pub use types::{
     ClientPage, ClientQuery, ClientRow, Counters, EventQuery, EventRecord, EventRow, Health, LICENSE_STATUS_COUNT, RecentClient,
@@ -160,6 +163,7 @@ struct Inner {
     reader: Mutex<Connection>,
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
 }
 
 impl Store {
@@ -173,8 +177,16 @@ impl Store {
         let writer = Writer::new(writer_conn, rx, Arc::clone(&shared), options.max_batch, options.event_retention);
         let handle =
             std::thread::Builder::new().name("kmslab-store-writer".into()).spawn(move || writer.run()).map_err(|_| StoreError::Closed)?;
+        let checkpointer = checkpoint::Checkpointer::start(path)?;
         Ok(Store {
-            inner: Arc::new(Inner { path: path.to_owned(), tx, reader: Mutex::new(reader), shared, writer: Mutex::new(Some(handle)) }),
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                tx,
+                reader: Mutex::new(reader),
+                shared,
+                writer: Mutex::new(Some(handle)),
+                checkpointer: Mutex::new(Some(checkpointer)),
+            }),
         })
     }
 
@@ -332,6 +344,9 @@ impl Inner {
             if handle.join().is_err() {
                 tracing::error!("registry writer thread panicked");
             }
+        }
+        if let Some(checkpointer) = self.checkpointer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
+            checkpointer.stop();
         }
     }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::StoreError;
 use crate::types::{ClientPage, ClientQuery, ClientRow, Counters, EventQuery, EventRow, RecentClient};
 
-const CLIENT_COLUMNS: &str = "cmid, machine_name, activation_id, application_id, counted_id,
+pub(crate) const CLIENT_COLUMNS: &str = "cmid, machine_name, activation_id, application_id, counted_id,
     license_status, minutes_to_expiry, first_seen_ms, last_seen_ms, request_count,
     last_address, last_result, last_activation_ms";
 
@@ -19,12 +19,12 @@ fn uuid_column(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
 }
 
 /// Reads a count column; SQLite integers are signed and counts are never negative.
-fn u64_column(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
+pub(crate) fn u64_column(row: &Row<'_>, index: usize) -> rusqlite::Result<u64> {
     let value: i64 = row.get(index)?;
     u64::try_from(value).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(index, value))
 }
 
-fn client_row(row: &Row<'_>) -> rusqlite::Result<ClientRow> {
+pub(crate) fn client_row(row: &Row<'_>) -> rusqlite::Result<ClientRow> {
     let last_address = match row.get::<_, Option<String>>(10)? {
         None => None,
         Some(text) => Some(
@@ -97,26 +97,41 @@ pub(crate) fn clients(conn: &mut Connection, query: &ClientQuery) -> Result<Clie
         conditions.push("last_seen_ms >= ?");
         args.push(Value::Integer(since));
     }
-    if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
-        // CMIDs are stored lowercase; SQLite's lower() folds ASCII only, which covers
-        // NetBIOS-style machine names.
-        conditions.push("(instr(cmid, lower(?)) > 0 OR instr(lower(machine_name), lower(?)) > 0)");
-        args.push(Value::Text(search.to_owned()));
-        args.push(Value::Text(search.to_owned()));
+    let search = query.search.as_deref().filter(|s| !s.is_empty());
+    if let Some(search) = search {
+        // LIKE folds ASCII case (CMIDs are stored lowercase; NetBIOS-style machine names
+        // are ASCII); `%`, `_` and `\` in the text are matched literally.
+        conditions.push(r"(cmid LIKE ? ESCAPE '\' OR machine_name LIKE ? ESCAPE '\')");
+        let escaped = search.replace('\\', r"\\").replace('%', r"\%").replace('_', r"\_");
+        args.push(Value::Text(format!("%{escaped}%")));
+        args.push(Value::Text(format!("%{escaped}%")));
     }
     let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
+    // A substring search alone (or with `seen_since`) scans `clients_by_name`, which holds
+    // every column it needs and is a fraction of the table's size; with a status or
+    // product filter, that filter's index narrows the rows first.
+    let source = if search.is_some() && query.status.is_none() && query.activation_id.is_none() {
+        "clients INDEXED BY clients_by_name"
+    } else {
+        "clients"
+    };
 
     let tx = conn.transaction()?;
     let total = tx
-        .prepare_cached(&format!("SELECT count(*) FROM clients {filter}"))?
+        .prepare_cached(&format!("SELECT count(*) FROM {source} {filter}"))?
         .query_row(params_from_iter(args.iter()), |row| u64_column(row, 0))?;
     let mut page_args = args;
     page_args.push(Value::Integer(to_i64(query.limit)));
     page_args.push(Value::Integer(to_i64(query.offset)));
+    // Deferred join: the inner query skips `offset` entries of an index that holds the
+    // CMID, and only the page's rows are read from the table (otherwise a deep page reads
+    // every row it skips).
     let rows = tx
         .prepare_cached(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM clients {filter}
-             ORDER BY last_seen_ms DESC, cmid DESC LIMIT ? OFFSET ?"
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE cmid IN (
+                 SELECT cmid FROM {source} {filter}
+                 ORDER BY last_seen_ms DESC, cmid DESC LIMIT ? OFFSET ?)
+             ORDER BY last_seen_ms DESC, cmid DESC"
         ))?
         .query_map(params_from_iter(page_args.iter()), client_row)?
         .collect::<Result<Vec<_>, _>>()?;

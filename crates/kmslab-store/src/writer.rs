@@ -14,10 +14,10 @@ use std::time::Instant;
 use rusqlite::{Connection, params};
 use tokio::sync::oneshot;
 
-use crate::StoreError;
 use crate::schema;
 use crate::shared::Shared;
 use crate::types::{EventRecord, RequestRecord};
+use crate::{LICENSE_STATUS_COUNT, StoreError};
 
 /// Tells a caller how its write ended.
 #[derive(Debug)]
@@ -157,11 +157,14 @@ impl Writer {
 
     fn transaction(&mut self, ops: &[&Op]) -> Result<(), StoreError> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut events_written = false;
+        let mut effects = TxEffects::default();
         for op in ops {
-            events_written |= apply(&tx, op)?;
+            apply(&tx, op, &mut effects)?;
         }
-        if events_written {
+        if effects.counters.total > 0 {
+            effects.counters.apply(&tx)?;
+        }
+        if effects.events_written {
             trim_events(&tx, self.event_retention)?;
         }
         // Dropping `tx` on an error above rolls the whole transaction back.
@@ -190,8 +193,60 @@ impl Writer {
     }
 }
 
-/// Applies one write inside the open transaction; returns whether it added an event.
-fn apply(conn: &Connection, op: &Op) -> Result<bool, StoreError> {
+/// What the writes of one transaction leave to do once, at its end, rather than per write.
+#[derive(Debug, Default)]
+struct TxEffects {
+    /// Whether any write added an event (the log then needs trimming).
+    events_written: bool,
+    /// Counter increments, applied with one UPDATE per transaction.
+    counters: CounterDelta,
+}
+
+/// Increments of the `counters` row accumulated over a transaction.
+#[derive(Debug, Default)]
+struct CounterDelta {
+    total: i64,
+    failed: i64,
+    by_status: [i64; LICENSE_STATUS_COUNT],
+}
+
+impl CounterDelta {
+    fn add(&mut self, record: &RequestRecord) -> Result<(), StoreError> {
+        // `Store::record_request` already refused other statuses; this keeps the
+        // writer from panicking should another path ever queue one.
+        let slot = self
+            .by_status
+            .get_mut(usize::from(record.license_status))
+            .ok_or_else(|| StoreError::Invalid(format!("license status {} is not 0..=6", record.license_status)))?;
+        *slot += 1;
+        self.total += 1;
+        self.failed += i64::from(record.failed);
+        Ok(())
+    }
+
+    fn apply(&self, conn: &Connection) -> Result<(), StoreError> {
+        let s = &self.by_status;
+        conn.prepare_cached(
+            "UPDATE counters SET
+                 total = total + ?1,
+                 failed = failed + ?2,
+                 status_0 = status_0 + ?3,
+                 status_1 = status_1 + ?4,
+                 status_2 = status_2 + ?5,
+                 status_3 = status_3 + ?6,
+                 status_4 = status_4 + ?7,
+                 status_5 = status_5 + ?8,
+                 status_6 = status_6 + ?9
+             WHERE id = 1",
+        )?
+        .execute(params![self.total, self.failed, s[0], s[1], s[2], s[3], s[4], s[5], s[6]])?;
+        Ok(())
+    }
+}
+
+/// Applies one write inside the open transaction, leaving per-transaction work (counters,
+/// event trimming) in `effects`.
+fn apply(conn: &Connection, op: &Op, effects: &mut TxEffects) -> Result<(), StoreError> {
     match op {
         Op::Request(record) => {
             conn.prepare_cached(
@@ -227,31 +282,15 @@ fn apply(conn: &Connection, op: &Op) -> Result<bool, StoreError> {
                 record.result,
                 record.activated_at_ms,
             ])?;
-            conn.prepare_cached(
-                "UPDATE counters SET
-                     total = total + 1,
-                     failed = failed + ?1,
-                     status_0 = status_0 + (?2 = 0),
-                     status_1 = status_1 + (?2 = 1),
-                     status_2 = status_2 + (?2 = 2),
-                     status_3 = status_3 + (?2 = 3),
-                     status_4 = status_4 + (?2 = 4),
-                     status_5 = status_5 + (?2 = 5),
-                     status_6 = status_6 + (?2 = 6)
-                 WHERE id = 1",
-            )?
-            .execute(params![i64::from(record.failed), record.license_status])?;
-            match &record.event {
-                Some(event) => {
-                    insert_event(conn, event)?;
-                    Ok(true)
-                }
-                None => Ok(false),
+            effects.counters.add(record)?;
+            if let Some(event) = &record.event {
+                insert_event(conn, event)?;
+                effects.events_written = true;
             }
         }
         Op::Event(event) => {
             insert_event(conn, event)?;
-            Ok(true)
+            effects.events_written = true;
         }
         Op::Setting { key, value } => {
             conn.prepare_cached(
@@ -259,14 +298,13 @@ fn apply(conn: &Connection, op: &Op) -> Result<bool, StoreError> {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             )?
             .execute(params![key, value])?;
-            Ok(false)
         }
         Op::InitEpid(epid) => {
             conn.prepare_cached("INSERT OR IGNORE INTO host_identity (id, epid) VALUES (1, ?1)")?.execute(params![epid])?;
-            Ok(false)
         }
-        Op::Barrier => Ok(false),
+        Op::Barrier => {}
     }
+    Ok(())
 }
 
 fn insert_event(conn: &Connection, event: &EventRecord) -> Result<(), StoreError> {
@@ -279,16 +317,17 @@ fn insert_event(conn: &Connection, event: &EventRecord) -> Result<(), StoreError
 }
 
 /// Keeps the `retention` newest events. Runs once per transaction, not per event.
+///
+/// `seq` is the rowid and events only ever leave from the low end, so the seqs in the log
+/// are contiguous and the newest `retention` are those above `max(seq) - retention`: two
+/// b-tree seeks plus the rows actually deleted, instead of walking `retention` rows back
+/// from the newest one (which cost a full scan of the log per commit).
 fn trim_events(conn: &Connection, retention: u64) -> Result<(), StoreError> {
     if retention == 0 {
         conn.prepare_cached("DELETE FROM events")?.execute([])?;
         return Ok(());
     }
-    let keep_from_offset = i64::try_from(retention - 1).unwrap_or(i64::MAX);
-    conn.prepare_cached(
-        "DELETE FROM events WHERE seq <
-             (SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
-    )?
-    .execute(params![keep_from_offset])?;
+    let retention = i64::try_from(retention).unwrap_or(i64::MAX);
+    conn.prepare_cached("DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ?1")?.execute(params![retention])?;
     Ok(())
 }
