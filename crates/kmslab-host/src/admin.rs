@@ -1,5 +1,5 @@
 //! The host's admin API (axum): status, clients, events export, health, metrics, and the
-//! settings endpoint behind the slmgr host verbs. `/` is left for the dashboard.
+//! settings endpoint behind the slmgr host verbs. `/` and the HTML pages are the dashboard's (`dashboard/`).
 
 // Helpers return the error `Response` itself so handlers can `return` it; its size does
 // not matter on this path (one per refused admin request).
@@ -31,7 +31,7 @@ const E_INVALIDARG: &str = "0x80070057";
 /// The admin router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(|| async { "kms-host admin API: see /api/v1/status, /api/v1/clients, /api/v1/events, /healthz, /metrics\n" }))
+        .merge(crate::dashboard::routes())
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
@@ -67,7 +67,9 @@ fn snapshot(state: &HostState) -> Snapshot {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(&snapshot(&state));
+    let mut body = state.metrics.render(&snapshot(&state));
+    state.dns.render_metrics(&mut body);
+    body.push_str(&crate::dashboard::alerts::render_metrics(&state, &crate::dashboard::alerts::current(&state)));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -137,6 +139,7 @@ pub fn status_json(state: &HostState) -> Value {
         "counters": { "total": counters.total, "failed": counters.failed, "by_status": by_status },
         "settings": settings_json(state),
         "dns_publishing": state.extra().dns_publishing,
+        "dns": state.dns.status_json(&state.config.dns, state.extra().dns_publishing),
         "open_connections": state.metrics.open_connections.load(std::sync::atomic::Ordering::Relaxed),
         "health": { "ok": health.ok, "reason": if health.ok { None } else { health.last_error } },
     })
@@ -400,6 +403,7 @@ async fn settings(State(state): State<AppState>, headers: HeaderMap, body: axum:
         }
         if let Some(d) = change.dns_publishing {
             extra.dns_publishing = d;
+            state.dns.setting_changed();
         }
         if let Some(l) = low {
             extra.priority_low = l;

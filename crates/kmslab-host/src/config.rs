@@ -4,7 +4,7 @@
 //! Every value is taken as text first and checked here, so that a bad value, wherever it
 //! came from, produces one [`ConfigError`] line naming the flag, the variable or the key.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,6 +90,33 @@ pub struct Cli {
     /// `normal` (survives kill -9, not a power cut) [full].
     #[arg(long, env = "KMSLAB_REGISTRY_SYNC", value_name = "MODE")]
     pub registry_sync: Option<String>,
+    /// DNS server receiving RFC 2136 updates (IP:PORT).
+    #[arg(long, env = "KMSLAB_DNS_SERVER", value_name = "IP:PORT")]
+    pub dns_server: Option<String>,
+    /// Publish list entry ZONE[,PRIORITY[,WEIGHT]] (repeatable; in KMSLAB_DNS_ZONE separate entries by spaces or `;`).
+    #[arg(long, env = "KMSLAB_DNS_ZONE", value_name = "Z[,PRIO[,WEIGHT]]")]
+    pub dns_zone: Vec<String>,
+    /// SRV target FQDN [the system host name, completed with the first zone when it has no dot].
+    #[arg(long, env = "KMSLAB_DNS_HOSTNAME", value_name = "FQDN")]
+    pub dns_hostname: Option<String>,
+    /// Also publish an A/AAAA record with this address for --dns-hostname.
+    #[arg(long, env = "KMSLAB_DNS_ADDRESS", value_name = "IP")]
+    pub dns_address: Option<String>,
+    /// TTL of the published records, seconds [600].
+    #[arg(long, env = "KMSLAB_DNS_TTL", value_name = "SECS")]
+    pub dns_ttl: Option<String>,
+    /// Do not publish in DNS at all (the /sdns setting is kept but ignored).
+    #[arg(long, env = "KMSLAB_NO_DNS_PUBLISH", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub no_dns_publish: Option<String>,
+    /// TSIG key signing the updates, NAME:ALG:BASE64 (hmac-sha256/384/512).
+    #[arg(long, env = "KMSLAB_TSIG_KEY", value_name = "NAME:ALG:BASE64", conflicts_with = "tsig_key_file", hide_env_values = true)]
+    pub tsig_key: Option<String>,
+    /// File with the TSIG key (NAME:ALG:BASE64, or a BIND `key` clause).
+    #[arg(long, env = "KMSLAB_TSIG_KEY_FILE", value_name = "FILE")]
+    pub tsig_key_file: Option<PathBuf>,
+    /// Remove this host's SRV record on a clean shutdown.
+    #[arg(long, env = "KMSLAB_UNPUBLISH_ON_EXIT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub unpublish_on_exit: Option<String>,
 }
 
 /// The TOML file: the same settings as the flags.
@@ -113,6 +140,15 @@ pub struct FileConfig {
     idle_timeout: Option<u64>,
     log_format: Option<String>,
     registry_sync: Option<String>,
+    dns_server: Option<String>,
+    dns_zone: Option<Vec<String>>,
+    dns_hostname: Option<String>,
+    dns_address: Option<String>,
+    dns_ttl: Option<u64>,
+    no_dns_publish: Option<bool>,
+    tsig_key: Option<String>,
+    tsig_key_file: Option<PathBuf>,
+    unpublish_on_exit: Option<bool>,
 }
 
 /// A configuration value that cannot work; the message names where it came from.
@@ -164,6 +200,8 @@ pub struct HostConfig {
     pub registry_max_pages: Option<u64>,
     /// Registry commit durability (`--registry-sync`).
     pub registry_sync: kmslab_store::Synchronous,
+    /// DNS publishing (`--dns-*`, `--tsig-key*`, `--unpublish-on-exit`).
+    pub dns: crate::publish::DnsConfig,
 }
 
 impl HostConfig {
@@ -190,6 +228,7 @@ impl HostConfig {
             shutdown_grace: SHUTDOWN_GRACE,
             registry_max_pages: None,
             registry_sync: kmslab_store::Synchronous::Full,
+            dns: crate::publish::DnsConfig::default(),
         }
     }
 
@@ -392,6 +431,53 @@ fn resolve(cli: Cli, matches: &ArgMatches) -> Result<HostConfig, ConfigError> {
             _ => return Err(bad(&name, &v, "expected full or normal")),
         };
     }
+    // DNS publishing. The list comes whole from one place (flags, env or file), like --listen.
+    let zones: Option<(Vec<String>, String)> = match r.source("dns_zone") {
+        Some(from) if !cli.dns_zone.is_empty() => Some((cli.dns_zone.clone(), r.name("dns_zone", from))),
+        _ => file.dns_zone.clone().map(|l| (l, r.name("dns_zone", From3::File))),
+    };
+    let dns_zones = zones.map(|(list, name)| {
+        let entries = list.iter().flat_map(|v| v.split([';', ' '])).filter(|v| !v.trim().is_empty());
+        entries.map(|v| v.parse().map_err(|e| bad(&name, v, e))).collect::<Result<Vec<_>, _>>()
+    });
+    let dns_server = r.pick("dns_server", cli.dns_server, file.dns_server).map(|(v, name)| parse_addr(&name, &v)).transpose()?;
+    let dns_hostname = r.pick("dns_hostname", cli.dns_hostname, file.dns_hostname);
+    let dns_address = match r.pick("dns_address", cli.dns_address, file.dns_address) {
+        Some((v, name)) => Some(v.trim().parse::<IpAddr>().map_err(|_| bad(&name, &v, "expected an IPv4 or IPv6 address"))?),
+        None => None,
+    };
+    let dns_ttl = r.pick("dns_ttl", cli.dns_ttl, file.dns_ttl.map(|n| n.to_string()));
+    let no_publish = r.pick("no_dns_publish", cli.no_dns_publish, file.no_dns_publish.map(|b| b.to_string()));
+    let tsig_key = r.pick("tsig_key", cli.tsig_key, file.tsig_key);
+    let tsig_key_file =
+        r.pick("tsig_key_file", cli.tsig_key_file.map(|p| p.display().to_string()), file.tsig_key_file.map(|p| p.display().to_string()));
+    let unpublish = r.pick("unpublish_on_exit", cli.unpublish_on_exit, file.unpublish_on_exit.map(|b| b.to_string()));
+    let dns = &mut config.dns;
+    dns.server = dns_server;
+    dns.zones = dns_zones.transpose()?.unwrap_or_default();
+    dns.address = dns_address;
+    if let Some((v, name)) = dns_ttl {
+        let n: u32 = v.trim().parse().map_err(|_| bad(&name, &v, "expected seconds 1..=604800"))?;
+        if !(1..=604_800).contains(&n) {
+            return Err(bad(&name, &v, "must be between 1 and 604800 seconds"));
+        }
+        dns.ttl = n;
+    }
+    if let Some((v, name)) = no_publish {
+        dns.publish = !parse_bool(&name, &v)?;
+    }
+    if let Some((v, name)) = unpublish {
+        dns.unpublish_on_exit = parse_bool(&name, &v)?;
+    }
+    match (tsig_key, tsig_key_file) {
+        (Some((_, a)), Some((_, b))) => return Err(ConfigError(format!("invalid {a}: give either it or {b}, not both"))),
+        (Some((v, name)), None) => dns.tsig = Some(v.parse().map_err(|e| ConfigError(format!("invalid {name}: {e}")))?),
+        (None, Some((v, name))) => {
+            dns.tsig = Some(kmslab_dns::TsigKey::from_file(Path::new(&v)).map_err(|e| ConfigError(format!("invalid {name} {v:?}: {e}")))?)
+        }
+        (None, None) => {}
+    }
+    crate::publish::finish_config(dns, dns_hostname)?;
     if !config.admin.ip().is_loopback() && config.admin_token.is_none() {
         tracing::warn!(admin = %config.admin, "admin API is not on loopback and no --admin-token is set: mutating endpoints are refused");
     }
@@ -421,6 +507,52 @@ mod tests {
         check_err(&["--epid", "12"], "--epid");
         check_err(&["--time-scale", "0"], "--time-scale");
         check_err(&["--max-connections", "0"], "--max-connections");
+    }
+
+    #[test]
+    fn dns_publishing_settings_are_checked_and_named() {
+        check_err(&["--dns-server", "nowhere"], "--dns-server");
+        check_err(&["--dns-zone", "lab.test,high"], "--dns-zone");
+        check_err(&["--dns-zone", "lab.test"], "--dns-server");
+        check_err(&["--dns-server", "127.0.0.1:53", "--dns-zone", "lab.test", "--dns-hostname", "kms1"], "--dns-hostname");
+        check_err(&["--dns-address", "kms1"], "--dns-address");
+        check_err(&["--dns-ttl", "0"], "--dns-ttl");
+        check_err(&["--tsig-key", "ddns-key:hmac-md5:AAAA"], "--tsig-key");
+        check_err(&["--tsig-key-file", "/nonexistent/key"], "--tsig-key-file");
+        let c = load(args(&[
+            "--dns-server",
+            "127.0.0.1:5353",
+            "--dns-zone",
+            "lab.test,10,20",
+            "--dns-zone",
+            "other.test",
+            "--dns-hostname",
+            "kms1.lab.test",
+            "--dns-address",
+            "::1",
+            "--dns-ttl",
+            "120",
+            "--unpublish-on-exit",
+            "--tsig-key",
+            "ddns-key:hmac-sha256:c2VjcmV0",
+        ]))
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        assert!(c.dns.active() && c.dns.unpublish_on_exit);
+        assert_eq!(c.dns.zones.iter().map(ToString::to_string).collect::<Vec<_>>(), ["lab.test,10,20", "other.test,0,0"]);
+        assert_eq!((c.dns.ttl, c.dns.address), (120, Some("::1".parse().unwrap())));
+        assert_eq!(c.dns.tsig.as_ref().map(|k| k.name.as_str()), Some("ddns-key"));
+        // The TOML file takes the same keys; --no-dns-publish turns everything off.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.toml");
+        std::fs::write(&path, "dns_server = \"127.0.0.1:53\"\ndns_zone = [\"lab.test,5\"]\ndns_hostname = \"kms2.lab.test\"\n").unwrap();
+        let p = path.to_str().unwrap();
+        let c = load(args(&["--config", p])).map_err(|e| format!("{e:?}")).unwrap();
+        assert_eq!(c.dns.zones[0].priority, 5);
+        let c = load(args(&["--config", p, "--no-dns-publish"])).map_err(|e| format!("{e:?}")).unwrap();
+        assert!(!c.dns.active());
+        std::fs::write(&path, "dns_zone = [\"lab.test,x\"]\n").unwrap();
+        check_err(&["--config", p], "key `dns_zone`");
     }
 
     #[test]

@@ -12,12 +12,15 @@
 //!
 //! **Architecture Invariant:** KMS behaviour (counting, refusals, intervals) lives in
 //! `kmslab-core`; this crate only feeds it sockets and time, and persists what it decides.
-//! DNS publishing (`--dns-*` flags) is not part of this crate yet.
+//! DNS publishing ([`publish`]) schedules and reports updates; the DNS protocol itself is
+//! `kmslab-dns`'s.
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
+pub mod dashboard;
 pub mod metrics;
+pub mod publish;
 mod serve;
 pub mod state;
 
@@ -40,6 +43,7 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let kms_addrs = listeners.iter().map(TcpListener::local_addr).collect::<Result<Vec<_>, _>>()?;
     let admin_addr = admin.local_addr()?;
+    let srv_port = kms_addrs.first().map(|a| a.port());
     let grace = config.shutdown_grace;
     let max_connections = config.max_connections;
     let state = {
@@ -62,7 +66,11 @@ pub async fn run(
             shutdown.clone(),
         )));
     }
+    // Publishing has its own token so that it can still unpublish after the listeners stop.
+    let dns_shutdown = CancellationToken::new();
+    let dns_task = srv_port.map(|port| tokio::spawn(publish::run(Arc::clone(&state), port, dns_shutdown.clone())));
     let admin_shutdown = shutdown.clone();
+    tokio::spawn(dashboard::alerts::watch(Arc::clone(&state), shutdown.clone()));
     let admin_task = tokio::spawn(async move {
         let app = admin::router(Arc::clone(&state));
         if let Err(err) = axum::serve(admin, app).with_graceful_shutdown(async move { admin_shutdown.cancelled().await }).await {
@@ -79,6 +87,12 @@ pub async fn run(
     tracker.close();
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!(grace_ms = grace.as_millis() as u64, "connections still open after the grace period; closing them");
+    }
+    dns_shutdown.cancel();
+    if let Some(task) = dns_task
+        && tokio::time::timeout(grace, task).await.is_err()
+    {
+        tracing::warn!("DNS publishing did not stop within the grace period");
     }
     let state = match tokio::time::timeout(grace, admin_task).await {
         Ok(Ok(state)) => state,

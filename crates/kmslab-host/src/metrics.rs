@@ -96,10 +96,10 @@ impl HostMetrics {
             self.malformed.load(Ordering::Relaxed)
         );
         out.push_str(
-            "# HELP kmslab_host_current_count Distinct CMIDs in the count, per counted group.\n# TYPE kmslab_host_current_count gauge\n",
+            "# HELP kmslab_host_counted_cmids Distinct CMIDs in the current count, per counted group.\n# TYPE kmslab_host_counted_cmids gauge\n",
         );
         for (group, n) in &snap.counts {
-            let _ = writeln!(out, "kmslab_host_current_count{{group=\"{group}\"}} {n}");
+            let _ = writeln!(out, "kmslab_host_counted_cmids{{group=\"{group}\"}} {n}");
         }
         let _ = writeln!(
             out,

@@ -63,7 +63,7 @@ pub enum StartError {
 pub struct ExtraSettings {
     /// Port set by `/sprt`, used at the next start.
     pub port: Option<u16>,
-    /// DNS publishing on (`/sdns`) or off (`/cdns`). Publishing itself is not implemented yet.
+    /// DNS publishing on (`/sdns`) or off (`/cdns`); the publishing task follows it.
     pub dns_publishing: bool,
     /// Low priority (`/cpri`).
     pub priority_low: bool,
@@ -82,6 +82,9 @@ pub struct HostState {
     pub(crate) admin_addr: SocketAddr,
     malformed_total: AtomicU64,
     pub(crate) extra: Mutex<ExtraSettings>,
+    pub(crate) dashboard: crate::dashboard::DashState,
+    /// DNS publishing state per zone, shared with the publishing task.
+    pub(crate) dns: crate::publish::DnsStatus,
 }
 
 /// Reads the port `/sprt` stored, for a binary that decides what to bind (opens and
@@ -185,6 +188,8 @@ impl HostState {
             admin_addr,
             malformed_total: AtomicU64::new(malformed),
             extra: Mutex::new(extra),
+            dashboard: crate::dashboard::DashState::default(),
+            dns: crate::publish::DnsStatus::default(),
         })
     }
 
@@ -237,6 +242,7 @@ impl HostState {
         let stored = pending.await;
         self.metrics.store_commit_latency.observe(waited.elapsed());
         let status_key = req.license_status.key();
+        self.dashboard.record_request(now, !matches!((&stored, &result), (Ok(()), Ok(_))));
         match (stored, result) {
             (Err(err), result) => {
                 tracing::error!(cmid = %req.cmid, error = %err, "registry write failed; refusing the request instead of acknowledging it");

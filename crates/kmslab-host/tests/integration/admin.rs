@@ -129,7 +129,7 @@ async fn clients_and_events_are_exported_with_filters() {
     assert_eq!((code, health.as_str()), (200, r#"{"status":"ok"}"#));
     let (_, metrics) = http(host.admin, "GET", "/metrics", None).await.unwrap();
     assert!(metrics.contains(r#"kmslab_host_requests_total{result="0xC004F042",license_status="initial_grace"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"kmslab_host_current_count{group="windows"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"kmslab_host_counted_cmids{group="windows"} 2"#), "{metrics}");
     assert!(metrics.contains("kmslab_host_request_duration_seconds_count 3"), "{metrics}");
     host.stop().await;
 }

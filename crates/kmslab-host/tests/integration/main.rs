@@ -3,5 +3,8 @@
 
 mod admin;
 mod crash;
+mod dashboard;
+mod dns;
+mod dns_support;
 mod serving;
 mod support;

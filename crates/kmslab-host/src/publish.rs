@@ -1,0 +1,440 @@
+//! DNS publishing: the host writes its own `_vlmcs._tcp` SRV record into every zone of its
+//! publish list, at start and every 24 hours of simulated time, and reports each outcome as
+//! event 12294 (success) or 12293 (failure) in the log and the registry.
+//!
+//! The updates themselves are `kmslab-dns`'s [`Publisher`]; this module only schedules them,
+//! retries failures with exponential back-off, keeps the state of the last attempt per zone
+//! for `/api/v1/status` and `/metrics`, and obeys `/sdns` / `/cdns`. It runs as its own task
+//! and never blocks serving: a DNS server that is down only produces 12293 events.
+//!
+//! Back-off is in *real* time (1 s doubling to 5 min, never past the next 24-hour
+//! republish): it protects a real DNS server from being hammered, and a lab running at
+//! `--time-scale 100000` must not turn a one-minute simulated back-off into a busy loop.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use kmslab_core::Timestamp;
+use kmslab_core::events::{DNS_PUBLISH_FAILED, DNS_PUBLISH_SUCCEEDED};
+use kmslab_dns::{PublishError, PublishZone, Publisher, PublisherConfig, TsigKey};
+use kmslab_store::EventRecord;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConfigError;
+use crate::state::HostState;
+
+/// The republish interval, simulated milliseconds (kms-reference: every 24 hours).
+pub const REPUBLISH_MS: i64 = 24 * 3600 * 1000;
+/// Default TTL of the published records, seconds.
+pub const DEFAULT_TTL: u32 = 600;
+/// Longest wait between two retries of a failed publish (real time).
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// The validated DNS publishing settings.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// Server receiving the updates (`--dns-server`); no publishing without it.
+    pub server: Option<SocketAddr>,
+    /// The publish list (`--dns-zone`, repeatable); when empty and the host name has a
+    /// domain, the host publishes in its own domain.
+    pub zones: Vec<PublishZone>,
+    /// The SRV target (`--dns-hostname`, or derived: see [`finish_config`]).
+    pub hostname: Option<String>,
+    /// False with `--no-dns-publish`.
+    pub publish: bool,
+    /// Signing key (`--tsig-key`, `--tsig-key-file`).
+    pub tsig: Option<TsigKey>,
+    /// Address record for the host name (`--dns-address`).
+    pub address: Option<IpAddr>,
+    /// TTL of the records (`--dns-ttl`).
+    pub ttl: u32,
+    /// Remove the record on a clean shutdown (`--unpublish-on-exit`).
+    pub unpublish_on_exit: bool,
+    /// How long to wait for each DNS answer (no flag).
+    pub timeout: Duration,
+    /// First retry delay after a failure, real time (no flag; tests shorten it).
+    pub retry_initial: Duration,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            server: None,
+            zones: Vec::new(),
+            hostname: None,
+            publish: true,
+            tsig: None,
+            address: None,
+            ttl: DEFAULT_TTL,
+            unpublish_on_exit: false,
+            timeout: Duration::from_secs(3),
+            retry_initial: Duration::from_secs(1),
+        }
+    }
+}
+
+impl DnsConfig {
+    /// True when this configuration publishes anything at all.
+    pub fn active(&self) -> bool {
+        self.publish && self.server.is_some() && !self.zones.is_empty() && self.hostname.is_some()
+    }
+
+    /// The publisher for SRV records pointing at `port`.
+    pub fn publisher(&self, port: u16) -> Result<Option<Publisher>, PublishError> {
+        let (Some(server), Some(hostname)) = (self.server, &self.hostname) else { return Ok(None) };
+        Publisher::new(PublisherConfig {
+            server,
+            hostname: hostname.clone(),
+            port,
+            ttl: self.ttl,
+            tsig: self.tsig.clone(),
+            address: self.address,
+            timeout: self.timeout,
+        })
+        .map(Some)
+    }
+}
+
+/// Completes and checks the DNS settings once every value is read: the host name and the
+/// zones are derived where they can be, and a publish list without a server (or a host name)
+/// is refused. `hostname` is the given `--dns-hostname` value and the name of its source.
+///
+/// Derivation: without `--dns-hostname` the system host name is used, completed with the
+/// first zone when it has no dot (`kms1` + `lab.test` = `kms1.lab.test`). Without
+/// `--dns-zone` the host publishes in the domain of its host name, as Windows does.
+pub fn finish_config(dns: &mut DnsConfig, hostname: Option<(String, String)>) -> Result<(), ConfigError> {
+    if let Some((value, name)) = &hostname {
+        let trimmed = value.trim().trim_end_matches('.');
+        if trimmed.is_empty() || !trimmed.contains('.') {
+            return Err(ConfigError(format!("invalid {name} {value:?}: expected a fully qualified name such as kms1.lab.test")));
+        }
+        dns.hostname = Some(trimmed.to_owned());
+    }
+    if !dns.publish {
+        return Ok(());
+    }
+    if dns.server.is_none() {
+        if !dns.zones.is_empty() {
+            return Err(ConfigError("invalid --dns-zone: publishing needs --dns-server IP:PORT (or --no-dns-publish)".into()));
+        }
+        return Ok(());
+    }
+    if dns.hostname.is_none() {
+        let system = system_hostname().filter(|h| !h.is_empty() && h != "localhost");
+        dns.hostname = match (system, dns.zones.first()) {
+            (Some(h), _) if h.contains('.') => Some(h),
+            (Some(h), Some(zone)) => Some(format!("{h}.{}", zone.zone)),
+            _ => {
+                return Err(ConfigError("invalid --dns-server: publishing needs --dns-hostname FQDN (no usable system host name)".into()));
+            }
+        };
+    }
+    if dns.zones.is_empty() {
+        let own = dns.hostname.as_deref().and_then(|h| h.split_once('.')).map(|(_, domain)| domain.to_owned());
+        match own.map(|d| PublishZone::new(&d)) {
+            Some(Ok(zone)) => dns.zones.push(zone),
+            _ => return Err(ConfigError("invalid --dns-server: no --dns-zone given and the host name has no domain".into())),
+        }
+    }
+    // Check the host name and key now, before anything is bound (port is filled in later).
+    dns.publisher(1688).map_err(|e| ConfigError(format!("invalid --dns-hostname: {e}")))?;
+    Ok(())
+}
+
+fn system_hostname() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().trim_end_matches('.').to_owned())
+}
+
+/// The state of publishing in one zone, as shown on `/api/v1/status`.
+#[derive(Debug, Clone)]
+struct ZoneState {
+    zone: PublishZone,
+    last_attempt: Option<Timestamp>,
+    last_success: Option<Timestamp>,
+    /// HRESULT and message of the last attempt (0 and "" on success).
+    last_result: Option<(u32, String)>,
+    next_attempt: Option<Timestamp>,
+    consecutive_failures: u32,
+    successes: u64,
+    failures: u64,
+}
+
+impl ZoneState {
+    fn new(zone: &PublishZone) -> Self {
+        ZoneState {
+            zone: zone.clone(),
+            last_attempt: None,
+            last_success: None,
+            last_result: None,
+            next_attempt: None,
+            consecutive_failures: 0,
+            successes: 0,
+            failures: 0,
+        }
+    }
+}
+
+/// Shared between the publishing task, the admin API and `/sdns`.
+#[derive(Debug, Default)]
+pub struct DnsStatus {
+    zones: Mutex<BTreeMap<String, ZoneState>>,
+    /// Woken by `/sdns` and `/cdns`.
+    changed: Notify,
+    /// The SRV port in use, once known.
+    port: Mutex<Option<u16>>,
+}
+
+impl DnsStatus {
+    fn zones(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ZoneState>> {
+        self.zones.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the publishing task that `/sdns` or `/cdns` changed the setting.
+    pub fn setting_changed(&self) {
+        self.changed.notify_one();
+    }
+
+    /// The `dns` object of `/api/v1/status`.
+    pub fn status_json(&self, config: &DnsConfig, enabled: bool) -> Value {
+        let time = |t: Option<Timestamp>| t.map(|t| t.to_string());
+        let zones: Vec<Value> = self
+            .zones()
+            .values()
+            .map(|z| {
+                json!({
+                    "zone": z.zone.zone,
+                    "priority": z.zone.priority,
+                    "weight": z.zone.weight,
+                    "last_attempt": time(z.last_attempt),
+                    "last_success": time(z.last_success),
+                    "result": z.last_result.as_ref().map(|(code, _)| if *code == 0 { "success" } else { "failure" }),
+                    "hresult": z.last_result.as_ref().map(|(code, _)| format!("0x{code:08X}")),
+                    "message": z.last_result.as_ref().map(|(_, m)| m.clone()),
+                    "next_attempt": time(z.next_attempt),
+                    "consecutive_failures": z.consecutive_failures,
+                    "successes": z.successes,
+                    "failures": z.failures,
+                })
+            })
+            .collect();
+        json!({
+            "configured": config.active(),
+            "enabled": enabled,
+            "server": config.server.map(|s| s.to_string()),
+            "hostname": config.hostname,
+            "port": *self.port.lock().unwrap_or_else(|p| p.into_inner()),
+            "address": config.address.map(|a| a.to_string()),
+            "ttl": config.ttl,
+            "tsig_key": config.tsig.as_ref().map(|k| k.name.clone()),
+            "unpublish_on_exit": config.unpublish_on_exit,
+            "zones": zones,
+        })
+    }
+
+    /// Appends the DNS series to the `/metrics` text.
+    pub fn render_metrics(&self, out: &mut String) {
+        let zones = self.zones();
+        out.push_str("# HELP kmslab_host_dns_publish_success 1 when the last publish in the zone succeeded.\n");
+        out.push_str("# TYPE kmslab_host_dns_publish_success gauge\n");
+        for z in zones.values() {
+            let ok = z.last_result.as_ref().is_some_and(|(code, _)| *code == 0);
+            let _ = writeln!(out, "kmslab_host_dns_publish_success{{zone=\"{}\"}} {}", z.zone.zone, u8::from(ok));
+        }
+        out.push_str("# HELP kmslab_host_dns_publish_attempts_total DNS publish attempts, by zone and result.\n");
+        out.push_str("# TYPE kmslab_host_dns_publish_attempts_total counter\n");
+        for z in zones.values() {
+            let _ = writeln!(out, "kmslab_host_dns_publish_attempts_total{{zone=\"{}\",result=\"success\"}} {}", z.zone.zone, z.successes);
+            let _ = writeln!(out, "kmslab_host_dns_publish_attempts_total{{zone=\"{}\",result=\"failure\"}} {}", z.zone.zone, z.failures);
+        }
+    }
+}
+
+/// Per-zone schedule of the publishing task.
+struct Schedule {
+    zone: PublishZone,
+    due: Instant,
+    backoff: Duration,
+}
+
+/// The publishing task: runs until `shutdown`, then (with `--unpublish-on-exit`) removes
+/// this host's records. `port` is the first KMS listener's real port.
+pub(crate) async fn run(state: std::sync::Arc<HostState>, port: u16, shutdown: CancellationToken) {
+    let config = state.config.dns.clone();
+    if !config.active() {
+        return;
+    }
+    let publisher = match config.publisher(port) {
+        Ok(Some(p)) => p,
+        Ok(None) => return,
+        Err(e) => {
+            // Checked at start-up; only reachable for a configuration built by hand.
+            tracing::error!(error = %e, "DNS publishing not started");
+            return;
+        }
+    };
+    *state.dns.port.lock().unwrap_or_else(|p| p.into_inner()) = Some(port);
+    {
+        let mut zones = state.dns.zones();
+        for z in &config.zones {
+            zones.insert(z.zone.clone(), ZoneState::new(z));
+        }
+    }
+    let start = Instant::now();
+    let mut schedule: Vec<Schedule> =
+        config.zones.iter().map(|z| Schedule { zone: z.clone(), due: start, backoff: config.retry_initial }).collect();
+    let mut was_enabled = state.extra().dns_publishing;
+    loop {
+        let enabled = state.extra().dns_publishing;
+        if enabled && !was_enabled {
+            // `/sdns`: publish everywhere at once.
+            for s in &mut schedule {
+                s.due = Instant::now();
+                s.backoff = config.retry_initial;
+            }
+        }
+        was_enabled = enabled;
+        if enabled {
+            for s in schedule.iter_mut().filter(|s| s.due <= Instant::now()) {
+                let result = tokio::select! {
+                    r = publisher.publish(&s.zone) => r,
+                    () = shutdown.cancelled() => break,
+                };
+                publish_done(&state, &config, port, s, result).await;
+            }
+        } else {
+            for z in state.dns.zones().values_mut() {
+                z.next_attempt = None;
+            }
+        }
+        let next = schedule.iter().map(|s| s.due).min().filter(|_| enabled);
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = state.dns.changed.notified() => {}
+            () = sleep_until(next) => {}
+        }
+    }
+    // Also after `/cdns`: the flag asks that no record of a stopped host is left behind.
+    if config.unpublish_on_exit {
+        for z in &config.zones {
+            match publisher.unpublish(z).await {
+                Ok(()) => tracing::info!(domain = %z.zone, "DNS record removed (--unpublish-on-exit)"),
+                Err(e) => tracing::warn!(domain = %z.zone, error = %e, "could not remove the DNS record at exit"),
+            }
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Records one attempt: event, log line, zone state, next due time.
+async fn publish_done(state: &HostState, config: &DnsConfig, port: u16, s: &mut Schedule, result: Result<(), PublishError>) {
+    let now = state.clock.now();
+    let zone = &s.zone;
+    let server = config.server.map(|a| a.to_string()).unwrap_or_default();
+    let (event, next_at) = match &result {
+        Ok(()) => {
+            tracing::info!(
+                event_id = DNS_PUBLISH_SUCCEEDED,
+                domain = %zone.zone,
+                priority = zone.priority,
+                weight = zone.weight,
+                port,
+                target = config.hostname.as_deref().unwrap_or_default(),
+                "DNS publishing succeeded"
+            );
+            s.backoff = config.retry_initial;
+            let next = Timestamp::from_unix_ms(now.as_unix_ms() + REPUBLISH_MS);
+            s.due = state.clock.deadline(next);
+            let fields = json!({
+                "domain": zone.zone, "priority": zone.priority, "weight": zone.weight, "port": port,
+                "target": config.hostname, "server": server,
+            });
+            (EventRecord { event_id: DNS_PUBLISH_SUCCEEDED, time_ms: now.as_unix_ms(), fields_json: fields.to_string() }, next)
+        }
+        Err(e) => {
+            let hresult = format!("0x{:08X}", e.hresult());
+            tracing::warn!(event_id = DNS_PUBLISH_FAILED, result = %hresult, domain = %zone.zone, error = %e, "DNS publishing failed");
+            // Never later than the regular republish would have been.
+            let wait = s.backoff.min(state.clock.real_duration(REPUBLISH_MS));
+            s.due = Instant::now() + wait;
+            s.backoff = (s.backoff * 2).min(MAX_BACKOFF);
+            let next = Timestamp::from_unix_ms(now.as_unix_ms() + (wait.as_millis() as f64 * state.clock.scale()) as i64);
+            let fields = json!({ "result": hresult, "domain": zone.zone, "error": e.to_string(), "server": server });
+            (EventRecord { event_id: DNS_PUBLISH_FAILED, time_ms: now.as_unix_ms(), fields_json: fields.to_string() }, next)
+        }
+    };
+    // The event is committed before the status shows the attempt, so that whatever the
+    // status reports can also be found in the registry.
+    if let Err(e) = state.store.append_event(event).await {
+        tracing::error!(error = %e, "registry write of a DNS publishing event failed");
+    }
+    {
+        let mut zones = state.dns.zones();
+        let z = zones.entry(zone.zone.clone()).or_insert_with(|| ZoneState::new(zone));
+        z.last_attempt = Some(now);
+        z.next_attempt = Some(next_at);
+        match &result {
+            Ok(()) => {
+                z.last_success = Some(now);
+                z.last_result = Some((0, String::new()));
+                z.consecutive_failures = 0;
+                z.successes += 1;
+            }
+            Err(e) => {
+                z.last_result = Some((e.hresult(), e.to_string()));
+                z.consecutive_failures += 1;
+                z.failures += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(server: Option<&str>, zones: &[&str], hostname: Option<&str>, expected: Result<(&str, &[&str]), &str>) {
+        let mut dns = DnsConfig {
+            server: server.map(|s| s.parse().unwrap()),
+            zones: zones.iter().map(|z| z.parse().unwrap()).collect(),
+            ..DnsConfig::default()
+        };
+        let result = finish_config(&mut dns, hostname.map(|h| (h.to_owned(), "--dns-hostname".to_owned())));
+        match (result, expected) {
+            (Ok(()), Ok((host, zones))) => {
+                assert_eq!(dns.hostname.as_deref(), Some(host));
+                assert_eq!(dns.zones.iter().map(|z| z.zone.as_str()).collect::<Vec<_>>(), zones);
+            }
+            (Err(e), Err(needle)) => assert!(e.0.contains(needle), "{e} should mention {needle}"),
+            (other, expected) => panic!("{other:?} but expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn hostname_and_zones_are_derived_or_refused() {
+        check(Some("127.0.0.1:53"), &["lab.test,10"], Some("kms1.lab.test."), Ok(("kms1.lab.test", &["lab.test"])));
+        // No publish list: the host name's own domain.
+        check(Some("127.0.0.1:53"), &[], Some("kms1.corp.test"), Ok(("kms1.corp.test", &["corp.test"])));
+        check(None, &["lab.test"], Some("kms1.lab.test"), Err("--dns-server"));
+        check(Some("127.0.0.1:53"), &["lab.test"], Some("kms1"), Err("fully qualified"));
+        check(Some("127.0.0.1:53"), &["lab.test"], Some("bad..name.test"), Err("bad..name.test"));
+        // Nothing configured: nothing to publish, no error.
+        let mut none = DnsConfig::default();
+        finish_config(&mut none, None).unwrap();
+        assert!(!none.active());
+    }
+}
