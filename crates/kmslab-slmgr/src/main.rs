@@ -16,15 +16,7 @@ use std::time::Duration;
 
 use api::Ctx;
 
-const USAGE: &str = "usage: slmgr [--target ADDR] [--json] [--admin-token TOKEN] VERB [ARGS]
-client verbs: /dli /dlv /xpr /ato /ipk KEY /upk /skms HOST[:PORT] /ckms /skms-domain FQDN /ckms-domain /skhc /ckhc /rearm
-host verbs:   /dli /dlv /sai MIN /sri MIN /sprt PORT /sdns /cdns /spri /cpri
-anywhere:     /explain CODE   (e.g. slmgr /explain 0xC004F074)";
-
-/// Verbs each side knows (for the usage check before any connection).
-const CLIENT_VERBS: &[&str] =
-    &["dli", "dlv", "xpr", "ato", "ipk", "upk", "skms", "ckms", "skms-domain", "ckms-domain", "skhc", "ckhc", "rearm"];
-const HOST_VERBS: &[&str] = &["dli", "dlv", "sai", "sri", "sprt", "sdns", "cdns", "spri", "cpri"];
+use kmslab_slmgr::{CLIENT_VERBS, HOST_VERBS, USAGE};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

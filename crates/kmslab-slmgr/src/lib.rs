@@ -1,0 +1,59 @@
+//! slmgr's verb tables and its command-line description, shared by the `slmgr` binary and
+//! by `kmslab completions` / `kmslab man` (which generate shell completions and man pages
+//! from clap definitions).
+#![forbid(unsafe_code)]
+
+use clap::{Arg, ArgAction, Command};
+
+/// Client verbs, without the leading `/`.
+pub const CLIENT_VERBS: &[&str] =
+    &["dli", "dlv", "xpr", "ato", "ipk", "upk", "skms", "ckms", "skms-domain", "ckms-domain", "skhc", "ckhc", "rearm"];
+/// Host verbs, without the leading `/`.
+pub const HOST_VERBS: &[&str] = &["dli", "dlv", "sai", "sri", "sprt", "sdns", "cdns", "spri", "cpri"];
+
+/// The usage text slmgr prints.
+pub const USAGE: &str = "usage: slmgr [--target ADDR] [--json] [--admin-token TOKEN] VERB [ARGS]
+client verbs: /dli /dlv /xpr /ato /ipk KEY /upk /skms HOST[:PORT] /ckms /skms-domain FQDN /ckms-domain /skhc /ckhc /rearm
+host verbs:   /dli /dlv /sai MIN /sri MIN /sprt PORT /sdns /cdns /spri /cpri
+anywhere:     /explain CODE   (e.g. slmgr /explain 0xC004F074)";
+
+/// slmgr's command line as a clap `Command`, for completions and the man page. slmgr
+/// itself parses its arguments by hand because verbs are written `/dli`, `-dli` or `--dli`.
+pub fn command() -> Command {
+    let mut verbs: Vec<&'static str> = CLIENT_VERBS.iter().chain(HOST_VERBS).chain(&["explain"]).copied().collect();
+    verbs.sort_unstable();
+    verbs.dedup();
+    // clap wants 'static names; this description is built once per process.
+    let verbs: Vec<&'static str> = verbs.into_iter().map(|v| &*Box::leak(format!("/{v}").into_boxed_str())).collect();
+    Command::new("slmgr")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Manage kmslab KMS hosts and clients with the verbs of Windows' slmgr.vbs")
+        .long_about(
+            "slmgr talks to a kmslab daemon's admin API: the local client daemon by default \
+             (127.0.0.1:8689), or any host or client given with --target. It asks the daemon \
+             whether it is a host or a client and runs the verb accordingly. Verbs may be \
+             written /dli, -dli or --dli. `slmgr /explain CODE` needs no daemon.",
+        )
+        .after_help(USAGE)
+        .arg(
+            Arg::new("target")
+                .long("target")
+                .value_name("ADDR")
+                .help("Admin address of the daemon [127.0.0.1:8689]; env KMSLAB_SLMGR_TARGET"),
+        )
+        .arg(Arg::new("json").long("json").action(ArgAction::SetTrue).help("Print JSON instead of slmgr's text"))
+        .arg(
+            Arg::new("admin-token")
+                .long("admin-token")
+                .value_name("TOKEN")
+                .help("Bearer token for changes on a non-loopback admin address; env KMSLAB_ADMIN_TOKEN"),
+        )
+        .arg(
+            Arg::new("verb")
+                .value_name("VERB")
+                .required(true)
+                .value_parser(clap::builder::PossibleValuesParser::new(verbs))
+                .help("The slmgr verb"),
+        )
+        .arg(Arg::new("args").value_name("ARGS").num_args(0..).help("The verb's arguments (a key, a host, minutes, a code)"))
+}
