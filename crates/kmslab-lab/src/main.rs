@@ -1,13 +1,18 @@
-//! `kmslab`: the lab tool. Only `bench` exists so far; `up`, `fleet`, `sim`, `drill` and `dns`
-//! are further subcommands of the same clap enum when they arrive.
+//! `kmslab`: the lab tool: `up`, `fleet`, `sim`, `drill`, `dns`, `bench`, and the
+//! generators of shell completions and man pages. One module per subcommand.
 #![forbid(unsafe_code)]
 
 mod bench;
+mod dns;
+mod fleet;
+mod health;
+mod manpages;
 mod sim;
+mod up;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "kmslab", version, about = "The kmslab lab tool")]
@@ -18,10 +23,24 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole lab in one process: DNS, hosts publishing themselves, clients discovering them.
+    Up(up::UpArgs),
     /// Load generator against a KMS host (distinct random CMIDs).
     Bench(bench::BenchArgs),
     /// Deterministic simulation of a KMS deployment from a scenario file (docs/sim.md).
     Sim(sim::SimArgs),
+    /// Embedded authoritative DNS server accepting TSIG-signed updates (docs/dns.md).
+    Dns(dns::DnsArgs),
+    /// One HTTP GET, exit 0 on 2xx: healthchecks in images without curl (docs/compose.md).
+    Health(health::HealthArgs),
+    /// N simulated client machines in one process against real KMS hosts over TCP.
+    Fleet(fleet::FleetArgs),
+    /// Scripted troubleshooting scenarios over real in-process daemons (`--list`).
+    Drill(kmslab_lab::drill::DrillArgs),
+    /// Shell completions for every kmslab binary.
+    Completions(manpages::CompletionsArgs),
+    /// Man pages for every kmslab binary.
+    Man(manpages::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,7 +53,13 @@ fn main() -> ExitCode {
                 e.exit();
             }
             let text = e.to_string();
-            eprintln!("kmslab: {}", text.lines().next().unwrap_or("bad usage").trim_start_matches("error: "));
+            // One line; clap puts the names of missing arguments on the line after a colon.
+            let mut lines = text.lines();
+            let first = lines.next().unwrap_or("bad usage").trim_start_matches("error: ");
+            match lines.next().filter(|_| first.ends_with(':')) {
+                Some(next) => eprintln!("kmslab: {first} {}", next.trim()),
+                None => eprintln!("kmslab: {first}"),
+            }
             return ExitCode::from(2);
         }
     };
@@ -46,8 +71,15 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Up(args) => runtime.block_on(up::run(args)),
+        Command::Completions(args) => manpages::completions(args, Cli::command()),
+        Command::Man(args) => manpages::man(args, Cli::command()),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Sim(args) => sim::run(args),
+        Command::Fleet(args) => runtime.block_on(fleet::run(args)),
+        Command::Drill(args) => runtime.block_on(kmslab_lab::drill::run(args)),
+        Command::Dns(args) => runtime.block_on(dns::run(args)),
+        Command::Health(args) => health::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,334 @@
+//! The pieces a drill builds its lab from: in-process KMS hosts (`kmslab_host::run` on
+//! 127.0.0.1, port 0, a temporary data directory), the embedded DNS server, SRV publishing
+//! with `kmslab_dns::Publisher`, a "firewall" port and `/dli`-like renderings.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use kmslab_core::Timestamp;
+use kmslab_core::hostaddr::HostAddr;
+use kmslab_dns::{LabDnsConfig, LabDnsServer, PublishZone, Publisher, PublisherConfig, TsigKey};
+use kmslab_host::HostConfig;
+use kmslab_runtime::SimClock;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The DNS zone of every drill.
+pub const ZONE: &str = "lab.test";
+
+/// Simulated time settings shared by every daemon of one drill.
+#[derive(Debug, Clone, Copy)]
+pub struct LabTime {
+    /// Time scale.
+    pub scale: f64,
+    /// Common origin.
+    pub origin: Timestamp,
+}
+
+impl LabTime {
+    /// A lab clock running `scale` times faster from now.
+    pub fn new(scale: f64) -> Self {
+        LabTime { scale, origin: SimClock::real().now() }
+    }
+
+    /// A clock agreeing with every other one of this lab.
+    pub fn clock(&self) -> SimClock {
+        SimClock::new(self.scale, Some(self.origin)).expect("valid drill scale")
+    }
+}
+
+/// One running in-process KMS host.
+#[derive(Debug)]
+pub struct LabHost {
+    /// Its name (also its DNS name `<name>.lab.test`).
+    pub name: String,
+    /// The KMS listener.
+    pub kms: SocketAddr,
+    /// The admin API.
+    pub admin: SocketAddr,
+    config: HostConfig,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl LabHost {
+    /// A host configuration for this lab: its clock, short intervals so that failed
+    /// clients retry within seconds of real time, and a data directory.
+    pub fn config(time: LabTime, data_dir: PathBuf) -> HostConfig {
+        let mut c = HostConfig::with_data_dir(data_dir);
+        c.time_scale = time.scale;
+        c.time_origin = Some(time.origin);
+        c.activation_interval = Some(15);
+        c.shutdown_grace = Duration::from_secs(3);
+        c
+    }
+
+    /// Starts a host named `name` with `edit` applied to the lab configuration.
+    pub async fn start(name: &str, time: LabTime, edit: impl FnOnce(&mut HostConfig)) -> anyhow::Result<LabHost> {
+        let dir = tempfile::tempdir().context("temporary data directory")?;
+        let mut config = LabHost::config(time, dir.path().to_path_buf());
+        edit(&mut config);
+        let mut host = LabHost::start_with(name, config, 0).await?;
+        host._dir = Some(dir);
+        Ok(host)
+    }
+
+    async fn start_with(name: &str, config: HostConfig, port: u16) -> anyhow::Result<LabHost> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await.with_context(|| format!("binding {name}'s KMS port"))?;
+        let admin = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.context("binding the admin port")?;
+        let (kms, admin_addr) = (listener.local_addr()?, admin.local_addr()?);
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let host_name = name.to_owned();
+        let run_config = config.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = kmslab_host::run(vec![listener], admin, run_config, token).await {
+                tracing::error!(host = %host_name, error = %e, "lab host stopped");
+            }
+        });
+        let host = LabHost { name: name.to_owned(), kms, admin: admin_addr, config, shutdown, task, _dir: None };
+        // The registry opens in the background: wait until the admin API answers.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while host.status().await.is_err() {
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "host {name} did not start within 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(host)
+    }
+
+    /// The host as `/skms` would name it: `<name>.lab.test:<port>`.
+    pub fn dns_addr(&self) -> HostAddr {
+        HostAddr::new(format!("{}.{ZONE}", self.name), self.kms.port())
+    }
+
+    /// The host by IP literal.
+    pub fn ip_addr(&self) -> HostAddr {
+        HostAddr::new(self.kms.ip().to_string(), self.kms.port())
+    }
+
+    /// Stops the host (the registry is closed) and keeps its data directory.
+    pub async fn stop(self) -> StoppedHost {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+        StoppedHost { name: self.name, port: self.kms.port(), config: self.config, dir: self._dir }
+    }
+
+    /// `GET /api/v1/status`.
+    pub async fn status(&self) -> anyhow::Result<Value> {
+        http_get_json(self.admin, "/api/v1/status").await
+    }
+
+    /// The host's `/dli` lines.
+    pub async fn dli_lines(&self) -> Vec<String> {
+        match self.status().await {
+            Ok(s) => host_dli_lines(&s),
+            Err(e) => vec![format!("(no answer from the host's admin API: {e})")],
+        }
+    }
+
+    /// The Windows group's current count.
+    pub async fn current_count(&self) -> u64 {
+        self.status().await.map(|s| windows_count(&s)).unwrap_or(0)
+    }
+}
+
+/// A stopped host that can be started again on the same port and data directory.
+#[derive(Debug)]
+pub struct StoppedHost {
+    name: String,
+    port: u16,
+    config: HostConfig,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl StoppedHost {
+    /// Starts it again with `edit` applied to its configuration.
+    pub async fn restart(self, edit: impl FnOnce(&mut HostConfig)) -> anyhow::Result<LabHost> {
+        let mut config = self.config;
+        edit(&mut config);
+        // The port was just closed; binding it again can fail for a moment on a busy box.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match LabHost::start_with(&self.name, config.clone(), self.port).await {
+                Ok(mut h) => {
+                    h._dir = self.dir;
+                    return Ok(h);
+                }
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+}
+
+/// The embedded DNS server of a drill, with its TSIG key.
+#[derive(Debug)]
+pub struct LabDns {
+    /// The server.
+    pub server: LabDnsServer,
+    /// The only key allowed to update the zone.
+    pub key: TsigKey,
+    _dir: tempfile::TempDir,
+}
+
+impl LabDns {
+    /// Starts the server for [`ZONE`] on 127.0.0.1, port 0.
+    pub async fn start() -> anyhow::Result<LabDns> {
+        let dir = tempfile::tempdir()?;
+        let key = TsigKey::generate("lab-update-key").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let server = LabDnsServer::start(LabDnsConfig {
+            zone: ZONE.into(),
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            data_dir: dir.path().to_path_buf(),
+            tsig: key.clone(),
+        })
+        .await?;
+        Ok(LabDns { server, key, _dir: dir })
+    }
+
+    /// The server's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// Publishes `host`'s SRV record (and its A record) signed with `key` (None: unsigned).
+    /// Returns the event the host would log: 12294 on success, 12293 with the HRESULT.
+    pub async fn publish(&self, host: &LabHost, key: Option<TsigKey>) -> Result<String, String> {
+        let publisher = self.publisher(host, key).map_err(|e| format!("{e}"))?;
+        match publisher.publish(&PublishZone::new(ZONE).expect("valid zone")).await {
+            Ok(()) => Ok(format!("Event 12294 (DNS publishing succeeded) on {}: domain {ZONE}", host.name)),
+            Err(e) => {
+                let code = kmslab_core::HResult(e.hresult());
+                Err(format!("Event 12293 (DNS publishing failed) on {}: result {code} {}, domain {ZONE}: {e}", host.name, code.name()))
+            }
+        }
+    }
+
+    fn publisher(&self, host: &LabHost, key: Option<TsigKey>) -> Result<Publisher, kmslab_dns::PublishError> {
+        Publisher::new(PublisherConfig {
+            server: self.addr(),
+            hostname: format!("{}.{ZONE}", host.name),
+            port: host.kms.port(),
+            ttl: 60,
+            tsig: key,
+            address: Some(host.kms.ip()),
+            timeout: Duration::from_secs(5),
+        })
+    }
+
+    /// What `nslookup -type=srv _vlmcs._tcp.lab.test` shows.
+    pub async fn srv_lines(&self) -> Vec<String> {
+        let choice = kmslab_dns::DnsServerChoice::Server(self.addr());
+        match kmslab_dns::lookup_vlmcs(&choice, ZONE, Duration::from_secs(5)).await {
+            Ok(records) => records
+                .iter()
+                .map(|r| {
+                    format!(
+                        "_vlmcs._tcp.{ZONE}  SRV service location: priority {} weight {} port {} svr hostname {}",
+                        r.priority, r.weight, r.port, r.target
+                    )
+                })
+                .collect(),
+            Err(e) => vec![format!("_vlmcs._tcp.{ZONE}: {e} ({})", kmslab_core::HResult(e.hresult()))],
+        }
+    }
+}
+
+/// A port with nothing listening (a firewall dropping it, as the client sees it), which a
+/// "firewall rule" can later open by forwarding it to a host.
+#[derive(Debug)]
+pub struct BlockedPort {
+    /// The port.
+    pub addr: SocketAddr,
+    forwarder: Option<JoinHandle<()>>,
+}
+
+impl BlockedPort {
+    /// Finds a free port and leaves it closed.
+    pub async fn new() -> anyhow::Result<BlockedPort> {
+        let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = probe.local_addr()?;
+        drop(probe);
+        Ok(BlockedPort { addr, forwarder: None })
+    }
+
+    /// Opens the port: connections to it are forwarded to `to`.
+    pub async fn open_to(&mut self, to: SocketAddr) -> anyhow::Result<()> {
+        let listener = TcpListener::bind(self.addr).await.with_context(|| format!("opening {}", self.addr))?;
+        self.forwarder = Some(tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+        Ok(())
+    }
+}
+
+impl Drop for BlockedPort {
+    fn drop(&mut self) {
+        if let Some(f) = self.forwarder.take() {
+            f.abort();
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET of a JSON document from a loopback admin API.
+pub async fn http_get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
+    Ok(serde_json::from_str(&http_get_text(addr, path).await?)?)
+}
+
+/// A plain HTTP/1.1 GET from a loopback admin API; the body of a 200 answer.
+pub async fn http_get_text(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await??;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await??;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {}", head.lines().next().unwrap_or(""));
+    Ok(body.to_owned())
+}
+
+/// The Windows group's count in a status document.
+pub fn windows_count(status: &Value) -> u64 {
+    status["counts"]
+        .as_array()
+        .and_then(|groups| groups.iter().find(|g| g["group"] == "windows"))
+        .and_then(|g| g["count"].as_u64())
+        .unwrap_or(0)
+}
+
+/// A host's `/dli` lines (docs/interfaces.md) from its status document.
+pub fn host_dli_lines(s: &Value) -> Vec<String> {
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    let mut l = vec![
+        format!("Name: {}", text(&s["name"])),
+        format!("Description: {}", text(&s["description"])),
+        format!("Partial Product Key: {}", text(&s["partial_product_key"])),
+        format!("License Status: {}", text(&s["license_status"])),
+        String::new(),
+        "Key Management Service is enabled on this machine".into(),
+        format!("    Current count: {}", windows_count(s)),
+    ];
+    for g in s["counts"].as_array().into_iter().flatten().filter(|g| g["group"] != "windows") {
+        l.push(format!("    Current count ({}): {}", text(&g["group"]), g["count"]));
+    }
+    l.push(format!("    Listening on Port: {}", s["port"]));
+    l.push(format!("    DNS publishing {}", if s["dns_publishing"] == true { "enabled" } else { "disabled" }));
+    l.push(String::new());
+    l.push("Key Management Service cumulative requests received from clients".into());
+    l.push(format!("    Total requests received: {}", s["counters"]["total"]));
+    l.push(format!("    Failed requests received: {}", s["counters"]["failed"]));
+    l
+}

@@ -1,0 +1,327 @@
+//! The drills themselves: each sets up a broken lab, shows the symptom, applies the fix
+//! and shows the outcome, checking both.
+
+use std::sync::Arc;
+
+use kmslab_core::catalog::Catalog;
+use kmslab_core::hostaddr::HostAddr;
+use kmslab_core::{HResult, LicenseStatus};
+use kmslab_dns::{DnsServerChoice, TsigKey};
+use tokio_util::sync::CancellationToken;
+
+use super::lab::{BlockedPort, LabDns, LabHost, LabTime, ZONE};
+use super::{Transcript, wait_for};
+use crate::engine::{Fleet, FleetConfig, MachineView, ProductMix, Target};
+
+const WIN7: &str = "win7-enterprise";
+const SERVER: &str = "server2008r2-standard";
+
+fn fleet(time: LabTime, n: usize, product: &str, target: Target, prefix: &str, edit: impl FnOnce(&mut FleetConfig)) -> Fleet {
+    let catalog = Catalog::builtin();
+    let product = Arc::clone(catalog.product_by_name(product).expect("built-in product"));
+    let mut c = FleetConfig::new(n, ProductMix::single(product), target, time.clock());
+    c.request_events = true;
+    // Drills change DNS records between attempts: no reuse of SRV answers.
+    c.srv_cache = std::time::Duration::ZERO;
+    c.name_prefix = prefix.into();
+    c.seed = prefix.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    edit(&mut c);
+    Fleet::start(c, None, CancellationToken::new())
+}
+
+fn all_result(ms: &[MachineView], code: HResult) -> bool {
+    !ms.is_empty() && ms.iter().all(|m| m.last_result == Some(code))
+}
+
+fn all_licensed_by(ms: &[MachineView], host: Option<&HostAddr>) -> bool {
+    !ms.is_empty()
+        && ms.iter().all(|m| {
+            m.status == LicenseStatus::Licensed
+                && m.last_result == Some(HResult::SUCCESS)
+                && host.is_none_or(|h| m.last_host.as_ref().is_some_and(|l| l.port == h.port))
+        })
+}
+
+fn dns_target(dns: &LabDns, c: &mut FleetConfig) {
+    c.dns = DnsServerChoice::Server(dns.addr());
+}
+
+/// Count below the threshold: too few distinct machines.
+pub(crate) async fn below_threshold(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
+    let host = LabHost::start("kms1", time, |_| {}).await?;
+    let first = fleet(time, 20, WIN7, Target::Manual(host.ip_addr()), "WIN7-A", |_| {});
+    t.section("Symptom");
+    let (ok, ms) = wait_for(&first, |ms| all_result(ms, HResult::NOT_ENOUGH_COUNT)).await;
+    t.machine(&ms[0]);
+    t.say("  slmgr /dli on the KMS host:");
+    t.block(&host.dli_lines().await);
+    t.check(ok, "all 20 machines report 0xC004F038 SL_E_VL_NOT_ENOUGH_COUNT");
+    t.check(host.current_count().await == 20, "the host counts 20 machines (Windows 7 needs 25)");
+    t.section("Fix: bring 5 more Windows 7 machines online (the count needs 25 distinct CMIDs in 30 days), slmgr /ato");
+    let second = fleet(time, 5, WIN7, Target::Manual(host.ip_addr()), "WIN7-B", |_| {});
+    let _ = wait_for(&second, |ms| ms.iter().all(|m| m.last_result.is_some())).await;
+    first.activate_now(0..20);
+    t.section("Outcome");
+    let (a, ma) = wait_for(&first, |ms| all_licensed_by(ms, None)).await;
+    let (b, _) = wait_for(&second, |ms| all_licensed_by(ms, None)).await;
+    t.machine(&ma[0]);
+    t.say("  slmgr /dli on the KMS host:");
+    t.block(&host.dli_lines().await);
+    t.check(a && b, "all 25 machines Licensed");
+    t.check(host.current_count().await >= 25, "the host's count reached 25");
+    t.stop(first).await;
+    t.stop(second).await;
+    host.stop().await;
+    Ok(())
+}
+
+/// Cloned machines share one CMID and are counted once.
+pub(crate) async fn cloned_cmid(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
+    let host = LabHost::start("kms1", time, |_| {}).await?;
+    let f = fleet(time, 30, WIN7, Target::Manual(host.ip_addr()), "CLONE", |c| c.clones = 10);
+    t.section("Symptom");
+    let (ok, ms) = wait_for(&f, |ms| all_result(ms, HResult::NOT_ENOUGH_COUNT)).await;
+    t.machine(&ms[0]);
+    t.say(format!("  {} and {} show the same CMID {}", ms[0].machine_name, ms[1].machine_name, ms[1].cmid));
+    t.say("  slmgr /dli on the KMS host:");
+    t.block(&host.dli_lines().await);
+    t.check(ok, "30 machines, all 0xC004F038 SL_E_VL_NOT_ENOUGH_COUNT");
+    t.check(host.current_count().await == 21, "the host counts 21: the 10 clones count once");
+    t.check(ms[0].cmid == ms[9].cmid && ms[0].cmid != ms[10].cmid, "machines 0..9 share one CMID");
+    t.section("Fix: slmgr /rearm on the 10 cloned machines (each gets a new CMID), slmgr /ato on the others");
+    f.rearm(0..10);
+    f.activate_now(10..30);
+    t.section("Outcome");
+    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, None)).await;
+    t.machine(&ms[0]);
+    t.say("  slmgr /dli on the KMS host:");
+    t.block(&host.dli_lines().await);
+    let distinct: std::collections::HashSet<_> = ms.iter().map(|m| m.cmid).collect();
+    t.check(distinct.len() == 30, "30 distinct CMIDs after the rearm");
+    t.check(ok, "all 30 machines Licensed");
+    t.check(host.current_count().await >= 25, "the host's count is at least 25");
+    t.stop(f).await;
+    host.stop().await;
+    Ok(())
+}
+
+/// The host dies; discovering clients move on, pinned ones do not.
+pub(crate) async fn host_failover(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
+    let dns = LabDns::start().await?;
+    let kms1 = LabHost::start("kms1", time, |_| {}).await?;
+    let published = dns.publish(&kms1, Some(dns.key.clone())).await;
+    t.say(format!("  {}", published.as_ref().unwrap_or_else(|e| e)));
+    let kms1_addr = kms1.dns_addr();
+    let auto = fleet(time, 25, WIN7, Target::Discover(ZONE.into()), "AUTO", |c| dns_target(&dns, c));
+    let pinned = fleet(time, 5, WIN7, Target::Manual(kms1_addr.clone()), "PINNED", |c| dns_target(&dns, c));
+    let (a, _) = wait_for(&auto, |ms| all_licensed_by(ms, None)).await;
+    let (p, _) = wait_for(&pinned, |ms| all_licensed_by(ms, None)).await;
+    t.check(a && p, format!("30 machines Licensed by {kms1_addr} (25 discover it through DNS, 5 pinned with /skms)"));
+    t.section("Failure: kms1 dies; replacement kms2 (new name, new port) publishes itself; kms1's stale record stays");
+    kms1.stop().await;
+    let kms2 = LabHost::start("kms2", time, |_| {}).await?;
+    let published = dns.publish(&kms2, Some(dns.key.clone())).await;
+    t.say(format!("  {}", published.as_ref().unwrap_or_else(|e| e)));
+    t.say("  nslookup -type=srv _vlmcs._tcp.lab.test:");
+    t.block(&dns.srv_lines().await);
+    let kms2_addr = kms2.dns_addr();
+    t.say("  (every machine runs slmgr /ato instead of waiting 7 days for its renewal)");
+    auto.activate_now(0..25);
+    pinned.activate_now(0..5);
+    t.section("Symptom");
+    let (a, ma) = wait_for(&auto, |ms| all_licensed_by(ms, Some(&kms2_addr))).await;
+    let (p, mp) = wait_for(&pinned, |ms| all_result(ms, HResult::NO_HOST_AVAILABLE)).await;
+    t.say("  A machine with auto-discovery:");
+    t.machine(&ma[0]);
+    t.say("  A machine pinned with slmgr /skms:");
+    t.machine(&mp[0]);
+    t.check(a, format!("the 25 auto-discovery machines moved on to {kms2_addr} by themselves"));
+    t.check(
+        p && mp.iter().all(|m| m.last_request_result == Some(HResult::HOST_UNREACHABLE)),
+        format!("the 5 pinned machines fail: 0xC004F074 (12288: 0x800706BA from {kms1_addr})"),
+    );
+    t.section(format!("Fix: slmgr /skms {kms2_addr} on the pinned machines (or /ckms to use discovery), slmgr /ato"));
+    pinned.set_manual_host(0..5, Some(kms2_addr.clone()));
+    pinned.activate_now(0..5);
+    t.section("Outcome");
+    let (p, mp) = wait_for(&pinned, |ms| all_licensed_by(ms, Some(&kms2_addr))).await;
+    t.machine(&mp[0]);
+    t.say("  slmgr /dli on kms2:");
+    t.block(&kms2.dli_lines().await);
+    t.check(p, format!("the 5 pinned machines are activated by {kms2_addr}"));
+    t.check(kms2.current_count().await >= 30, "kms2 counts all 30 machines");
+    t.stop(auto).await;
+    t.stop(pinned).await;
+    kms2.stop().await;
+    let _ = dns.server.shutdown().await;
+    Ok(())
+}
+
+/// The host's SRV registration is refused; clients find no record.
+pub(crate) async fn dns_refused(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
+    let dns = LabDns::start().await?;
+    let kms1 = LabHost::start("kms1", time, |_| {}).await?;
+    t.section("Symptom");
+    t.say("  kms1 registers _vlmcs._tcp.lab.test with an unsigned dynamic update; the zone only allows signed ones:");
+    let refused = dns.publish(&kms1, None).await;
+    t.say(format!("  {}", refused.as_ref().unwrap_or_else(|e| e)));
+    let f = fleet(time, 5, SERVER, Target::Discover(ZONE.into()), "SRV", |c| dns_target(&dns, c));
+    let (ok, ms) = wait_for(&f, |ms| all_result(ms, HResult::DNS_NAME_ERROR)).await;
+    t.machine(&ms[0]);
+    t.say("  nslookup -type=srv _vlmcs._tcp.lab.test:");
+    t.block(&dns.srv_lines().await);
+    t.check(refused.as_ref().is_err_and(|e| e.contains("12293") && e.contains("0x8007232A")), "the host logs 12293 (0x8007232A)");
+    t.check(ok, "every client reports 0x8007232B DNS_ERROR_RCODE_NAME_ERROR");
+    t.section("Fix: allow the host to update the zone (here: sign the update with the zone's key), publish again, slmgr /ato");
+    let published = dns.publish(&kms1, Some(dns.key.clone())).await;
+    t.say(format!("  {}", published.as_ref().unwrap_or_else(|e| e)));
+    t.block(&dns.srv_lines().await);
+    f.activate_now(0..5);
+    t.section("Outcome");
+    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, None)).await;
+    t.machine(&ms[0]);
+    t.check(published.is_ok(), "the host logs 12294");
+    t.check(ok, "all 5 machines Licensed through discovery");
+    t.stop(f).await;
+    kms1.stop().await;
+    let _ = dns.server.shutdown().await;
+    Ok(())
+}
+
+/// Only the first host can write the SRV record.
+pub(crate) async fn second_host_srv(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
+    let dns = LabDns::start().await?;
+    let kms1 = LabHost::start("kms1", time, |_| {}).await?;
+    let kms2 = LabHost::start("kms2", time, |_| {}).await?;
+    let first = dns.publish(&kms1, Some(dns.key.clone())).await;
+    t.say(format!("  {}", first.as_ref().unwrap_or_else(|e| e)));
+    // kms2 holds a key the zone does not grant update rights to.
+    let other_key = TsigKey::generate("kms2-key").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let second = dns.publish(&kms2, Some(other_key)).await;
+    t.say(format!("  {}", second.as_ref().unwrap_or_else(|e| e)));
+    let f = fleet(time, 6, SERVER, Target::Discover(ZONE.into()), "SRV2", |c| dns_target(&dns, c));
+    let (ok, _) = wait_for(&f, |ms| all_licensed_by(ms, Some(&kms1.dns_addr()))).await;
+    t.check(ok, "6 servers Licensed by kms1, the only host in DNS");
+    t.section("Failure: kms1 stops");
+    let kms2_addr = kms2.dns_addr();
+    kms1.stop().await;
+    f.activate_now(0..6);
+    t.section("Symptom");
+    let (ok, ms) = wait_for(&f, |ms| all_result(ms, HResult::NO_HOST_AVAILABLE)).await;
+    t.machine(&ms[0]);
+    t.say("  nslookup -type=srv _vlmcs._tcp.lab.test:");
+    let srv = dns.srv_lines().await;
+    t.block(&srv);
+    t.check(second.as_ref().is_err_and(|e| e.contains("12293")), "kms2 logs 12293: no permission on the record");
+    t.check(!srv.iter().any(|l| l.contains("kms2")), "DNS lists kms1 only");
+    t.check(ok, "the clients fail with 0xC004F074 although kms2 is running");
+    t.section("Fix: give kms2 permission on the record (here: the zone's update key), it publishes, slmgr /ato");
+    let second = dns.publish(&kms2, Some(dns.key.clone())).await;
+    t.say(format!("  {}", second.as_ref().unwrap_or_else(|e| e)));
+    t.block(&dns.srv_lines().await);
+    f.activate_now(0..6);
+    t.section("Outcome");
+    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, Some(&kms2_addr))).await;
+    t.machine(&ms[0]);
+    t.check(second.is_ok(), "kms2 logs 12294");
+    t.check(ok, format!("all 6 servers are activated by {kms2_addr}"));
+    t.stop(f).await;
+    kms2.stop().await;
+    let _ = dns.server.shutdown().await;
+    Ok(())
+}
+
+/// The host's port is blocked.
+pub(crate) async fn port_blocked(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
+    let host = LabHost::start("kms1", time, |_| {}).await?;
+    let mut port = BlockedPort::new().await?;
+    t.say(format!("  kms1 listens on {}, but clients reach it through {}, where a firewall drops TCP", host.kms, port.addr));
+    let target = HostAddr::new(port.addr.ip().to_string(), port.addr.port());
+    let f = fleet(time, 5, SERVER, Target::Manual(target), "FW", |_| {});
+    t.section("Symptom");
+    let (ok, ms) = wait_for(&f, |ms| {
+        all_result(ms, HResult::NO_HOST_AVAILABLE) && ms.iter().all(|m| m.last_request_result == Some(HResult::HOST_UNREACHABLE))
+    })
+    .await;
+    t.machine(&ms[0]);
+    t.check(ok, "12288 shows 0x800706BA RPC_S_SERVER_UNAVAILABLE, the attempt 0xC004F074 SL_E_VL_KMS_NOT_AVAILABLE");
+    t.section(format!("Fix: open TCP {} on the firewall, slmgr /ato", port.addr.port()));
+    port.open_to(host.kms).await?;
+    f.activate_now(0..5);
+    t.section("Outcome");
+    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, None)).await;
+    t.machine(&ms[0]);
+    t.check(ok, "all 5 machines Licensed");
+    t.stop(f).await;
+    host.stop().await;
+    Ok(())
+}
+
+/// The client's clock is 5 hours ahead.
+pub(crate) async fn time_skew(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
+    let host = LabHost::start("kms1", time, |_| {}).await?;
+    let f = fleet(time, 5, SERVER, Target::Manual(host.ip_addr()), "SKEW", |c| c.clock_offset_ms = 5 * 3_600_000);
+    t.section("Symptom");
+    let (ok, ms) = wait_for(&f, |ms| all_result(ms, HResult::INVALID_TIMESTAMP)).await;
+    t.say("  the machines' clocks run 5 hours ahead of the host's");
+    t.machine(&ms[0]);
+    t.check(ok, "every machine reports 0xC004F06C SL_E_VL_INVALID_TIMESTAMP");
+    t.section("Fix: correct the clients' clocks (w32tm /resync), slmgr /ato");
+    f.set_clock_offset(0..5, 0);
+    f.activate_now(0..5);
+    t.section("Outcome");
+    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, None)).await;
+    t.machine(&ms[0]);
+    t.check(ok, "all 5 machines Licensed");
+    t.stop(f).await;
+    host.stop().await;
+    Ok(())
+}
+
+/// The KMS host is not activated.
+pub(crate) async fn unactivated_host(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
+    let host = LabHost::start("kms1", time, |c| c.activated = false).await?;
+    let f = fleet(time, 5, SERVER, Target::Manual(host.ip_addr()), "UNACT", |_| {});
+    t.section("Symptom");
+    let (ok, ms) = wait_for(&f, |ms| all_result(ms, HResult::HOST_NOT_ACTIVATED)).await;
+    t.machine(&ms[0]);
+    t.say("  slmgr /dli on the KMS host:");
+    t.block(&host.dli_lines().await);
+    t.check(ok, "every machine reports 0xC004F041 SL_E_VL_KEY_MANAGEMENT_SERVICE_NOT_ACTIVATED");
+    t.section("Fix: activate the KMS host (restart kms-host without --unactivated), slmgr /ato");
+    let host = host.stop().await.restart(|c| c.activated = true).await?;
+    f.activate_now(0..5);
+    t.section("Outcome");
+    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, None)).await;
+    t.machine(&ms[0]);
+    t.say("  slmgr /dli on the KMS host:");
+    t.block(&host.dli_lines().await);
+    t.check(ok, "all 5 machines Licensed");
+    t.stop(f).await;
+    host.stop().await;
+    Ok(())
+}
+
+/// The host's key group does not cover the product.
+pub(crate) async fn wrong_key_group(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
+    let host = LabHost::start("kms1", time, |c| c.host_key_groups = vec!["client-vl".into()]).await?;
+    let f = fleet(time, 5, SERVER, Target::Manual(host.ip_addr()), "KEYGRP", |_| {});
+    t.section("Symptom");
+    let (ok, ms) = wait_for(&f, |ms| all_result(ms, HResult::KEY_GROUP_MISMATCH)).await;
+    t.machine(&ms[0]);
+    t.say("  slmgr /dli on the KMS host (a Windows 7 client-VL host key):");
+    t.block(&host.dli_lines().await);
+    t.check(ok, "every server reports 0xC004F042 SL_E_VL_KEY_MANAGEMENT_SERVICE_ID_MISMATCH");
+    t.section("Fix: install a KMS host key of group kms-b (Server 2008 R2 channel B) on the host, slmgr /ato");
+    let host = host.stop().await.restart(|c| c.host_key_groups = vec!["kms-b".into()]).await?;
+    f.activate_now(0..5);
+    t.section("Outcome");
+    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, None)).await;
+    t.machine(&ms[0]);
+    t.say("  slmgr /dli on the KMS host:");
+    t.block(&host.dli_lines().await);
+    t.check(ok, "all 5 servers Licensed");
+    t.stop(f).await;
+    host.stop().await;
+    Ok(())
+}

@@ -1,0 +1,881 @@
+//! The fleet engine: many simulated KMS client machines in one task, over real TCP and DNS.
+//!
+//! `kmslab fleet`, the drills and `kmslab up` drive their clients with it. Each machine is
+//! one core [`Activator`] (request events off); there is no task per machine. One driver
+//! task owns every activator, keeps their due times in one `BTreeSet<(due, index)>`, and
+//! follows the activator's call order (handle_timeout, poll_action, handle_discovery /
+//! handle_host_outcome, poll_event, poll_timeout). Only the network work leaves the driver:
+//! each TCP exchange and each SRV lookup is a short task reporting back on a channel.
+//!
+//! Load is bounded by a count of machines with an outstanding action (a lookup or an
+//! exchange): due timers are only taken up while that count is below `concurrency`, so a
+//! burst of 10,000 due machines waits in the timer set (16 bytes each) rather than as
+//! 10,000 queued requests. The driver is the only task touching the count, so a plain
+//! integer does what a semaphore would. SRV answers and host addresses are reused for
+//! `srv_cache` of real time, and lookups for the same domain are coalesced.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kmslab_core::activator::{Action, Activator, ActivatorState, AttemptId, ClientEvent, HostOutcome, HostSource};
+use kmslab_core::catalog::{Catalog, Product};
+use kmslab_core::hostaddr::HostAddr;
+use kmslab_core::rng::{KmsRng, SplitMix64};
+use kmslab_core::srv::SrvCandidate;
+use kmslab_core::wire::{Message, Request};
+use kmslab_core::{HResult, LicenseStatus, Timestamp, Uuid};
+use kmslab_dns::DnsServerChoice;
+use kmslab_runtime::SimClock;
+use kmslab_runtime::framed::{FrameError, read_message, write_message};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How the machines find their KMS host.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A host set by hand (`--kms`, like `slmgr /skms`).
+    Manual(HostAddr),
+    /// SRV discovery in this domain (`--domain`, like `slmgr /skms-domain`).
+    Discover(String),
+}
+
+/// Product shares: `win7-enterprise=80,server2008r2-standard=20`.
+#[derive(Debug, Clone)]
+pub struct ProductMix(pub Vec<(Arc<Product>, u32)>);
+
+impl ProductMix {
+    /// Parses `NAME=WEIGHT,...` (a bare `NAME` weighs 1) against `catalog`.
+    pub fn parse(text: &str, catalog: &Catalog) -> Result<Self, String> {
+        let mut mix = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, weight) = match part.split_once('=') {
+                Some((n, w)) => (n.trim(), w.trim().parse::<u32>().map_err(|_| format!("weight {w:?} of {n} is not a number"))?),
+                None => (part, 1),
+            };
+            let product = catalog.product_by_name(name).ok_or_else(|| format!("unknown product {name:?}"))?;
+            mix.push((product.clone(), weight));
+        }
+        if mix.iter().map(|(_, w)| u64::from(*w)).sum::<u64>() == 0 {
+            return Err("no product with a weight above 0".into());
+        }
+        Ok(ProductMix(mix))
+    }
+
+    /// One product for everybody.
+    pub fn single(product: Arc<Product>) -> Self {
+        ProductMix(vec![(product, 1)])
+    }
+
+    /// The product of each of `n` machines: exact shares (largest remainder), in blocks.
+    pub fn assign(&self, n: usize) -> Vec<Arc<Product>> {
+        let total: u64 = self.0.iter().map(|(_, w)| u64::from(*w)).sum();
+        let mut counts: Vec<(usize, u64)> =
+            self.0.iter().map(|(_, w)| ((n as u64 * u64::from(*w) / total) as usize, n as u64 * u64::from(*w) % total)).collect();
+        let mut missing = n - counts.iter().map(|c| c.0).sum::<usize>();
+        let mut order: Vec<usize> = (0..counts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(counts[i].1));
+        for i in order {
+            if missing == 0 {
+                break;
+            }
+            counts[i].0 += 1;
+            missing -= 1;
+        }
+        self.0.iter().zip(counts).flat_map(|((p, _), (c, _))| std::iter::repeat_n(p.clone(), c)).collect()
+    }
+}
+
+/// Network timeouts of one exchange (real time).
+#[derive(Debug, Clone, Copy)]
+pub struct NetTimeouts {
+    /// TCP connect.
+    pub connect: Duration,
+    /// Waiting for the answer.
+    pub response: Duration,
+    /// One DNS lookup.
+    pub dns: Duration,
+}
+
+impl Default for NetTimeouts {
+    fn default() -> Self {
+        NetTimeouts { connect: Duration::from_secs(5), response: Duration::from_secs(10), dns: Duration::from_secs(3) }
+    }
+}
+
+/// Everything a fleet needs.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// Number of machines.
+    pub clients: usize,
+    /// What they have installed.
+    pub mix: ProductMix,
+    /// Machines 0..clones share one CMID (a cloned image that was not sysprepped).
+    pub clones: usize,
+    /// How they find a host.
+    pub target: Target,
+    /// The DNS server for discovery and host names.
+    pub dns: DnsServerChoice,
+    /// The simulated clock (share scale and origin with the hosts).
+    pub clock: SimClock,
+    /// Seed for CMIDs and SRV choices.
+    pub seed: u64,
+    /// Most machines with a lookup or exchange outstanding.
+    pub concurrency: usize,
+    /// How long (real time) an SRV answer or host address is reused.
+    pub srv_cache: Duration,
+    /// Network timeouts.
+    pub timeouts: NetTimeouts,
+    /// Every machine's clock runs this far ahead of the simulated now (negative: behind).
+    pub clock_offset_ms: i64,
+    /// Machine names are `<prefix><index>`.
+    pub name_prefix: String,
+    /// Keep each machine's last event 12288 result (for drills; costs the events' work).
+    pub request_events: bool,
+}
+
+impl FleetConfig {
+    /// A fleet of `clients` machines of one mix with defaults for the rest.
+    pub fn new(clients: usize, mix: ProductMix, target: Target, clock: SimClock) -> Self {
+        FleetConfig {
+            clients,
+            mix,
+            clones: 0,
+            target,
+            dns: DnsServerChoice::System,
+            clock,
+            seed: 0,
+            concurrency: 256,
+            srv_cache: Duration::from_secs(1),
+            timeouts: NetTimeouts::default(),
+            clock_offset_ms: 0,
+            name_prefix: "FLEET-".into(),
+            request_events: false,
+        }
+    }
+}
+
+/// Live counters of a fleet, shared with the progress bar and `/metrics`.
+#[derive(Debug, Default)]
+pub struct FleetStats {
+    /// Requests sent (one per host tried).
+    pub requests: AtomicU64,
+    /// Answers received (responses and error frames).
+    pub answers: AtomicU64,
+    /// Machines in each license status (index: the status's numeric value).
+    pub by_status: [AtomicU64; 7],
+    /// Machines with a lookup or exchange outstanding.
+    pub in_flight: AtomicU64,
+    /// The simulated time the driver last worked at (Unix ms).
+    pub sim_now_ms: AtomicI64,
+    /// Failed attempts by HRESULT.
+    pub errors: Mutex<BTreeMap<u32, u64>>,
+    /// Machines.
+    pub clients: AtomicU64,
+}
+
+impl FleetStats {
+    fn count(&self, s: LicenseStatus) -> u64 {
+        self.by_status[s as usize].load(Ordering::Relaxed)
+    }
+
+    /// The JSON summary shape of docs/interfaces (`clients`, the states, `errors`, `requests`).
+    pub fn summary(&self) -> Value {
+        let errors: serde_json::Map<String, Value> =
+            self.errors.lock().expect("stats lock").iter().map(|(c, n)| (format!("0x{c:08X}"), json!(n))).collect();
+        json!({
+            "clients": self.clients.load(Ordering::Relaxed),
+            "licensed": self.count(LicenseStatus::Licensed),
+            "initial_grace": self.count(LicenseStatus::InitialGrace),
+            "additional_grace": self.count(LicenseStatus::AdditionalGrace),
+            "notification": self.count(LicenseStatus::Notification),
+            "unlicensed": self.count(LicenseStatus::Unlicensed),
+            "errors": errors,
+            "requests": self.requests.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Prometheus text format.
+    pub fn prometheus(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP kmslab_fleet_clients Simulated client machines.\n# TYPE kmslab_fleet_clients gauge\n");
+        out.push_str(&format!("kmslab_fleet_clients {}\n", self.clients.load(Ordering::Relaxed)));
+        out.push_str("# HELP kmslab_fleet_machines Machines by license status.\n# TYPE kmslab_fleet_machines gauge\n");
+        for s in LicenseStatus::ALL {
+            out.push_str(&format!("kmslab_fleet_machines{{status=\"{}\"}} {}\n", s.key(), self.count(s)));
+        }
+        out.push_str("# HELP kmslab_fleet_requests_total Requests sent to KMS hosts.\n# TYPE kmslab_fleet_requests_total counter\n");
+        out.push_str(&format!("kmslab_fleet_requests_total {}\n", self.requests.load(Ordering::Relaxed)));
+        out.push_str("# HELP kmslab_fleet_answers_total Answers received from KMS hosts.\n# TYPE kmslab_fleet_answers_total counter\n");
+        out.push_str(&format!("kmslab_fleet_answers_total {}\n", self.answers.load(Ordering::Relaxed)));
+        out.push_str("# HELP kmslab_fleet_failed_attempts_total Failed activation attempts by HRESULT.\n");
+        out.push_str("# TYPE kmslab_fleet_failed_attempts_total counter\n");
+        for (code, n) in self.errors.lock().expect("stats lock").iter() {
+            out.push_str(&format!("kmslab_fleet_failed_attempts_total{{hresult=\"0x{code:08X}\"}} {n}\n"));
+        }
+        out.push_str("# HELP kmslab_fleet_in_flight Machines with a lookup or exchange outstanding.\n");
+        out.push_str("# TYPE kmslab_fleet_in_flight gauge\n");
+        out.push_str(&format!("kmslab_fleet_in_flight {}\n", self.in_flight.load(Ordering::Relaxed)));
+        out.push_str("# HELP kmslab_fleet_sim_time_seconds Simulated time of the fleet.\n# TYPE kmslab_fleet_sim_time_seconds gauge\n");
+        out.push_str(&format!("kmslab_fleet_sim_time_seconds {}\n", self.sim_now_ms.load(Ordering::Relaxed) / 1000));
+        out
+    }
+}
+
+/// What `slmgr /dli` would show of one machine (plain data for drills and reports).
+#[derive(Debug, Clone)]
+pub struct MachineView {
+    /// Index in the fleet.
+    pub index: usize,
+    /// Machine name.
+    pub machine_name: String,
+    /// The installed product.
+    pub product: Option<Arc<Product>>,
+    /// CMID.
+    pub cmid: Uuid,
+    /// License status.
+    pub status: LicenseStatus,
+    /// Minutes left of the current state.
+    pub minutes_remaining: u32,
+    /// Reason for Notification.
+    pub notification_reason: Option<HResult>,
+    /// Result of the last attempt.
+    pub last_result: Option<HResult>,
+    /// Host that answered last.
+    pub last_host: Option<HostAddr>,
+    /// Result of the last request sent (event 12288), when `request_events` is on.
+    pub last_request_result: Option<HResult>,
+    /// How that host was chosen.
+    pub last_source: Option<HostSource>,
+    /// Its ePID.
+    pub last_epid: Option<String>,
+    /// The count it reported.
+    pub last_count: Option<u32>,
+    /// Host set with /skms.
+    pub manual_host: Option<HostAddr>,
+    /// Host caching on.
+    pub host_caching: bool,
+    /// Intervals.
+    pub activation_interval: u32,
+    /// Renewal interval.
+    pub renewal_interval: u32,
+}
+
+impl MachineView {
+    /// The `slmgr /dli` lines of this machine (docs/interfaces.md).
+    pub fn dli_lines(&self) -> Vec<String> {
+        let mut l = Vec::new();
+        if let Some(p) = &self.product {
+            l.push(format!("Name: {}", p.display_name));
+            l.push(format!("Description: {}", p.description));
+            l.push(format!("Partial Product Key: {}", p.partial_key()));
+        }
+        l.push(format!("License Status: {}", self.status.label()));
+        let days = |m: u32| m / (24 * 60);
+        match self.status {
+            LicenseStatus::Notification => {
+                l.push(format!("Notification Reason: {}.", self.notification_reason.unwrap_or(HResult::GRACE_EXPIRED)));
+            }
+            LicenseStatus::Licensed => l.push(format!(
+                "Volume activation expiration: {} minute(s) ({} day(s))",
+                self.minutes_remaining,
+                days(self.minutes_remaining)
+            )),
+            LicenseStatus::InitialGrace | LicenseStatus::AdditionalGrace => {
+                l.push(format!("Time remaining: {} minute(s) ({} day(s))", self.minutes_remaining, days(self.minutes_remaining)));
+            }
+            _ => {}
+        }
+        l.push(String::new());
+        l.push("Key Management Service client information".into());
+        l.push(format!("    Client Machine ID (CMID): {}", self.cmid));
+        if let Some(h) = &self.manual_host {
+            l.push(format!("    Registered KMS machine name: {h}"));
+        } else if let Some(h) = &self.last_host {
+            l.push(format!("    KMS machine name from DNS: {h}"));
+        }
+        if let Some(e) = &self.last_epid {
+            l.push(format!("    KMS machine extended PID: {e}"));
+        }
+        l.push(format!("    Activation interval: {} minutes", self.activation_interval));
+        l.push(format!("    Renewal interval: {} minutes", self.renewal_interval));
+        l.push(format!("    KMS host caching is {}", if self.host_caching { "enabled" } else { "disabled" }));
+        if let Some(r) = self.last_result {
+            l.push(format!("    Last activation result: {r} {}", r.name()));
+        }
+        l
+    }
+}
+
+/// Something done to a range of machines, as a technician would on each (`slmgr`).
+#[derive(Debug)]
+enum Command {
+    ActivateNow(Range<usize>),
+    Rearm(Range<usize>),
+    SetManualHost(Range<usize>, Option<HostAddr>),
+    SetClockOffset(Range<usize>, i64),
+    Snapshot(oneshot::Sender<Vec<MachineView>>),
+}
+
+/// A running fleet.
+#[derive(Debug)]
+pub struct Fleet {
+    commands: mpsc::UnboundedSender<Command>,
+    stats: Arc<FleetStats>,
+    stop: CancellationToken,
+    /// The driver; `None` once awaited.
+    task: Option<JoinHandle<()>>,
+}
+
+impl Fleet {
+    /// Starts the driver. It runs until simulated time reaches `until` (if given) or
+    /// `shutdown` is cancelled.
+    pub fn start(config: FleetConfig, until: Option<Timestamp>, shutdown: CancellationToken) -> Fleet {
+        let stats = Arc::new(FleetStats::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stop = shutdown.child_token();
+        let driver = Driver::new(config, Arc::clone(&stats));
+        let task = tokio::spawn(driver.run(rx, until, stop.clone()));
+        Fleet { commands: tx, stats, stop, task: Some(task) }
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> &Arc<FleetStats> {
+        &self.stats
+    }
+
+    /// `/dli` views of every machine.
+    pub async fn machines(&self) -> Vec<MachineView> {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Snapshot(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// `slmgr /ato` on machines `range`.
+    pub fn activate_now(&self, range: Range<usize>) {
+        let _ = self.commands.send(Command::ActivateNow(range));
+    }
+
+    /// `slmgr /rearm` on machines `range` (new CMIDs, initial grace, an attempt at once).
+    pub fn rearm(&self, range: Range<usize>) {
+        let _ = self.commands.send(Command::Rearm(range));
+    }
+
+    /// `slmgr /skms HOST` (Some) or `/ckms` (None) on machines `range`.
+    pub fn set_manual_host(&self, range: Range<usize>, host: Option<HostAddr>) {
+        let _ = self.commands.send(Command::SetManualHost(range, host));
+    }
+
+    /// Sets the clock offset of machines `range`.
+    pub fn set_clock_offset(&self, range: Range<usize>, offset_ms: i64) {
+        let _ = self.commands.send(Command::SetClockOffset(range, offset_ms));
+    }
+
+    /// Waits until the fleet reached its end time (or was cancelled).
+    pub async fn finished(&mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops the fleet and returns its summary.
+    pub async fn stop(self) -> Value {
+        self.stop.cancel();
+        if let Some(task) = self.task {
+            let _ = task.await;
+        }
+        self.stats.summary()
+    }
+}
+
+/// What a network task reports back. `generation` tells a machine's current exchange from
+/// one it abandoned (a rearm in the middle of an attempt).
+enum Done {
+    Exchange { index: u32, generation: u32, attempt: AttemptId, outcome: HostOutcome },
+    Lookup { domain: String, result: Result<Vec<SrvCandidate>, HResult> },
+}
+
+type AddrCache = Arc<Mutex<HashMap<String, (Instant, Vec<IpAddr>)>>>;
+
+/// A machine's activator: live while it has an attempt on the network (at most
+/// `concurrency` of them, plus machines in Notification), else only its persistent state.
+/// An idle `ActivatorState` is 344 bytes against 752 for an `Activator` plus its event
+/// queue's buffer; that difference is what keeps a machine under 2 KiB.
+enum Slot {
+    Live(Box<Activator>),
+    Idle(Box<ActivatorState>),
+    Moving,
+}
+
+struct Machine {
+    slot: Slot,
+    /// The due time currently in the timer set, if any.
+    due: Option<Timestamp>,
+    /// The generation of the lookup or exchange outstanding, if any.
+    busy: Option<u32>,
+    /// Bumped for every lookup or exchange.
+    generation: u32,
+    /// Result of the last event 12288 (only with `request_events`).
+    last_request_result: Option<HResult>,
+}
+
+struct Driver {
+    config: FleetConfig,
+    stats: Arc<FleetStats>,
+    machines: Vec<Machine>,
+    timers: BTreeSet<(Timestamp, u32)>,
+    rng: SplitMix64,
+    in_flight: usize,
+    srv_cache: HashMap<String, (Instant, Result<Vec<SrvCandidate>, HResult>)>,
+    waiting_for_lookup: HashMap<String, Vec<(u32, u32, AttemptId)>>,
+    addr_cache: AddrCache,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: Option<mpsc::UnboundedReceiver<Done>>,
+}
+
+impl Driver {
+    fn new(config: FleetConfig, stats: Arc<FleetStats>) -> Driver {
+        let now = config.clock.now();
+        let mut rng = SplitMix64::new(config.seed);
+        let products = config.mix.assign(config.clients);
+        let clone_cmid = rng.uuid_v4();
+        stats.clients.store(config.clients as u64, Ordering::Relaxed);
+        stats.by_status[LicenseStatus::Unlicensed as usize].store(config.clients as u64, Ordering::Relaxed);
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let mut driver = Driver {
+            machines: Vec::with_capacity(config.clients),
+            config,
+            stats,
+            timers: BTreeSet::new(),
+            rng,
+            in_flight: 0,
+            srv_cache: HashMap::new(),
+            waiting_for_lookup: HashMap::new(),
+            addr_cache: Arc::new(Mutex::new(HashMap::new())),
+            done_tx,
+            done_rx: Some(done_rx),
+        };
+        for (i, product) in products.into_iter().enumerate() {
+            let config = &driver.config;
+            let cmid = if config.clones >= 2 && i < config.clones { clone_cmid } else { driver.rng.uuid_v4() };
+            let mut a = Activator::new(product, cmid, format!("{}{i:05}", config.name_prefix), now);
+            a.set_request_events(config.request_events);
+            match &config.target {
+                Target::Manual(h) => a.set_manual_host(Some(h.clone())),
+                Target::Discover(d) => a.set_domain(Some(d.clone())),
+            }
+            a.set_clock_offset(config.clock_offset_ms);
+            driver.machines.push(Machine {
+                slot: Slot::Live(Box::new(a)),
+                due: None,
+                busy: None,
+                generation: 0,
+                last_request_result: None,
+            });
+            // Compact each machine as it is made, so that the peak is never N live activators.
+            driver.drain_events(i);
+            driver.reschedule(i);
+            driver.compact(i);
+        }
+        driver
+    }
+
+    /// Machine `i`'s activator, rebuilt from its state if it was idle.
+    fn live(&mut self, i: usize) -> &mut Activator {
+        let m = &mut self.machines[i];
+        if let Slot::Idle(_) = m.slot {
+            let Slot::Idle(state) = std::mem::replace(&mut m.slot, Slot::Moving) else { unreachable!("checked above") };
+            let product =
+                state.product.as_deref().and_then(|name| self.config.mix.0.iter().find(|(p, _)| p.name == name)).map(|(p, _)| p.clone());
+            let mut a = Activator::from_state(*state, product);
+            a.set_request_events(self.config.request_events);
+            m.slot = Slot::Live(Box::new(a));
+        }
+        match &mut m.slot {
+            Slot::Live(a) => a,
+            _ => unreachable!("made live above"),
+        }
+    }
+
+    /// Keeps only the state of an idle machine. Machines in Notification stay live: a
+    /// rebuilt activator would remind at once, every time.
+    fn compact(&mut self, i: usize) {
+        let m = &mut self.machines[i];
+        if m.busy.is_some() {
+            return;
+        }
+        if let Slot::Live(a) = &m.slot
+            && a.status() != LicenseStatus::Notification
+            && !a.attempt_in_progress()
+        {
+            m.slot = Slot::Idle(Box::new(a.state().clone()));
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>, until: Option<Timestamp>, stop: CancellationToken) {
+        let mut done_rx = self.done_rx.take().expect("taken once");
+        let clock = self.config.clock;
+        loop {
+            let now = clock.now();
+            self.stats.sim_now_ms.store(now.as_unix_ms(), Ordering::Relaxed);
+            if until.is_some_and(|u| now >= u) {
+                break;
+            }
+            while self.in_flight < self.config.concurrency {
+                let Some(&(due, index)) = self.timers.first() else { break };
+                if due > now {
+                    break;
+                }
+                self.timers.pop_first();
+                let i = index as usize;
+                self.machines[i].due = None;
+                self.live(i).handle_timeout(now);
+                self.pump(i, now);
+            }
+            let next_due = if self.in_flight < self.config.concurrency { self.timers.first().map(|(t, _)| *t) } else { None };
+            let wake = match (next_due, until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let sleep = async {
+                match wake {
+                    Some(t) => clock.sleep_until(t).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                Some(cmd) = commands.recv() => self.command(cmd),
+                Some(done) = done_rx.recv() => self.done(done),
+                _ = sleep => {}
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let now = self.config.clock.now();
+        let n = self.machines.len();
+        let clamp = |r: Range<usize>| r.start.min(n)..r.end.min(n);
+        match cmd {
+            Command::Snapshot(tx) => {
+                let views = (0..n).map(|i| self.view(i, now)).collect();
+                let _ = tx.send(views);
+            }
+            Command::ActivateNow(r) => {
+                for i in clamp(r) {
+                    if self.machines[i].busy.is_none() {
+                        self.live(i).activate_now(now);
+                        self.pump(i, now);
+                    }
+                }
+            }
+            Command::Rearm(r) => {
+                for i in clamp(r) {
+                    if self.machines[i].busy.take().is_some() {
+                        // The answer to the abandoned attempt is dropped by its generation.
+                        self.in_flight -= 1;
+                    }
+                    let mut rng = SplitMix64::new(self.rng.next_u64());
+                    if let Err(code) = self.live(i).rearm(now, &mut rng) {
+                        tracing::info!(machine = i, %code, "rearm refused");
+                    }
+                    self.pump(i, now);
+                }
+            }
+            Command::SetManualHost(r, host) => {
+                for i in clamp(r) {
+                    self.live(i).set_manual_host(host.clone());
+                    self.compact(i);
+                }
+            }
+            Command::SetClockOffset(r, ms) => {
+                for i in clamp(r) {
+                    self.live(i).set_clock_offset(ms);
+                    self.compact(i);
+                }
+            }
+        }
+        self.stats.in_flight.store(self.in_flight as u64, Ordering::Relaxed);
+    }
+
+    fn view(&self, i: usize, now: Timestamp) -> MachineView {
+        let m = &self.machines[i];
+        let rebuilt;
+        let a: &Activator = match &m.slot {
+            Slot::Live(a) => a,
+            Slot::Idle(state) => {
+                let product = state
+                    .product
+                    .as_deref()
+                    .and_then(|name| self.config.mix.0.iter().find(|(p, _)| p.name == name))
+                    .map(|(p, _)| p.clone());
+                rebuilt = Activator::from_state((**state).clone(), product);
+                &rebuilt
+            }
+            Slot::Moving => unreachable!("never left moving"),
+        };
+        let s = a.state();
+        MachineView {
+            index: i,
+            machine_name: s.machine_name.clone(),
+            product: a.product().cloned(),
+            cmid: s.cmid,
+            status: s.status,
+            minutes_remaining: a.minutes_remaining(now),
+            notification_reason: s.notification_reason,
+            last_result: s.last.result,
+            last_host: s.last.host.clone(),
+            last_request_result: m.last_request_result,
+            last_source: s.last.source,
+            last_epid: s.last.epid.clone(),
+            last_count: s.last.current_count,
+            manual_host: s.manual_host.clone(),
+            host_caching: s.host_caching,
+            activation_interval: s.activation_interval,
+            renewal_interval: s.renewal_interval,
+        }
+    }
+
+    fn done(&mut self, done: Done) {
+        let now = self.config.clock.now();
+        match done {
+            Done::Exchange { index, generation, attempt, outcome } => {
+                let i = index as usize;
+                if !matches!(outcome, HostOutcome::Unreachable(_)) {
+                    self.stats.answers.fetch_add(1, Ordering::Relaxed);
+                }
+                if self.release(i, generation) {
+                    self.live(i).handle_host_outcome(now, attempt, outcome);
+                    self.pump(i, now);
+                }
+            }
+            Done::Lookup { domain, result } => {
+                self.srv_cache.insert(domain.clone(), (Instant::now(), result.clone()));
+                for (index, generation, attempt) in self.waiting_for_lookup.remove(&domain).unwrap_or_default() {
+                    let i = index as usize;
+                    if self.release(i, generation) {
+                        let mut rng = SplitMix64::new(self.rng.next_u64());
+                        self.live(i).handle_discovery(now, attempt, result.clone(), &mut rng);
+                        self.pump(i, now);
+                    }
+                }
+            }
+        }
+        self.stats.in_flight.store(self.in_flight as u64, Ordering::Relaxed);
+    }
+
+    /// Frees machine `i`'s slot if `generation` is what it waits for; false for an answer
+    /// to an abandoned attempt.
+    fn release(&mut self, i: usize, generation: u32) -> bool {
+        if self.machines[i].busy == Some(generation) {
+            self.machines[i].busy = None;
+            self.in_flight -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn occupy(&mut self, i: usize) -> u32 {
+        let m = &mut self.machines[i];
+        m.generation = m.generation.wrapping_add(1);
+        m.busy = Some(m.generation);
+        self.in_flight += 1;
+        m.generation
+    }
+
+    /// Runs machine `i`'s actions until one must wait for the network, then reschedules it.
+    fn pump(&mut self, i: usize, now: Timestamp) {
+        loop {
+            self.drain_events(i);
+            let Some(action) = self.live(i).poll_action() else { break };
+            match action {
+                Action::Discover { attempt, domain } => {
+                    let domain = domain.unwrap_or_else(|| kmslab_dns::system_search_domains().into_iter().next().unwrap_or_default());
+                    let fresh = self.srv_cache.get(&domain).filter(|(at, _)| at.elapsed() < self.config.srv_cache).map(|(_, r)| r.clone());
+                    if let Some(result) = fresh {
+                        let mut rng = SplitMix64::new(self.rng.next_u64());
+                        self.live(i).handle_discovery(now, attempt, result, &mut rng);
+                        continue;
+                    }
+                    let generation = self.occupy(i);
+                    let waiting = self.waiting_for_lookup.entry(domain.clone()).or_default();
+                    waiting.push((i as u32, generation, attempt));
+                    if waiting.len() == 1 {
+                        let (dns, timeout, tx) = (self.config.dns, self.config.timeouts.dns, self.done_tx.clone());
+                        tokio::spawn(async move {
+                            let result = Box::pin(discover(&dns, &domain, timeout)).await;
+                            let _ = tx.send(Done::Lookup { domain, result });
+                        });
+                    }
+                    break;
+                }
+                Action::Send { attempt, host, request } => {
+                    let generation = self.occupy(i);
+                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    let (dns, timeouts, ttl, cache, tx) =
+                        (self.config.dns, self.config.timeouts, self.config.srv_cache, Arc::clone(&self.addr_cache), self.done_tx.clone());
+                    let index = i as u32;
+                    tokio::spawn(async move {
+                        let outcome = exchange(&dns, &cache, ttl, &host, request, timeouts).await;
+                        let _ = tx.send(Done::Exchange { index, generation, attempt, outcome });
+                    });
+                    break;
+                }
+            }
+        }
+        self.drain_events(i);
+        self.reschedule(i);
+        self.compact(i);
+    }
+
+    fn drain_events(&mut self, i: usize) {
+        let Machine { slot, last_request_result, .. } = &mut self.machines[i];
+        let Slot::Live(a) = slot else { return };
+        while let Some(event) = a.poll_event() {
+            match event {
+                ClientEvent::LicenseChanged { from, to, .. } => {
+                    self.stats.by_status[from as usize].fetch_sub(1, Ordering::Relaxed);
+                    self.stats.by_status[to as usize].fetch_add(1, Ordering::Relaxed);
+                }
+                ClientEvent::RequestSent(sent) => *last_request_result = Some(sent.result),
+                ClientEvent::AttemptFinished { result, .. } if result != HResult::SUCCESS => {
+                    *self.stats.errors.lock().expect("stats lock").entry(result.0).or_default() += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn reschedule(&mut self, i: usize) {
+        let busy = self.machines[i].busy.is_some();
+        let due = if busy { None } else { self.live(i).poll_timeout() };
+        let m = &mut self.machines[i];
+        if m.due != due {
+            if let Some(old) = m.due {
+                self.timers.remove(&(old, i as u32));
+            }
+            if let Some(new) = due {
+                self.timers.insert((new, i as u32));
+            }
+            m.due = due;
+        }
+    }
+}
+
+/// One SRV lookup, as the core wants it.
+pub async fn discover(dns: &DnsServerChoice, domain: &str, timeout: Duration) -> Result<Vec<SrvCandidate>, HResult> {
+    if domain.is_empty() {
+        return Err(HResult::DNS_NAME_ERROR);
+    }
+    match kmslab_dns::lookup_vlmcs(dns, domain, timeout).await {
+        Ok(targets) => Ok(targets
+            .into_iter()
+            .map(|t| SrvCandidate { priority: t.priority, weight: t.weight, target: HostAddr::new(t.target, t.port) })
+            .collect()),
+        Err(e) => Err(HResult(e.hresult())),
+    }
+}
+
+/// Resolves `host` (reusing a recent answer), connects and runs one request/response.
+async fn exchange(
+    dns: &DnsServerChoice,
+    cache: &AddrCache,
+    ttl: Duration,
+    host: &HostAddr,
+    request: Request,
+    timeouts: NetTimeouts,
+) -> HostOutcome {
+    let literal = host.host.parse::<IpAddr>().ok().map(|ip| vec![ip]);
+    let cached = literal
+        .or_else(|| cache.lock().expect("cache lock").get(&host.host).filter(|(at, _)| at.elapsed() < ttl).map(|(_, ips)| ips.clone()));
+    let ips = match cached {
+        Some(ips) => ips,
+        // Boxed: a resolver lookup is a large future, and inline it would make every
+        // exchange task that large (tens of KiB each, times `concurrency`).
+        None => match Box::pin(kmslab_dns::resolve_host(dns, &host.host, timeouts.dns)).await {
+            Ok(ips) => {
+                cache.lock().expect("cache lock").insert(host.host.clone(), (Instant::now(), ips.clone()));
+                ips
+            }
+            Err(e) => return HostOutcome::Unreachable(HResult(e.hresult())),
+        },
+    };
+    let mut last = HResult::HOST_UNREACHABLE;
+    for ip in ips {
+        let addr = SocketAddr::new(ip, host.port);
+        match tokio::time::timeout(timeouts.connect, TcpStream::connect(addr)).await {
+            Err(_) => last = HResult::TIMEOUT,
+            Ok(Err(_)) => last = HResult::HOST_UNREACHABLE,
+            Ok(Ok(mut stream)) => {
+                let _ = stream.set_nodelay(true);
+                let work = async {
+                    let mut buf = Vec::with_capacity(512);
+                    write_message(&mut stream, &Message::Request(request), &mut buf).await?;
+                    read_message(&mut stream, &mut buf).await
+                };
+                return match tokio::time::timeout(timeouts.response, work).await {
+                    Err(_) => HostOutcome::Unreachable(HResult::TIMEOUT),
+                    Ok(Ok(Some(Message::Response(r)))) => HostOutcome::Response(r),
+                    Ok(Ok(Some(Message::Error(e)))) => HostOutcome::Refused(e),
+                    Ok(Ok(Some(Message::Request(_)) | None)) => HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED),
+                    Ok(Err(FrameError::Decode(_))) => HostOutcome::Unreachable(HResult::INVALID_DATA),
+                    Ok(Err(_)) => HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED),
+                };
+            }
+        }
+    }
+    HostOutcome::Unreachable(last)
+}
+
+/// Parses a simulated duration: `30d`, `12h`, `90m`, `45s` (a bare number is seconds).
+pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let (num, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((at, _)) => t.split_at(at),
+        None => (t, "s"),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| format!("invalid duration {text:?} (expected e.g. 30d, 12h, 90m, 45s)"))?;
+    let unit_ms = match unit {
+        "d" => 86_400_000.0,
+        "h" => 3_600_000.0,
+        "m" | "min" => 60_000.0,
+        "s" => 1_000.0,
+        "ms" => 1.0,
+        _ => return Err(format!("invalid duration unit {unit:?} in {text:?} (d, h, m, s)")),
+    };
+    if !n.is_finite() || n < 0.0 {
+        return Err(format!("invalid duration {text:?}"));
+    }
+    Ok((n * unit_ms) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mixes_split_exactly_and_durations_parse() {
+        let catalog = Catalog::builtin();
+        let mix = ProductMix::parse("win7-enterprise=80,server2008r2-standard=20", &catalog).unwrap();
+        let assigned = mix.assign(10);
+        assert_eq!(assigned.iter().filter(|p| p.name == "win7-enterprise").count(), 8);
+        assert_eq!(mix.assign(7).len(), 7);
+        assert!(ProductMix::parse("nope=1", &catalog).is_err());
+        assert!(ProductMix::parse("win7-enterprise=0", &catalog).is_err());
+        assert_eq!(parse_duration_ms("30d").unwrap(), 30 * 86_400_000);
+        assert_eq!(parse_duration_ms("12h").unwrap(), 12 * 3_600_000);
+        assert_eq!(parse_duration_ms("90").unwrap(), 90_000);
+        assert!(parse_duration_ms("3x").is_err());
+    }
+}

@@ -1,0 +1,299 @@
+//! `kmslab up`: a whole KMS deployment in one process, with nothing else installed.
+//!
+//! The embedded DNS server (a generated TSIG key), `--hosts` KMS hosts on loopback that
+//! publish their `_vlmcs._tcp` SRV and A records into it (priorities 0, 10, 20 ...: the
+//! first host serves, the others stand by for failover), and `--clients` simulated
+//! machines (the fleet engine) that find the hosts only through DNS; all on one simulated
+//! clock. A live line shows the simulated date, each host's count, the machines by license
+//! state and the failed attempts by HRESULT. Ctrl-C (or `--duration`) stops everything
+//! cleanly and prints a summary.
+
+use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use kmslab_core::catalog::Catalog;
+use kmslab_core::{HResult, LicenseStatus, Timestamp};
+use kmslab_dns::{DnsServerChoice, PublishZone};
+use kmslab_lab::drill::lab::{LabDns, LabHost, LabTime, ZONE};
+use kmslab_lab::engine::{Fleet, FleetConfig, FleetStats, ProductMix, Target, parse_duration_ms};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Default pace: 12 simulated hours per real second, so the first activations take a
+/// moment, weekly renewals come every 14 s and three months pass in about three minutes.
+pub const DEFAULT_TIME_SCALE: f64 = 43_200.0;
+
+/// Flags of `kmslab up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// KMS hosts (SRV priorities 0, 10, 20, ...).
+    #[arg(long, default_value_t = 2, env = "KMSLAB_HOSTS")]
+    pub hosts: usize,
+    /// Simulated client machines.
+    #[arg(long, default_value_t = 40, env = "KMSLAB_CLIENTS")]
+    pub clients: usize,
+    /// Product mix of the machines.
+    #[arg(long, default_value = "win7-enterprise=80,server2008r2-standard=20", env = "KMSLAB_PRODUCTS")]
+    pub products: String,
+    /// Simulated time runs this many times faster than real time.
+    #[arg(long, default_value_t = DEFAULT_TIME_SCALE, env = "KMSLAB_TIME_SCALE")]
+    pub time_scale: f64,
+    /// Stop by itself after this much simulated time (e.g. `90d`); default: until Ctrl-C.
+    #[arg(long, value_name = "D")]
+    pub duration: Option<String>,
+    /// Keep the hosts' registries here (default: a temporary directory removed at exit).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Seed for CMIDs and SRV choices.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the JSON summary as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the lab until Ctrl-C or the end of `--duration`.
+pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let catalog = Catalog::builtin();
+    let usage = |msg: String| -> anyhow::Result<ExitCode> {
+        eprintln!("kmslab: {msg}");
+        Ok(ExitCode::from(2))
+    };
+    if args.hosts == 0 || args.hosts > 16 {
+        return usage(format!("--hosts must be between 1 and 16, got {}", args.hosts));
+    }
+    if args.clients == 0 || args.clients > 100_000 {
+        return usage(format!("--clients must be between 1 and 100000, got {}", args.clients));
+    }
+    let mix = match ProductMix::parse(&args.products, &catalog) {
+        Ok(m) => m,
+        Err(e) => return usage(format!("--products: {e}")),
+    };
+    let duration_ms = match args.duration.as_deref().map(parse_duration_ms).transpose() {
+        Ok(d) => d,
+        Err(e) => return usage(format!("--duration: {e}")),
+    };
+    if !(args.time_scale.is_finite() && args.time_scale > 0.0 && args.time_scale <= 10_000_000.0) {
+        return usage(format!("--time-scale must be > 0 and <= 10000000, got {}", args.time_scale));
+    }
+    let time = LabTime::new(args.time_scale);
+    let clock = time.clock();
+    let shutdown = CancellationToken::new();
+
+    // DNS first: the hosts publish into it as they start.
+    let dns = LabDns::start().await.context("starting the embedded DNS server")?;
+    println!("listening on dns {}  (zone {ZONE}, TSIG key {})", dns.addr(), dns.key.name);
+
+    let mut hosts = Vec::new();
+    for i in 0..args.hosts {
+        let name = format!("kms{}", i + 1);
+        let key = dns.key.clone();
+        let dns_addr = dns.addr();
+        let data_dir = args.data_dir.as_ref().map(|d| d.join(&name));
+        let host = LabHost::start(&name, time, |c| {
+            if let Some(dir) = data_dir {
+                c.data_dir = dir;
+            }
+            // Real KMS defaults: a failed client retries every 120 minutes.
+            c.activation_interval = None;
+            c.dns.server = Some(dns_addr);
+            c.dns.zones = vec![PublishZone { zone: ZONE.into(), priority: (i as u16) * 10, weight: 0 }];
+            c.dns.hostname = Some(format!("{name}.{ZONE}"));
+            c.dns.address = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            c.dns.tsig = Some(key);
+        })
+        .await
+        .with_context(|| format!("starting {name}"))?;
+        println!("listening on kms {}  ({name}.{ZONE}, SRV priority {})", host.kms, i * 10);
+        println!("dashboard of {name}: http://{}/", host.admin);
+        hosts.push(host);
+    }
+
+    // The hosts publish in the background; start the machines once DNS shows every record,
+    // so the first attempts do not all fail with 0x8007232B.
+    let dns_choice = DnsServerChoice::Server(dns.addr());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let found = kmslab_dns::lookup_vlmcs(&dns_choice, ZONE, Duration::from_secs(2)).await.map_or(0, |r| r.len());
+        if found >= hosts.len() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            eprintln!("kmslab: only {found} of {} SRV records appeared in {ZONE}; starting the machines anyway", hosts.len());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut config = FleetConfig::new(args.clients, mix, Target::Discover(ZONE.into()), clock);
+    config.dns = DnsServerChoice::Server(dns.addr());
+    config.seed = args.seed;
+    config.name_prefix = "WS-".into();
+    let until = duration_ms.map(|d| clock.now().plus_ms(d));
+    let mut fleet = Fleet::start(config, until, shutdown.clone());
+    println!("{} client machines discovering _vlmcs._tcp.{ZONE}; time runs {}x (Ctrl-C stops)", args.clients, args.time_scale);
+
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let progress = Progress::new();
+    let started = clock.now();
+    let stats = Arc::clone(fleet.stats());
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    {
+        // One future for the fleet's end, polled across iterations (a new one each time
+        // would drop the first and lose the driver's handle).
+        let finished = fleet.finished();
+        tokio::pin!(finished);
+        loop {
+            tokio::select! {
+                _ = &mut ctrl_c => break,
+                _ = &mut finished => break,
+                _ = tick.tick() => {
+                    let counts = host_counts(&hosts).await;
+                    progress.show(&line(clock.now(), started, &counts, &stats));
+                }
+            }
+        }
+    }
+    progress.finish();
+    let now = clock.now();
+    let counts = host_counts(&hosts).await;
+    let mut summary = fleet.stop().await;
+    let mut host_summaries = Vec::new();
+    for (h, count) in hosts.iter().zip(&counts) {
+        let status = h.status().await.unwrap_or(Value::Null);
+        host_summaries.push(json!({
+            "name": h.name,
+            "kms": h.kms.to_string(),
+            "dashboard": format!("http://{}/", h.admin),
+            "count": count,
+            "requests": status["counters"]["total"],
+            "failed": status["counters"]["failed"],
+            "epid": status["epid"],
+        }));
+    }
+    shutdown.cancel();
+    for h in hosts {
+        let _ = h.stop().await;
+    }
+    let _ = dns.server.shutdown().await;
+    summary["hosts"] = Value::Array(host_summaries);
+    summary["simulated_days"] = json!(now.ms_since(started) / kmslab_core::time::DAY_MS);
+    print_summary(&summary, now);
+    if args.json {
+        println!("{summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn host_counts(hosts: &[LabHost]) -> Vec<u64> {
+    let mut counts = Vec::with_capacity(hosts.len());
+    for h in hosts {
+        counts.push(h.current_count().await);
+    }
+    counts
+}
+
+fn line(now: Timestamp, started: Timestamp, counts: &[u64], stats: &Arc<FleetStats>) -> String {
+    let c = now.civil();
+    let day = now.ms_since(started) / kmslab_core::time::DAY_MS;
+    let hosts: Vec<String> = counts.iter().enumerate().map(|(i, n)| format!("kms{} {n}", i + 1)).collect();
+    let by = |s: LicenseStatus| stats.by_status[s as usize].load(Ordering::Relaxed);
+    let mut text = format!(
+        "{:04}-{:02}-{:02} (day {day})  count: {}  | Licensed {}  Initial grace {}  Additional grace {}  Notification {}",
+        c.year,
+        c.month,
+        c.day,
+        hosts.join(", "),
+        by(LicenseStatus::Licensed),
+        by(LicenseStatus::InitialGrace),
+        by(LicenseStatus::AdditionalGrace),
+        by(LicenseStatus::Notification),
+    );
+    let errors = stats.errors.lock().map(|e| e.clone()).unwrap_or_default();
+    if !errors.is_empty() {
+        let parts: Vec<String> = errors.iter().map(|(code, n)| format!("{} x{n}", HResult(*code))).collect();
+        text.push_str(&format!("  | failed: {}", parts.join(", ")));
+    }
+    text
+}
+
+fn print_summary(summary: &Value, now: Timestamp) {
+    println!("kmslab up stopped at simulated {now} after {} simulated days", summary["simulated_days"]);
+    println!(
+        "machines {}: Licensed {}, Initial grace {}, Additional grace {}, Notification {}, Unlicensed {}; {} requests",
+        summary["clients"],
+        summary["licensed"],
+        summary["initial_grace"],
+        summary["additional_grace"],
+        summary["notification"],
+        summary["unlicensed"],
+        summary["requests"]
+    );
+    if let Some(errors) = summary["errors"].as_object() {
+        for (code, n) in errors {
+            let name = HResult::parse(code).map_or("", |h| h.name());
+            println!("  failed attempts {code} {name}: {n}");
+        }
+    }
+    for h in summary["hosts"].as_array().into_iter().flatten() {
+        let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+        println!(
+            "host {} ({}): count {}, {} requests ({} failed), ePID {}, dashboard {}",
+            text(&h["name"]),
+            text(&h["kms"]),
+            h["count"],
+            h["requests"],
+            h["failed"],
+            text(&h["epid"]),
+            text(&h["dashboard"])
+        );
+    }
+}
+
+/// The live line: an indicatif spinner on a terminal, a plain line every few seconds
+/// otherwise (logs, CI).
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    last_plain: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("static template"));
+            bar
+        });
+        Progress { bar, last_plain: std::sync::Mutex::new(None) }
+    }
+
+    fn show(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(text.to_owned());
+                bar.tick();
+            }
+            None => {
+                let mut last = self.last_plain.lock().expect("progress lock");
+                if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    eprintln!("{text}");
+                    *last = Some(std::time::Instant::now());
+                }
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Every drill is a test: it fails when the drill's symptom or its outcome is not the
+//! expected one. Drills wait on conditions with generous deadlines, never on fixed delays.
+
+use kmslab_lab::drill::{DEFAULT_SCALE, DRILLS, run_drill};
+
+async fn check(name: &str) {
+    let outcome = run_drill(name, DEFAULT_SCALE, false).await.expect("the drill's lab starts");
+    assert!(outcome.passed, "drill {name} failed: {:?}\n{}", outcome.failures, outcome.transcript.join("\n"));
+    assert_eq!(outcome.summary["drill"], name);
+    assert_eq!(outcome.summary["passed"], true);
+    for key in ["clients", "licensed", "initial_grace", "additional_grace", "notification", "unlicensed", "requests"] {
+        assert!(outcome.summary[key].is_u64(), "{key} in {}", outcome.summary);
+    }
+    assert!(outcome.summary["errors"].is_object());
+}
+
+#[test]
+fn every_drill_has_a_test() {
+    let source = include_str!("drills.rs");
+    for (name, _) in DRILLS {
+        let test_name = format!("async fn {}()", name.replace('-', "_"));
+        assert!(source.contains(&test_name), "no test for drill {name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_threshold() {
+    check("below-threshold").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloned_cmid() {
+    check("cloned-cmid").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_failover() {
+    check("host-failover").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_refused() {
+    check("dns-refused").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_host_srv() {
+    check("second-host-srv").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn port_blocked() {
+    check("port-blocked").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_skew() {
+    check("time-skew").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unactivated_host() {
+    check("unactivated-host").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_key_group() {
+    check("wrong-key-group").await;
+}
