@@ -264,6 +264,7 @@ pub async fn drive(shared: Arc<Shared>, net: Net, shutdown: CancellationToken) {
                 match action {
                     Action::Discover { attempt, domain } => {
                         tracing::debug!(attempt, domain = ?domain, "discovering KMS hosts");
+                        let net = net.clone();
                         tasks.spawn(async move {
                             let r = net.discover(domain).await;
                             let _ = tx.send(ActionResult::Discovered(attempt, r));
@@ -271,6 +272,7 @@ pub async fn drive(shared: Arc<Shared>, net: Net, shutdown: CancellationToken) {
                     }
                     Action::Send { attempt, host, request } => {
                         tracing::debug!(attempt, host = %host, "sending a KMS request");
+                        let net = net.clone();
                         tasks.spawn(async move {
                             let r = net.send(&host, request).await;
                             let _ = tx.send(ActionResult::Sent(attempt, r));

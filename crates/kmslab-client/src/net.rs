@@ -1,7 +1,9 @@
 //! The client's network edge: SRV discovery through kmslab-dns and one request/response
 //! exchange with a KMS host over TCP, each failure mapped to the HRESULT a client reports.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use kmslab_core::activator::HostOutcome;
 use kmslab_core::hostaddr::HostAddr;
@@ -15,12 +17,15 @@ use tokio::net::TcpStream;
 use crate::config::Timeouts;
 
 /// Where and how the client reaches DNS and hosts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Net {
     /// The DNS server (`--dns-server`) or the system resolver.
     pub dns: DnsServerChoice,
     /// Timeouts.
     pub timeouts: Timeouts,
+    /// The addresses each host name last resolved to. When DNS is down, a client that
+    /// knows its (cached) host keeps reaching it, as Windows' resolver cache lets it.
+    known: Arc<Mutex<HashMap<String, Vec<IpAddr>>>>,
 }
 
 fn lookup_code(e: &LookupError) -> HResult {
@@ -28,6 +33,29 @@ fn lookup_code(e: &LookupError) -> HResult {
 }
 
 impl Net {
+    /// A network edge using `dns` and `timeouts`, with no addresses known yet.
+    pub fn new(dns: DnsServerChoice, timeouts: Timeouts) -> Self {
+        Net { dns, timeouts, known: Arc::default() }
+    }
+
+    /// Resolves `name`, remembering the answer; when the lookup fails, the addresses it
+    /// last resolved to (if any) are used instead.
+    async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, LookupError> {
+        match kmslab_dns::resolve_host(&self.dns, name, self.timeouts.dns).await {
+            Ok(ips) => {
+                self.known.lock().expect("address cache lock").insert(name.to_owned(), ips.clone());
+                Ok(ips)
+            }
+            Err(e) => match self.known.lock().expect("address cache lock").get(name) {
+                Some(ips) if !ips.is_empty() => {
+                    tracing::info!(host = %name, error = %e, "DNS lookup failed; using the addresses it last resolved to");
+                    Ok(ips.clone())
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
     /// Looks up `_vlmcs._tcp.<domain>`; without a domain, each domain of the system search
     /// list in turn (the first that has records wins, else the first domain's error).
     pub async fn discover(&self, domain: Option<String>) -> Result<Vec<SrvCandidate>, HResult> {
@@ -60,7 +88,7 @@ impl Net {
 
     /// Sends `request` to `host` and waits for its answer.
     pub async fn send(&self, host: &HostAddr, request: Request) -> HostOutcome {
-        let addrs = match kmslab_dns::resolve_host(&self.dns, &host.host, self.timeouts.dns).await {
+        let addrs = match self.resolve(&host.host).await {
             Ok(ips) => ips.into_iter().map(|ip| SocketAddr::new(ip, host.port)).collect::<Vec<_>>(),
             Err(e) => {
                 tracing::info!(host = %host, error = %e, "cannot resolve the KMS host");
@@ -103,5 +131,53 @@ impl Net {
                 HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmslab_core::LicenseStatus;
+    use kmslab_core::Uuid;
+    use kmslab_core::wire::KMS_PROTOCOL_V4;
+    use std::time::Duration;
+
+    fn request() -> Request {
+        Request {
+            protocol: KMS_PROTOCOL_V4,
+            vm: false,
+            license_status: LicenseStatus::Licensed,
+            minutes_to_expiry: 1,
+            application_id: Uuid::from_u128(1),
+            activation_id: Uuid::from_u128(2),
+            kms_counted_id: Uuid::from_u128(3),
+            cmid: Uuid::from_u128(4),
+            previous_cmid: Uuid::nil(),
+            n_policy: 25,
+            client_time: kmslab_core::Timestamp::EPOCH,
+            machine_name: "WS".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_known_host_is_still_reached_when_dns_is_down() {
+        // A "host" that accepts and closes at once: reaching it gives 0xC004F039.
+        let host = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = host.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = host.accept().await {
+                drop(s);
+            }
+        });
+        // A DNS server that does not answer (nothing listens on that UDP port).
+        let dead_dns = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let timeouts = Timeouts { connect: Duration::from_secs(2), response: Duration::from_secs(2), dns: Duration::from_millis(300) };
+        let net = Net::new(DnsServerChoice::Server(dead_dns), timeouts);
+        let kms1 = HostAddr::new("kms1.lab.test", port);
+        // Never resolved: the DNS failure is the outcome.
+        assert_eq!(net.send(&kms1, request()).await, HostOutcome::Unreachable(HResult::DNS_SERVER_FAILURE));
+        // Resolved once before (as by an earlier renewal): the host is reached without DNS.
+        net.known.lock().unwrap().insert("kms1.lab.test".into(), vec![IpAddr::from([127, 0, 0, 1])]);
+        assert_eq!(net.send(&kms1, request()).await, HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED));
     }
 }
