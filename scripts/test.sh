@@ -22,3 +22,4 @@ cargo test --workspace --locked
 
 # Each fuzz target briefly over its committed corpus (skipped without a nightly toolchain).
 bash fuzz/ci.sh 10
+bash integration-tests/run-compose-drills.sh  # docker-compose drills (docs/compose.md); one "SKIPPED" line without a Docker engine
