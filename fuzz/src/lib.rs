@@ -32,6 +32,17 @@ pub fn check_frame(buf: &[u8]) {
     if let Err(e) = wire::decode_header(buf) {
         assert_eq!(wire::decode(buf).unwrap_err(), e, "decode and decode_header disagree");
     }
+    // Authenticated framing (`--psk`): the same contract with a key; what verifies must
+    // re-encode, MAC included, to the same bytes.
+    let key = wire::FrameKey::new(b"kmslab-fuzz-key-0123456789").expect("a valid key");
+    match wire::decode_with(buf, Some(&key)) {
+        Ok((msg, used)) => {
+            let again = wire::encode_to_vec_with(&msg, Some(&key)).expect("a decoded message re-encodes");
+            assert_eq!(again.as_slice(), &buf[..used], "re-encoding with the key changed the bytes");
+        }
+        Err(DecodeError::Incomplete { needed }) => assert!(needed > buf.len() && needed <= MAX_FRAME_LEN),
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
 }
 
 /// A frame with a valid header of `kind` around `body` (cut to the largest legal body).

@@ -449,16 +449,16 @@ impl Activator {
         if self.state.status == LicenseStatus::Notification
             && let Some(due) = self.next_reminder.filter(|t| *t <= now)
         {
+            // On time (or a little late): stamped with its scheduled time, so reminders stay
+            // exactly 60 minutes apart however late the driver wakes. A whole slot or more
+            // late (a long sleep, a restart): one reminder now and the rhythm starts again
+            // from it, never a burst.
+            let at = if now.ms_since(due) < REMINDER_MS { due } else { now };
             self.events.push_back(ClientEvent::NotificationReminder {
                 reason: self.state.notification_reason.unwrap_or(HResult::GRACE_EXPIRED),
-                at: now,
+                at,
             });
-            // Keep the 60-minute rhythm, but never emit a burst after a long sleep.
-            let mut next = due.plus_ms(REMINDER_MS);
-            if next <= now {
-                next = now.plus_ms(REMINDER_MS);
-            }
-            self.next_reminder = Some(next);
+            self.next_reminder = Some(at.plus_ms(REMINDER_MS));
         }
         if self.attempt.is_none() && self.product.is_some() && self.state.next_attempt.is_some_and(|t| t <= now) {
             self.start_attempt(now);

@@ -97,6 +97,12 @@ hresults! {
     STORE_FAILED = 0x8007_0070, "ERROR_DISK_FULL",
         "The KMS host could not store the request durably (disk full or failing), so it did not acknowledge it.",
         "Free space on or repair the host's data directory; the host recovers by itself.";
+    RATE_LIMITED = 0xA04B_0001, "KMSLAB_E_RATE_LIMITED",
+        "The KMS host refused the request because its source address sent more requests than the host's per-source rate limit allows (kmslab's own code: customer bit set, facility 0x04B).",
+        "Wait and retry (the client does so every activation interval), or raise the host's --rate-limit for this lab.";
+    FRAME_AUTH_FAILED = 0xA04B_0002, "KMSLAB_E_FRAME_AUTH",
+        "The frame's HMAC-SHA256 is missing, unexpected or wrong: the peers do not share the same pre-shared key (--psk) (kmslab's own code: customer bit set, facility 0x04B).",
+        "Give the host and every client the same --psk file, or neither of them one.";
 }
 
 impl HResult {

@@ -1,7 +1,14 @@
 //! Wire protocol v1: kmslab's own open, length-prefixed framing (see `docs/protocol.md`).
 //!
 //! Every frame starts with a 12-byte header: the magic `KMSL`, a version byte, a kind byte,
-//! two reserved bytes that must be zero, and the body length as a little-endian `u32`.
+//! two flag bytes (reserved, zero, except [`FLAG_MAC`]) and the body length as a
+//! little-endian `u32`.
+//!
+//! Authenticated framing (`--psk`) keeps v1 intact: a frame with [`FLAG_MAC`] set in the
+//! flag bytes carries a [`MAC_LEN`]-byte HMAC-SHA256 trailer after its body, computed with
+//! a pre-shared [`FrameKey`] over the header and the body. A peer without a key refuses
+//! such frames, a peer with a key refuses frames without one, and the MAC is verified
+//! before a single body field is parsed ([`decode_with`], [`encode_with`]).
 //! The decoder checks before it parses: a partial frame is [`DecodeError::Incomplete`], a
 //! body length over [`MAX_BODY_LEN`] is an error *before* anything is allocated, and every
 //! field error names the field. All integers are little-endian; GUIDs are in the Microsoft
@@ -12,6 +19,8 @@
 use crate::hresult::HResult;
 use crate::license::LicenseStatus;
 use crate::time::Timestamp;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 use uuid::Uuid;
 
 /// The four magic bytes every frame starts with.
@@ -24,6 +33,17 @@ pub const HEADER_LEN: usize = 12;
 pub const MAX_FRAME_LEN: usize = 4096;
 /// The largest body a peer may announce.
 pub const MAX_BODY_LEN: usize = MAX_FRAME_LEN - HEADER_LEN;
+/// The flag bit (in the little-endian `u16` at header offset 6) announcing a MAC trailer.
+pub const FLAG_MAC: u16 = 0x0001;
+/// Bytes of the HMAC-SHA256 trailer of an authenticated frame.
+pub const MAC_LEN: usize = 32;
+/// The largest body an authenticated frame may announce: header, body and MAC together
+/// stay within [`MAX_FRAME_LEN`].
+pub const MAX_AUTH_BODY_LEN: usize = MAX_FRAME_LEN - HEADER_LEN - MAC_LEN;
+/// The shortest pre-shared key accepted (bytes).
+pub const MIN_PSK_LEN: usize = 16;
+/// The longest pre-shared key accepted (bytes).
+pub const MAX_PSK_LEN: usize = 1024;
 /// The most characters a machine name may have (as on Windows: a NetBIOS/DNS label).
 pub const MAX_MACHINE_NAME_CHARS: usize = 63;
 /// The most bytes an ePID may have.
@@ -143,10 +163,19 @@ pub enum DecodeError {
     /// The kind byte is not 1, 2 or 3.
     #[error("unknown frame kind {0}")]
     UnknownKind(u8),
-    /// The reserved header bytes are not zero.
+    /// The flag bytes carry bits other than [`FLAG_MAC`].
     #[error("reserved header bytes are not zero ({0:#06X})")]
     ReservedNotZero(u16),
-    /// The announced body is longer than [`MAX_BODY_LEN`].
+    /// The frame carries a MAC but this peer has no pre-shared key (`--psk`).
+    #[error("frame carries a MAC but this peer has no pre-shared key (--psk)")]
+    MacUnexpected,
+    /// This peer has a pre-shared key and the frame carries no MAC.
+    #[error("frame carries no MAC but this peer requires one (--psk)")]
+    MacMissing,
+    /// The frame's MAC does not verify with this peer's pre-shared key.
+    #[error("frame MAC does not verify: wrong pre-shared key or altered frame")]
+    BadMac,
+    /// The announced body is longer than [`MAX_BODY_LEN`] ([`MAX_AUTH_BODY_LEN`] with a MAC).
     #[error("frame body of {len} bytes exceeds the maximum of {max}")]
     TooLong {
         /// Announced body length.
@@ -186,7 +215,70 @@ pub enum DecodeError {
 impl DecodeError {
     /// The HRESULT an error frame for this decode error carries.
     pub fn hresult(&self) -> HResult {
-        HResult::INVALID_DATA
+        match self {
+            DecodeError::MacUnexpected | DecodeError::MacMissing | DecodeError::BadMac => HResult::FRAME_AUTH_FAILED,
+            _ => HResult::INVALID_DATA,
+        }
+    }
+
+    /// True for the MAC errors of authenticated framing.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, DecodeError::MacUnexpected | DecodeError::MacMissing | DecodeError::BadMac)
+    }
+}
+
+/// A pre-shared key for authenticated framing, kept as a keyed HMAC-SHA256 state (cloned
+/// per frame). `Debug` never shows the key.
+#[derive(Clone)]
+pub struct FrameKey(Hmac<Sha256>);
+
+impl std::fmt::Debug for FrameKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrameKey(..)")
+    }
+}
+
+/// Why a pre-shared key is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Shorter than [`MIN_PSK_LEN`] bytes (after trimming).
+    #[error("pre-shared key is {0} bytes; at least 16 are needed (e.g. `openssl rand -hex 32`)")]
+    TooShort(usize),
+    /// Longer than [`MAX_PSK_LEN`] bytes.
+    #[error("pre-shared key is {0} bytes; at most 1024 are allowed")]
+    TooLong(usize),
+}
+
+impl FrameKey {
+    /// A key from raw bytes ([`MIN_PSK_LEN`]..=[`MAX_PSK_LEN`]).
+    pub fn new(secret: &[u8]) -> Result<FrameKey, KeyError> {
+        if secret.len() < MIN_PSK_LEN {
+            return Err(KeyError::TooShort(secret.len()));
+        }
+        if secret.len() > MAX_PSK_LEN {
+            return Err(KeyError::TooLong(secret.len()));
+        }
+        Ok(FrameKey(Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length")))
+    }
+
+    /// A key from the contents of a `--psk` file: the bytes of the file with leading and
+    /// trailing ASCII whitespace (the final newline) removed. The daemons read the file.
+    pub fn from_file_contents(contents: &[u8]) -> Result<FrameKey, KeyError> {
+        FrameKey::new(contents.trim_ascii())
+    }
+
+    /// The MAC of `header_and_body`.
+    pub fn mac(&self, header_and_body: &[u8]) -> [u8; MAC_LEN] {
+        let mut m = self.0.clone();
+        m.update(header_and_body);
+        m.finalize().into_bytes().into()
+    }
+
+    fn verify(&self, header_and_body: &[u8], tag: &[u8]) -> bool {
+        let mut m = self.0.clone();
+        m.update(header_and_body);
+        // Constant-time comparison.
+        m.verify_slice(tag).is_ok()
     }
 }
 
@@ -197,12 +289,14 @@ pub struct Header {
     pub kind: FrameKind,
     /// The body length.
     pub body_len: usize,
+    /// True when [`FLAG_MAC`] is set: a [`MAC_LEN`]-byte trailer follows the body.
+    pub authenticated: bool,
 }
 
 impl Header {
-    /// Total frame length (header plus body).
+    /// Total frame length (header, body and the MAC trailer if any).
     pub fn frame_len(&self) -> usize {
-        HEADER_LEN + self.body_len
+        HEADER_LEN + self.body_len + if self.authenticated { MAC_LEN } else { 0 }
     }
 }
 
@@ -225,25 +319,45 @@ pub fn decode_header(buf: &[u8]) -> Result<Header, DecodeError> {
         3 => FrameKind::Error,
         other => return Err(DecodeError::UnknownKind(other)),
     };
-    let reserved = u16::from_le_bytes([buf[6], buf[7]]);
-    if reserved != 0 {
-        return Err(DecodeError::ReservedNotZero(reserved));
+    let flags = u16::from_le_bytes([buf[6], buf[7]]);
+    if flags & !FLAG_MAC != 0 {
+        return Err(DecodeError::ReservedNotZero(flags));
     }
+    let authenticated = flags & FLAG_MAC != 0;
+    let max = if authenticated { MAX_AUTH_BODY_LEN } else { MAX_BODY_LEN };
     let len = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
-    if len as usize > MAX_BODY_LEN {
-        return Err(DecodeError::TooLong { len: u64::from(len), max: MAX_BODY_LEN });
+    if len as usize > max {
+        return Err(DecodeError::TooLong { len: u64::from(len), max });
     }
-    Ok(Header { kind, body_len: len as usize })
+    Ok(Header { kind, body_len: len as usize, authenticated })
 }
 
-/// Decodes one frame from the start of `buf`, returning it and the bytes it used.
+/// Decodes one unauthenticated frame from the start of `buf`, returning it and the bytes
+/// it used (a frame with a MAC is [`DecodeError::MacUnexpected`]).
 pub fn decode(buf: &[u8]) -> Result<(Message, usize), DecodeError> {
+    decode_with(buf, None)
+}
+
+/// Decodes one frame from the start of `buf`. With `key`, the frame must carry a MAC that
+/// verifies; without, it must carry none. The MAC is checked before the body is parsed.
+pub fn decode_with(buf: &[u8], key: Option<&FrameKey>) -> Result<(Message, usize), DecodeError> {
     let header = decode_header(buf)?;
     let total = header.frame_len();
     if buf.len() < total {
         return Err(DecodeError::Incomplete { needed: total });
     }
-    let mut r = Reader { buf: &buf[HEADER_LEN..total] };
+    let body_end = HEADER_LEN + header.body_len;
+    match (key, header.authenticated) {
+        (None, false) => {}
+        (None, true) => return Err(DecodeError::MacUnexpected),
+        (Some(_), false) => return Err(DecodeError::MacMissing),
+        (Some(key), true) => {
+            if !key.verify(&buf[..body_end], &buf[body_end..total]) {
+                return Err(DecodeError::BadMac);
+            }
+        }
+    }
+    let mut r = Reader { buf: &buf[HEADER_LEN..body_end] };
     let msg = match header.kind {
         FrameKind::Request => Message::Request(decode_request_body(&mut r)?),
         FrameKind::Response => Message::Response(decode_response_body(&mut r)?),
@@ -373,8 +487,14 @@ pub enum EncodeError {
     },
 }
 
-/// Appends the encoded frame of `msg` to `out`.
+/// Appends the encoded (unauthenticated) frame of `msg` to `out`.
 pub fn encode(msg: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode_with(msg, None, out)
+}
+
+/// Appends the encoded frame of `msg` to `out`; with `key`, sets [`FLAG_MAC`] and appends
+/// the HMAC-SHA256 of the header and body.
+pub fn encode_with(msg: &Message, key: Option<&FrameKey>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = out.len();
     let kind = match msg {
         Message::Request(_) => FrameKind::Request,
@@ -395,7 +515,19 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     }
     let body_len = (out.len() - body_start) as u32;
     out[start + 8..start + 12].copy_from_slice(&body_len.to_le_bytes());
+    if let Some(key) = key {
+        out[start + 6..start + 8].copy_from_slice(&FLAG_MAC.to_le_bytes());
+        let mac = key.mac(&out[start..]);
+        out.extend_from_slice(&mac);
+    }
     Ok(())
+}
+
+/// Encodes `msg` into a new buffer, authenticated with `key` if given.
+pub fn encode_to_vec_with(msg: &Message, key: Option<&FrameKey>) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(192);
+    encode_with(msg, key, &mut out)?;
+    Ok(out)
 }
 
 /// Encodes `msg` into a new buffer.
@@ -534,7 +666,8 @@ mod tests {
         check_err(b"KX", DecodeError::BadMagic(b"KX".to_vec()));
         check_err(b"KMSL\x02\x01\0\0\0\0\0\0", DecodeError::UnsupportedVersion(2));
         check_err(b"KMSL\x01\x09\0\0\0\0\0\0", DecodeError::UnknownKind(9));
-        check_err(b"KMSL\x01\x01\x01\0\0\0\0\0", DecodeError::ReservedNotZero(1));
+        check_err(b"KMSL\x01\x01\x02\0\0\0\0\0", DecodeError::ReservedNotZero(2));
+        check_err(b"KMSL\x01\x01\x01\x80\0\0\0\0", DecodeError::ReservedNotZero(0x8001));
         // An over-long length is refused from the header alone, before any body byte.
         check_err(b"KMSL\x01\x01\0\0\xff\xff\xff\xff", DecodeError::TooLong { len: u64::from(u32::MAX), max: MAX_BODY_LEN });
         check_err(b"KMSL\x01\x01\0\0\x00\x10\0\0", DecodeError::TooLong { len: 4096, max: MAX_BODY_LEN });
@@ -581,6 +714,54 @@ mod tests {
         let body = (bad.len() - HEADER_LEN) as u32;
         bad[8..12].copy_from_slice(&body.to_le_bytes());
         check_err(&bad, DecodeError::TrailingBytes(1));
+    }
+
+    fn key(s: &str) -> FrameKey {
+        FrameKey::new(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn authenticated_frames_round_trip_and_refuse_what_does_not_verify() {
+        let k = key("0123456789abcdef0123456789abcdef");
+        let msg = Message::Request(sample_request());
+        let plain = encode_to_vec(&msg).unwrap();
+        let signed = encode_to_vec_with(&msg, Some(&k)).unwrap();
+        assert_eq!(signed.len(), plain.len() + MAC_LEN);
+        assert_eq!(&signed[6..8], &[1, 0]);
+        // Same body length field, same body: only the flag and the trailer differ.
+        assert_eq!(&signed[8..plain.len()], &plain[8..]);
+        assert_eq!(decode_with(&signed, Some(&k)).unwrap(), (msg.clone(), signed.len()));
+        check_err(&signed, DecodeError::MacUnexpected);
+        assert_eq!(decode_with(&plain, Some(&k)).unwrap_err(), DecodeError::MacMissing);
+        assert_eq!(decode_with(&signed, Some(&key("another key of 16+ bytes"))).unwrap_err(), DecodeError::BadMac);
+        // Any flipped bit (header, body or MAC) is refused.
+        for i in 0..signed.len() {
+            let mut bad = signed.clone();
+            bad[i] ^= 0x10;
+            assert!(decode_with(&bad, Some(&k)).is_err(), "flip at {i} accepted");
+        }
+        // Every prefix is Incomplete, asking for the whole frame with its MAC at most.
+        for n in 0..signed.len() {
+            match decode_with(&signed[..n], Some(&k)) {
+                Err(DecodeError::Incomplete { needed }) => assert!(needed > n && needed <= signed.len()),
+                other => panic!("prefix of {n} bytes gave {other:?}"),
+            }
+        }
+        // The body limit leaves room for the MAC.
+        let mut over = b"KMSL\x01\x01\x01\0".to_vec();
+        over.extend_from_slice(&((MAX_AUTH_BODY_LEN + 1) as u32).to_le_bytes());
+        check_err(&over, DecodeError::TooLong { len: (MAX_AUTH_BODY_LEN + 1) as u64, max: MAX_AUTH_BODY_LEN });
+        assert_eq!(DecodeError::BadMac.hresult(), HResult::FRAME_AUTH_FAILED);
+    }
+
+    #[test]
+    fn keys_are_checked_trimmed_and_never_printed() {
+        assert_eq!(FrameKey::new(b"short").unwrap_err(), KeyError::TooShort(5));
+        assert!(FrameKey::new(&[7u8; 1025]).is_err());
+        let a = FrameKey::from_file_contents(b"  0123456789abcdef0123\n").unwrap();
+        let b = FrameKey::new(b"0123456789abcdef0123").unwrap();
+        assert_eq!(a.mac(b"x"), b.mac(b"x"));
+        assert_eq!(format!("{a:?}"), "FrameKey(..)");
     }
 
     #[test]

@@ -1,9 +1,10 @@
-//! Keeps docs/protocol.md true: its three hex dumps must be what the encoder produces.
+//! Keeps docs/protocol.md true: its hex dumps (three plain frames and one authenticated
+//! with the documented example key) must be what the encoder produces.
 //! Run with `KMSLAB_PRINT_DUMPS=1 cargo test -p kmslab-core --test protocol_doc -- --nocapture`
 //! to print them after a deliberate protocol change.
 
 use kmslab_core::hresult::HResult;
-use kmslab_core::wire::{self, ErrorFrame, KMS_PROTOCOL_V4, Message, Request, Response};
+use kmslab_core::wire::{self, ErrorFrame, FrameKey, KMS_PROTOCOL_V4, Message, Request, Response};
 use kmslab_core::{LicenseStatus, Timestamp, Uuid};
 
 fn samples() -> [(&'static str, Message); 3] {
@@ -52,4 +53,17 @@ fn docs_protocol_md_shows_what_the_encoder_produces() {
         assert!(doc.contains(&dump), "docs/protocol.md lacks the current {name} dump:\n{dump}");
         assert_eq!(wire::decode(&bytes).unwrap().0, msg);
     }
+    // The authenticated request: the same request with the example key of the doc.
+    let doc_key = "kmslab-example-psk-0123456789abcdef";
+    assert!(print || doc.contains(doc_key), "docs/protocol.md does not name the example key");
+    let key = FrameKey::from_file_contents(doc_key.as_bytes()).unwrap();
+    let [(_, request), ..] = samples();
+    let bytes = wire::encode_to_vec_with(&request, Some(&key)).unwrap();
+    let dump = wire::hex_dump(&bytes);
+    if print {
+        println!("--- authenticated request ({} bytes)\n{dump}--- end", bytes.len());
+        return;
+    }
+    assert!(doc.contains(&dump), "docs/protocol.md lacks the current authenticated request dump:\n{dump}");
+    assert_eq!(wire::decode_with(&bytes, Some(&key)).unwrap().0, request);
 }

@@ -85,6 +85,32 @@ proptest! {
     }
 
     #[test]
+    fn every_message_round_trips_with_a_mac(msg in message(), secret in proptest::collection::vec(any::<u8>(), 16..80)) {
+        let key = wire::FrameKey::new(&secret).unwrap();
+        let bytes = wire::encode_to_vec_with(&msg, Some(&key)).unwrap();
+        prop_assert_eq!(bytes.len(), wire::encode_to_vec(&msg).unwrap().len() + wire::MAC_LEN);
+        let (back, used) = wire::decode_with(&bytes, Some(&key)).unwrap();
+        prop_assert_eq!(used, bytes.len());
+        prop_assert_eq!(back, msg);
+        // Without the key it is refused, never misread.
+        prop_assert_eq!(wire::decode(&bytes).unwrap_err(), DecodeError::MacUnexpected);
+        // Every prefix is Incomplete.
+        for n in [0, 5, wire::HEADER_LEN, bytes.len() - wire::MAC_LEN, bytes.len() - 1] {
+            let incomplete = matches!(wire::decode_with(&bytes[..n], Some(&key)), Err(DecodeError::Incomplete { .. }));
+            prop_assert!(incomplete);
+        }
+    }
+
+    #[test]
+    fn changing_any_byte_of_an_authenticated_frame_is_refused(msg in message(), pos in any::<prop::sample::Index>(), delta in 1u8..=255) {
+        let key = wire::FrameKey::new(b"property-test-key-0123").unwrap();
+        let mut bytes = wire::encode_to_vec_with(&msg, Some(&key)).unwrap();
+        let i = pos.index(bytes.len());
+        bytes[i] = bytes[i].wrapping_add(delta);
+        prop_assert!(wire::decode_with(&bytes, Some(&key)).is_err());
+    }
+
+    #[test]
     fn flipping_any_byte_of_a_valid_frame_never_panics(msg in message(), pos in any::<prop::sample::Index>(), val in any::<u8>()) {
         let mut bytes = wire::encode_to_vec(&msg).unwrap();
         let i = pos.index(bytes.len());

@@ -4,7 +4,7 @@
 //! magic or an over-long length is refused before the body is read or any buffer grows;
 //! the body buffer never exceeds `MAX_FRAME_LEN`.
 
-use kmslab_core::wire::{self, DecodeError, HEADER_LEN, MAX_FRAME_LEN, Message};
+use kmslab_core::wire::{self, DecodeError, FrameKey, HEADER_LEN, MAX_FRAME_LEN, Message};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Why a frame could not be read or written.
@@ -31,6 +31,15 @@ pub enum FrameError {
 
 /// Reads one message. `Ok(None)` when the peer closed cleanly between frames.
 pub async fn read_message<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> Result<Option<Message>, FrameError> {
+    read_message_with(reader, buf, None).await
+}
+
+/// Reads one message; with `key` (`--psk`) it must carry a valid MAC, without it none.
+pub async fn read_message_with<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    key: Option<&FrameKey>,
+) -> Result<Option<Message>, FrameError> {
     buf.clear();
     buf.resize(HEADER_LEN, 0);
     let mut got = 0;
@@ -58,14 +67,24 @@ pub async fn read_message<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u8
         }
         at += n;
     }
-    let (msg, _) = wire::decode(&buf[..total])?;
+    let (msg, _) = wire::decode_with(&buf[..total], key)?;
     Ok(Some(msg))
 }
 
 /// Encodes and writes one message, then flushes.
 pub async fn write_message<W: AsyncWrite + Unpin>(writer: &mut W, msg: &Message, buf: &mut Vec<u8>) -> Result<(), FrameError> {
+    write_message_with(writer, msg, buf, None).await
+}
+
+/// Encodes (with a MAC when `key` is given) and writes one message, then flushes.
+pub async fn write_message_with<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    msg: &Message,
+    buf: &mut Vec<u8>,
+    key: Option<&FrameKey>,
+) -> Result<(), FrameError> {
     buf.clear();
-    wire::encode(msg, buf)?;
+    wire::encode_with(msg, key, buf)?;
     writer.write_all(buf).await?;
     writer.flush().await?;
     Ok(())

@@ -7,5 +7,13 @@ pub mod clock;
 pub mod framed;
 pub mod logging;
 pub mod notify;
+pub mod psk;
 
 pub use clock::SimClock;
+
+/// The git revision the binaries were built from (12 hex digits), or "unknown" outside a
+/// git checkout; set by `build.rs`.
+pub const GIT_REVISION: &str = env!("KMSLAB_GIT_REVISION");
+
+/// What every kmslab binary prints for `--version`: `0.1.0 (git abc123def456)`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("KMSLAB_GIT_REVISION"), ")");
