@@ -13,10 +13,13 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use kmslab_core::catalog::Catalog;
 use kmslab_core::ledger::validate_interval;
+use kmslab_core::wire::FrameKey;
 use kmslab_core::{Timestamp, epid};
 use kmslab_runtime::SimClock;
 use kmslab_runtime::logging::LogFormat;
 use serde::Deserialize;
+
+use crate::access::{Cidr, RateLimit};
 
 /// Default KMS listener.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:1688";
@@ -33,7 +36,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Command-line flags of `kms-host`. Each one can also come from `KMSLAB_<NAME>`.
 #[derive(Debug, Parser)]
-#[command(name = "kms-host", version, about = "The kmslab KMS host daemon (kmslab's own open protocol, not Microsoft's RPC)")]
+#[command(name = "kms-host", version = kmslab_runtime::VERSION, about = "The kmslab KMS host daemon (kmslab's own open protocol, not Microsoft's RPC)")]
 pub struct Cli {
     /// TOML configuration file (keys as the long flags, with `_` for `-`).
     #[arg(long, env = "KMSLAB_CONFIG", value_name = "FILE")]
@@ -68,9 +71,30 @@ pub struct Cli {
     /// Extra product catalog (TOML, same format as the built-in one).
     #[arg(long, env = "KMSLAB_CATALOG", value_name = "FILE")]
     pub catalog: Option<PathBuf>,
-    /// Bearer token required by mutating admin endpoints when --admin is not loopback.
-    #[arg(long, env = "KMSLAB_ADMIN_TOKEN", value_name = "TOKEN")]
+    /// Bearer token required by mutating admin requests from sources outside
+    /// --admin-local-network (it also grants read access from anywhere).
+    #[arg(long, env = "KMSLAB_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Network whose sources may read the admin API, /metrics and the dashboard without the
+    /// token (repeatable or comma separated) [none: only local sources may read].
+    #[arg(long, env = "KMSLAB_ADMIN_READ_NETWORK", value_name = "CIDR", value_delimiter = ',')]
+    pub admin_read_network: Vec<String>,
+    /// Sources treated as local by the admin API: everything allowed without the token
+    /// (repeatable or comma separated) [127.0.0.0/8,::1/128].
+    #[arg(long, env = "KMSLAB_ADMIN_LOCAL_NETWORK", value_name = "CIDR", value_delimiter = ',')]
+    pub admin_local_network: Vec<String>,
+    /// Only sources in CIDR may send KMS requests (repeatable or comma separated); others
+    /// are closed at accept [everyone].
+    #[arg(long, env = "KMSLAB_ALLOW", value_name = "CIDR", value_delimiter = ',')]
+    pub allow: Vec<String>,
+    /// Per-source token bucket: PER_SECOND[,BURST] requests per source address; requests
+    /// over it get 0xA04B0001 [off].
+    #[arg(long, env = "KMSLAB_RATE_LIMIT", value_name = "PER_SECOND[,BURST]")]
+    pub rate_limit: Option<String>,
+    /// Pre-shared key file: every frame must carry an HMAC-SHA256 made with it, answers
+    /// carry one too (docs/protocol.md) [off].
+    #[arg(long, env = "KMSLAB_PSK", value_name = "FILE")]
+    pub psk: Option<PathBuf>,
     /// Simulated time runs F times faster than real time [1].
     #[arg(long, env = "KMSLAB_TIME_SCALE", value_name = "F")]
     pub time_scale: Option<String>,
@@ -134,6 +158,11 @@ pub struct FileConfig {
     keep_count: Option<bool>,
     catalog: Option<PathBuf>,
     admin_token: Option<String>,
+    admin_read_network: Option<Vec<String>>,
+    admin_local_network: Option<Vec<String>>,
+    allow: Option<Vec<String>>,
+    rate_limit: Option<String>,
+    psk: Option<PathBuf>,
     time_scale: Option<f64>,
     time_origin: Option<String>,
     max_connections: Option<u64>,
@@ -183,6 +212,16 @@ pub struct HostConfig {
     pub catalog: Arc<Catalog>,
     /// Bearer token for mutating admin endpoints.
     pub admin_token: Option<String>,
+    /// Non-local sources that may read the admin API (`--admin-read-network`).
+    pub admin_read_networks: Vec<Cidr>,
+    /// Sources the admin API treats as local (`--admin-local-network`, default loopback).
+    pub admin_local_networks: Vec<Cidr>,
+    /// Sources that may send KMS requests (`--allow`); empty = everyone.
+    pub allow: Vec<Cidr>,
+    /// Per-source rate limit (`--rate-limit`).
+    pub rate_limit: Option<RateLimit>,
+    /// Pre-shared key of authenticated framing (`--psk`).
+    pub psk: Option<FrameKey>,
     /// Simulated time scale.
     pub time_scale: f64,
     /// Simulated time origin.
@@ -220,6 +259,11 @@ impl HostConfig {
             keep_count: false,
             catalog: Arc::new(Catalog::builtin()),
             admin_token: None,
+            admin_read_networks: Vec::new(),
+            admin_local_networks: Cidr::loopback(),
+            allow: Vec::new(),
+            rate_limit: None,
+            psk: None,
             time_scale: 1.0,
             time_origin: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -399,6 +443,30 @@ fn resolve(cli: Cli, matches: &ArgMatches) -> Result<HostConfig, ConfigError> {
         }
         config.admin_token = Some(v);
     }
+    for (id, cli_v, file_v) in [
+        ("admin_read_network", cli.admin_read_network, file.admin_read_network),
+        ("admin_local_network", cli.admin_local_network, file.admin_local_network),
+        ("allow", cli.allow, file.allow),
+    ] {
+        // A list comes whole from one place (flags, env or file), like --listen.
+        let list = match r.source(id) {
+            Some(from) if !cli_v.is_empty() => Some((cli_v, r.name(id, from))),
+            _ => file_v.map(|l| (l, r.name(id, From3::File))),
+        };
+        let Some((list, name)) = list else { continue };
+        let cidrs = list.iter().map(|v| v.parse::<Cidr>().map_err(|e| bad(&name, v, e))).collect::<Result<Vec<_>, _>>()?;
+        match id {
+            "admin_read_network" => config.admin_read_networks = cidrs,
+            "admin_local_network" => config.admin_local_networks = cidrs,
+            _ => config.allow = cidrs,
+        }
+    }
+    if let Some((v, name)) = r.pick("rate_limit", cli.rate_limit, file.rate_limit) {
+        config.rate_limit = Some(v.parse().map_err(|e: String| bad(&name, &v, e))?);
+    }
+    if let Some((v, name)) = r.pick("psk", cli.psk.map(|p| p.display().to_string()), file.psk.map(|p| p.display().to_string())) {
+        config.psk = Some(kmslab_runtime::psk::load(Path::new(&v)).map_err(|e| ConfigError(format!("invalid {name}: {e}")))?);
+    }
     if let Some((v, name)) = r.pick("time_scale", cli.time_scale, file.time_scale.map(|f| f.to_string())) {
         let f: f64 = v.trim().parse().map_err(|_| bad(&name, &v, "expected a number"))?;
         SimClock::new(f, None).map_err(|_| bad(&name, &v, "must be a finite number > 0 and <= 10000000"))?;
@@ -479,7 +547,7 @@ fn resolve(cli: Cli, matches: &ArgMatches) -> Result<HostConfig, ConfigError> {
     }
     crate::publish::finish_config(dns, dns_hostname)?;
     if !config.admin.ip().is_loopback() && config.admin_token.is_none() {
-        tracing::warn!(admin = %config.admin, "admin API is not on loopback and no --admin-token is set: mutating endpoints are refused");
+        tracing::warn!(admin = %config.admin, "admin API is not on loopback and no --admin-token is set: mutating requests from non-local sources are refused");
     }
     Ok(config)
 }
@@ -553,6 +621,49 @@ mod tests {
         assert!(!c.dns.active());
         std::fs::write(&path, "dns_zone = [\"lab.test,x\"]\n").unwrap();
         check_err(&["--config", p], "key `dns_zone`");
+    }
+
+    #[test]
+    fn access_control_settings_are_checked_and_named() {
+        check_err(&["--allow", "10.0.0.1/8"], "--allow");
+        check_err(&["--allow", "everyone"], "--allow");
+        check_err(&["--admin-read-network", "10.0.0.0/40"], "--admin-read-network");
+        check_err(&["--admin-local-network", "x"], "--admin-local-network");
+        check_err(&["--rate-limit", "0"], "--rate-limit");
+        check_err(&["--rate-limit", "5,0"], "--rate-limit");
+        check_err(&["--psk", "/nonexistent/lab.psk"], "--psk");
+        let dir = tempfile::tempdir().unwrap();
+        let short = dir.path().join("short.psk");
+        std::fs::write(&short, "tooshort\n").unwrap();
+        check_err(&["--psk", short.to_str().unwrap()], "--psk");
+        let psk = dir.path().join("lab.psk");
+        std::fs::write(&psk, "0123456789abcdef0123456789abcdef\n").unwrap();
+        let c = load(args(&[
+            "--allow",
+            "10.0.0.0/8,192.168.1.0/24",
+            "--allow",
+            "::1",
+            "--admin-read-network",
+            "10.1.0.0/16",
+            "--rate-limit",
+            "2,10",
+            "--psk",
+            psk.to_str().unwrap(),
+        ]))
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+        assert_eq!(c.allow.iter().map(ToString::to_string).collect::<Vec<_>>(), ["10.0.0.0/8", "192.168.1.0/24", "::1/128"]);
+        assert_eq!(c.admin_read_networks.iter().map(ToString::to_string).collect::<Vec<_>>(), ["10.1.0.0/16"]);
+        assert_eq!(c.admin_local_networks.iter().map(ToString::to_string).collect::<Vec<_>>(), ["127.0.0.0/8", "::1/128"]);
+        assert_eq!(c.rate_limit, Some(RateLimit { per_second: 2.0, burst: 10.0 }));
+        assert!(c.psk.is_some());
+        // The same keys in the file.
+        let path = dir.path().join("host.toml");
+        std::fs::write(&path, "allow = [\"10.0.0.0/8\"]\nrate_limit = \"1\"\nadmin_local_network = [\"127.0.0.1/32\"]\n").unwrap();
+        let c = load(args(&["--config", path.to_str().unwrap()])).map_err(|e| format!("{e:?}")).unwrap();
+        assert_eq!((c.allow.len(), c.admin_local_networks.len()), (1, 1));
+        std::fs::write(&path, "allow = [\"10.0.0.0/x\"]\n").unwrap();
+        check_err(&["--config", path.to_str().unwrap()], "key `allow`");
     }
 
     #[test]

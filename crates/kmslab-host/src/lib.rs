@@ -16,6 +16,7 @@
 //! `kmslab-dns`'s.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod config;
 pub mod dashboard;
@@ -72,12 +73,22 @@ pub async fn run(
     let admin_shutdown = shutdown.clone();
     tokio::spawn(dashboard::alerts::watch(Arc::clone(&state), shutdown.clone()));
     let admin_task = tokio::spawn(async move {
-        let app = admin::router(Arc::clone(&state));
+        // With the peer address: the admin API's access rules are per source (admin.rs).
+        let app = admin::router(Arc::clone(&state)).into_make_service_with_connect_info::<std::net::SocketAddr>();
         if let Err(err) = axum::serve(admin, app).with_graceful_shutdown(async move { admin_shutdown.cancelled().await }).await {
             tracing::error!(error = %err, "admin API stopped");
         }
         state
     });
+    let allow: Vec<String> = config.allow.iter().map(ToString::to_string).collect();
+    let admin_read: Vec<String> = config.admin_read_networks.iter().map(ToString::to_string).collect();
+    tracing::info!(
+        allow = %if allow.is_empty() { "everyone".to_owned() } else { allow.join(",") },
+        rate_limit = ?config.rate_limit.map(|l| (l.per_second, l.burst)),
+        psk = config.psk.is_some(),
+        admin_read_network = %admin_read.join(","),
+        "access control"
+    );
     tracing::info!("kms-host running");
     shutdown.cancelled().await;
     tracing::info!("shutting down: draining connections");

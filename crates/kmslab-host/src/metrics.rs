@@ -58,6 +58,12 @@ pub struct HostMetrics {
     pub open_connections: AtomicI64,
     /// Connections accepted since start.
     pub connections_total: AtomicU64,
+    /// Connections closed at accept because `--allow` does not cover the source.
+    pub refused_not_allowed: AtomicU64,
+    /// Requests refused by `--rate-limit`.
+    pub rate_limited: AtomicU64,
+    /// Frames refused for a missing, unexpected or wrong MAC (`--psk`).
+    pub frame_auth_failed: AtomicU64,
     /// Time from a request's last byte read to its answer written.
     pub request_latency: Histogram,
     /// Time a request waited for its registry commit.
@@ -92,7 +98,7 @@ impl HostMetrics {
         }
         let _ = writeln!(
             out,
-            "# HELP kmslab_host_malformed_requests_total Frames that could not be decoded (answered with an error frame or a close).\n# TYPE kmslab_host_malformed_requests_total counter\nkmslab_host_malformed_requests_total {}",
+            "# HELP kmslab_host_malformed_requests_total Frames that could not be decoded (answered with an error frame or a close), and connections closed without a complete request (incomplete frame or nothing sent by the idle timeout, reset mid-frame).\n# TYPE kmslab_host_malformed_requests_total counter\nkmslab_host_malformed_requests_total {}",
             self.malformed.load(Ordering::Relaxed)
         );
         out.push_str(
@@ -110,6 +116,21 @@ impl HostMetrics {
             out,
             "# HELP kmslab_host_connections_total KMS connections accepted.\n# TYPE kmslab_host_connections_total counter\nkmslab_host_connections_total {}",
             self.connections_total.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kmslab_host_refused_connections_total KMS connections closed at accept, by reason.\n# TYPE kmslab_host_refused_connections_total counter\nkmslab_host_refused_connections_total{{reason=\"not_allowed\"}} {}",
+            self.refused_not_allowed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kmslab_host_rate_limited_total KMS requests refused with 0xA04B0001 by the per-source rate limit.\n# TYPE kmslab_host_rate_limited_total counter\nkmslab_host_rate_limited_total {}",
+            self.rate_limited.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kmslab_host_frame_auth_failures_total Frames refused for a missing, unexpected or wrong MAC (--psk); also counted as malformed.\n# TYPE kmslab_host_frame_auth_failures_total counter\nkmslab_host_frame_auth_failures_total {}",
+            self.frame_auth_failed.load(Ordering::Relaxed)
         );
         self.request_latency.render(&mut out, "kmslab_host_request_duration_seconds", "Time from a request read to its answer written.");
         self.store_commit_latency.render(&mut out, "kmslab_store_commit_wait_seconds", "Time a request waited for its registry commit.");

@@ -2,13 +2,16 @@
 //! (several requests per connection, idle timeout, malformed frames answered and closed).
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use kmslab_core::HResult;
 use kmslab_core::wire::{ErrorFrame, Message};
-use kmslab_runtime::framed::{FrameError, read_message, write_message};
+use kmslab_runtime::framed::{FrameError, read_message_with, write_message_with};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -55,6 +58,10 @@ pub(crate) async fn accept_loop(
                 continue;
             }
         };
+        if !crate::access::admit(&state, peer) {
+            // Not in --allow: closed before a byte is read (counted and logged by `admit`).
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
         let shutdown = shutdown.clone();
@@ -72,27 +79,49 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
     let mut rbuf = Vec::with_capacity(256);
     let mut wbuf = Vec::with_capacity(256);
     let idle = state.config.idle_timeout;
+    let mut answered = 0u64;
     loop {
+        // The idle timeout covers the whole frame, not each read: a slowloris that trickles
+        // bytes is closed `idle` after its frame began, however often it sends.
+        let mut counted = CountingReader { inner: &mut stream, bytes: 0 };
         let read = tokio::select! {
             // Between requests a shutdown simply closes the connection; a request already
             // read is finished below, outside this select.
             _ = shutdown.cancelled() => return,
-            read = tokio::time::timeout(idle, read_message(&mut stream, &mut rbuf)) => read,
+            read = tokio::time::timeout(idle, read_message_with(&mut counted, &mut rbuf, state.config.psk.as_ref())) => read,
         };
+        let partial = counted.bytes;
         let started = Instant::now();
+        // An answer to a frame whose MAC failed goes without one, so that a peer without
+        // the key can read why (a peer with a key never accepts an unauthenticated frame).
+        let mut plain_reply = false;
         let (answer, close_after) = match read {
+            Err(_) if partial > 0 => {
+                // A slow or stalled sender (slowloris, half-open peer): a failed request.
+                closed_without_request(state, peer, format!("incomplete frame at the idle timeout ({partial} bytes in {idle:?})")).await;
+                return;
+            }
+            Err(_) if answered == 0 => {
+                // Connected and never sent a byte: holds a slot for nothing; a failed request.
+                closed_without_request(state, peer, format!("no request within the idle timeout ({idle:?})")).await;
+                return;
+            }
             Err(_) => {
                 tracing::debug!(%peer, "idle timeout; closing the connection");
                 return;
             }
             Ok(Ok(None)) => return,
-            Ok(Ok(Some(Message::Request(req)))) => (state.handle_request(&req, Some(peer)).await, false),
+            Ok(Ok(Some(Message::Request(req)))) => match crate::access::rate_limited(state, peer, &req) {
+                Some(refusal) => (refusal, false),
+                None => (state.handle_request(&req, Some(peer)).await, false),
+            },
             Ok(Ok(Some(_))) => {
                 malformed(state, peer, "unexpected frame kind: a client sends request frames only".into()).await;
                 let message = "unexpected frame kind: a client sends request frames only".to_owned();
                 (Message::Error(ErrorFrame { hresult: HResult::INVALID_DATA, cmid: kmslab_core::Uuid::nil(), message }), true)
             }
             Ok(Err(FrameError::Decode(err))) => {
+                plain_reply = crate::access::note_decode_error(state, &err);
                 let message = err.to_string();
                 malformed(state, peer, message.clone()).await;
                 (Message::Error(ErrorFrame { hresult: err.hresult(), cmid: kmslab_core::Uuid::nil(), message }), true)
@@ -102,12 +131,18 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
                 malformed(state, peer, err.to_string()).await;
                 return;
             }
+            Ok(Err(err)) if partial > 0 => {
+                // Reset inside a frame: as a close mid-frame, nobody is left to answer.
+                closed_without_request(state, peer, format!("connection error inside a frame: {err}")).await;
+                return;
+            }
             Ok(Err(err)) => {
                 tracing::debug!(%peer, error = %err, "connection error");
                 return;
             }
         };
-        if let Err(err) = write_message(&mut stream, &answer, &mut wbuf).await {
+        answered += 1;
+        if let Err(err) = write_message_with(&mut stream, &answer, &mut wbuf, state.config.psk.as_ref().filter(|_| !plain_reply)).await {
             tracing::debug!(%peer, error = %err, "could not write the answer");
             return;
         }
@@ -115,6 +150,28 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
         if close_after {
             return;
         }
+    }
+}
+
+async fn closed_without_request(state: &HostState, peer: SocketAddr, why: String) {
+    // Logged once per connection: the connection is closed right after.
+    tracing::warn!(%peer, reason = %why, "closing a connection that sent no complete request");
+    state.record_malformed().await;
+}
+
+/// Counts the bytes read through it, so a timeout or a reset can tell an idle connection
+/// from one that stopped inside a frame.
+struct CountingReader<'a> {
+    inner: &'a mut TcpStream,
+    bytes: usize,
+}
+
+impl AsyncRead for CountingReader<'_> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut *self.inner).poll_read(cx, buf);
+        self.bytes += buf.filled().len() - before;
+        polled
     }
 }
 

@@ -2,7 +2,7 @@
 //! place where a request becomes a durable record and then a response.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use kmslab_core::catalog::Catalog;
@@ -81,10 +81,14 @@ pub struct HostState {
     pub(crate) kms_addrs: Vec<SocketAddr>,
     pub(crate) admin_addr: SocketAddr,
     malformed_total: AtomicU64,
+    /// A write of `malformed_total` is in flight (see `record_malformed`).
+    malformed_flushing: AtomicBool,
     pub(crate) extra: Mutex<ExtraSettings>,
     pub(crate) dashboard: crate::dashboard::DashState,
     /// DNS publishing state per zone, shared with the publishing task.
     pub(crate) dns: crate::publish::DnsStatus,
+    /// Rate-limit buckets and refusal-log throttling (`--allow`, `--rate-limit`).
+    pub(crate) access: crate::access::Access,
 }
 
 /// Reads the port `/sprt` stored, for a binary that decides what to bind (opens and
@@ -177,7 +181,9 @@ impl HostState {
             }
             tracing::info!(restored = recent.len(), "count restored from the registry (--keep-count)");
         }
+        let access = crate::access::Access::new(&config);
         Ok(HostState {
+            access,
             ledger: Mutex::new(ledger),
             store,
             clock,
@@ -187,6 +193,7 @@ impl HostState {
             kms_addrs,
             admin_addr,
             malformed_total: AtomicU64::new(malformed),
+            malformed_flushing: AtomicBool::new(false),
             extra: Mutex::new(extra),
             dashboard: crate::dashboard::DashState::default(),
             dns: crate::publish::DnsStatus::default(),
@@ -272,16 +279,31 @@ impl HostState {
 
     /// Counts a frame that could not be decoded, durably (as a setting: the registry's
     /// counters only know decoded requests).
+    ///
+    /// Writes are coalesced: one write of the latest total is in flight at a time, and the
+    /// connection whose write finds the total moved on writes again. A flood of garbage
+    /// (10,000 idle connections timing out at once) then costs the registry a handful of
+    /// writes instead of one per connection, and the total on disk still ends up exact.
     pub async fn record_malformed(&self) {
-        let pending = {
+        {
             let mut ledger = self.ledger();
             ledger.record_malformed();
-            let n = self.malformed_total.fetch_add(1, Ordering::Relaxed) + 1;
-            self.store.set_setting(keys::MALFORMED_REQUESTS, n.to_string())
-        };
+            self.malformed_total.fetch_add(1, Ordering::Relaxed);
+        }
         self.metrics.malformed.fetch_add(1, Ordering::Relaxed);
-        if let Err(err) = pending.await {
-            tracing::error!(error = %err, "registry write of the malformed-request counter failed");
+        if self.malformed_flushing.swap(true, Ordering::AcqRel) {
+            return; // the write in flight, or the one after it, carries this count
+        }
+        loop {
+            let total = self.malformed_total.load(Ordering::Acquire);
+            if let Err(err) = self.store.set_setting(keys::MALFORMED_REQUESTS, total.to_string()).await {
+                tracing::error!(error = %err, "registry write of the malformed-request counter failed");
+            }
+            self.malformed_flushing.store(false, Ordering::Release);
+            // Counted meanwhile and nobody else took over: write again.
+            if self.malformed_total.load(Ordering::Acquire) == total || self.malformed_flushing.swap(true, Ordering::AcqRel) {
+                return;
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! The kill -9 test: every CMID a client was answered for is in the registry after SIGKILL.
+//! The kill -9 test: every CMID a client was answered for is in the registry after SIGKILL,
+//! ten times over on one registry.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -35,10 +36,8 @@ fn spawn_host(data_dir: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
     (child, kms.unwrap(), admin.unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_loses_no_acknowledged_cmid_and_leaves_the_registry_intact() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut child, kms, _admin) = spawn_host(dir.path());
+/// Runs 8 closed-loop clients against `kms` until the host dies; returns the CMIDs answered.
+async fn load_until_killed(kms: SocketAddr, child: &mut Child, run_for: Duration) -> Vec<Uuid> {
     let acknowledged = Arc::new(Mutex::new(Vec::<Uuid>::new()));
     let mut drivers = Vec::new();
     for _ in 0..8 {
@@ -59,7 +58,6 @@ async fn kill_9_loses_no_acknowledged_cmid_and_leaves_the_registry_intact() {
                 match kmslab_runtime::framed::read_message(conn.stream_mut(), &mut rbuf).await {
                     Ok(Some(kmslab_core::wire::Message::Response(r))) => {
                         assert_eq!(r.cmid, req.cmid);
-                        println!("acknowledged {}", r.cmid);
                         acknowledged.lock().unwrap().push(r.cmid);
                     }
                     _ => return,
@@ -68,29 +66,48 @@ async fn kill_9_loses_no_acknowledged_cmid_and_leaves_the_registry_intact() {
         }));
     }
     // Let load run, then kill -9 in the middle of it.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(run_for).await;
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     for d in drivers {
         tokio::time::timeout(Duration::from_secs(10), d).await.expect("drivers stop after the kill").unwrap();
     }
-    let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() > 20, "load ran: {} acknowledged", acknowledged.len());
-    println!("{} CMIDs acknowledged before SIGKILL", acknowledged.len());
+    acknowledged.lock().unwrap().clone()
+}
 
+/// Ten `kill -9`s during sustained load on the same registry (issue 9): after each, every
+/// CMID any client was ever answered for is in the registry and `PRAGMA integrity_check` is ok.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_kill_9s_under_load_lose_no_acknowledged_cmid_and_leave_the_registry_intact() {
+    const KILLS: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("registry.sqlite");
-    assert_eq!(kmslab_store::integrity_check(&path).unwrap(), "ok");
-    // A restarted host sees every acknowledged client.
+    let mut all = Vec::<Uuid>::new();
+    for round in 1..=KILLS {
+        let (mut child, kms, admin) = spawn_host(dir.path());
+        if round > 1 {
+            // The restarted host counts everything acknowledged before.
+            let status = get_json(admin, "/api/v1/status").await;
+            assert!(status["counters"]["total"].as_u64().unwrap() >= all.len() as u64, "round {round}: {status}");
+        }
+        // Vary the moment of the kill so it lands in different phases of group commit.
+        let acknowledged = load_until_killed(kms, &mut child, Duration::from_millis(400 + 97 * round as u64)).await;
+        assert!(acknowledged.len() > 20, "round {round}: load ran: {} acknowledged", acknowledged.len());
+        all.extend(acknowledged);
+        assert_eq!(kmslab_store::integrity_check(&path).unwrap(), "ok", "round {round}");
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let missing: Vec<&Uuid> = all.iter().filter(|c| store.client(**c).unwrap().is_none()).collect();
+        assert!(missing.is_empty(), "round {round}: {} acknowledged CMIDs missing, e.g. {:?}", missing.len(), missing.first());
+        store.close();
+        println!("kill -9 #{round}: {} CMIDs acknowledged so far, all in the registry, integrity ok", all.len());
+    }
+    // A last restart sees every acknowledged client.
     let (mut child, _kms, admin) = spawn_host(dir.path());
     let status = get_json(admin, "/api/v1/status").await;
-    assert!(status["counters"]["total"].as_u64().unwrap() >= acknowledged.len() as u64, "{status}");
-    let listed = get_json(admin, &format!("/api/v1/clients?limit=1&search={}", acknowledged[0])).await;
+    assert!(status["counters"]["total"].as_u64().unwrap() >= all.len() as u64, "{status}");
+    let listed = get_json(admin, &format!("/api/v1/clients?limit=1&search={}", all[0])).await;
     assert_eq!(listed["total"], 1);
     child.kill().unwrap();
     let _ = child.wait();
-    let store = Store::open(&path, StoreOptions::default()).unwrap();
-    let missing: Vec<&Uuid> = acknowledged.iter().filter(|c| store.client(**c).unwrap().is_none()).collect();
-    assert!(missing.is_empty(), "{} acknowledged CMIDs missing, e.g. {:?}", missing.len(), missing.first());
-    store.close();
     assert_eq!(kmslab_store::integrity_check(&path).unwrap(), "ok");
 }

@@ -1,0 +1,166 @@
+//! A full disk under the real binary (issue 9): the registry on a 4 MiB tmpfs, filled with
+//! a ballast file. The host keeps running, says so on /healthz and in its log, answers
+//! what it could not store with an error frame (never a response), and recovers once the
+//! ballast is deleted. Needs root (mount); fails with a clear message otherwise.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use kmslab_core::HResult;
+use kmslab_core::wire::Message;
+use kmslab_store::{Store, StoreOptions};
+
+use crate::support::*;
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+pub struct Tmpfs {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).unwrap();
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&path).output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            other => panic!(
+                "this test mounts a small tmpfs as a full disk and needs root (or CAP_SYS_ADMIN): `mount -t tmpfs` failed: {other:?}"
+            ),
+        }
+        Tmpfs { path, _dir: dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount").arg(&self.path).status().is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
+}
+
+/// Writes zeros into `path` until the filesystem is full.
+pub fn fill(path: &Path) {
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 16 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    // Whatever is left is smaller than a chunk: take it byte by byte.
+    while f.write_all(&[0]).is_ok() {}
+    let _ = f.sync_all();
+}
+
+struct Host {
+    child: Child,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_is_reported_nothing_unstored_is_acknowledged_and_the_host_recovers() {
+    let fs = Tmpfs::mount("4m");
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("host.log");
+    let data = fs.path.join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-host"))
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--no-dns-publish", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("kms-host starts");
+    let (kms, admin) = {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut kms, mut admin) = (None, None);
+        while kms.is_none() || admin.is_none() {
+            let line = lines.next().expect("kms-host prints its addresses").unwrap();
+            if let Some(a) = line.strip_prefix("listening on kms ") {
+                kms = Some(a.parse::<std::net::SocketAddr>().unwrap());
+            } else if let Some(a) = line.strip_prefix("listening on admin ") {
+                admin = Some(a.parse::<std::net::SocketAddr>().unwrap());
+            }
+        }
+        (kms.unwrap(), admin.unwrap())
+    };
+    let mut host = Host { child };
+    let mut conn = KmsConn::connect(kms).await;
+    let mut acknowledged = Vec::new();
+    for _ in 0..50 {
+        let req = request("win7-enterprise");
+        response(conn.ask(&req).await);
+        acknowledged.push(req.cmid);
+    }
+
+    // Fill the disk; requests go on until the registry can no longer grow.
+    let ballast = fs.path.join("ballast");
+    fill(&ballast);
+    let mut refused = 0;
+    let mut long_name = String::from("full-disk-");
+    long_name.extend(std::iter::repeat_n('x', 50));
+    for i in 0..20_000 {
+        let mut req = request("win7-enterprise");
+        req.machine_name = long_name.clone();
+        match conn.ask(&req).await {
+            Message::Response(r) => {
+                assert_eq!(r.cmid, req.cmid);
+                acknowledged.push(req.cmid);
+            }
+            Message::Error(e) => {
+                assert_eq!(e.hresult, HResult::STORE_FAILED, "{e:?}");
+                refused += 1;
+                if refused == 20 {
+                    break;
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(i < 19_999, "the registry never hit the full disk");
+    }
+    assert!(host.child.try_wait().unwrap().is_none(), "the host keeps running on a full disk");
+    let (code, body) = http(admin, "GET", "/healthz", None).await.unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("full"), "{body}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("registry write failed"), "the log says so: {logged}");
+    println!("full disk: {} acknowledged, then {refused} refused with STORE_FAILED; /healthz: {}", acknowledged.len(), body.trim());
+
+    // Space returns: the host stores and acknowledges again, and says it is healthy.
+    std::fs::remove_file(&ballast).unwrap();
+    let mut recovered = false;
+    for _ in 0..100 {
+        let req = request("win7-enterprise");
+        if let Message::Response(_) = conn.ask(&req).await {
+            acknowledged.push(req.cmid);
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "the host acknowledges again once space returns");
+    let (code, body) = http(admin, "GET", "/healthz", None).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+
+    // Every acknowledged request is in the registry; the file is intact.
+    drop(conn);
+    host.child.kill().unwrap();
+    let _ = host.child.wait();
+    let path = data.join("registry.sqlite");
+    assert_eq!(kmslab_store::integrity_check(&path).unwrap(), "ok");
+    let store = Store::open(&path, StoreOptions::default()).unwrap();
+    let missing = acknowledged.iter().filter(|c| store.client(**c).unwrap().is_none()).count();
+    store.close();
+    assert_eq!(missing, 0, "{missing} of {} acknowledged CMIDs missing", acknowledged.len());
+    drop(host);
+}
