@@ -56,7 +56,7 @@ type ApiResult = Result<Json<Value>, ApiError>;
 /// The router for `--admin`.
 pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/api/v1/status", get(status))
         .route("/api/v1/events", get(events))
         .route("/api/v1/ato", post(ato))
@@ -129,10 +129,20 @@ pub fn status_json(shared: &Shared, inner: &Inner) -> Value {
         "rearm_count": s.rearm_count,
         "machine_name": s.machine_name,
         "vm": s.vm,
+        "state_save_error": shared.save_error(inner),
         "last_result": s.last.result.map(|r| json!({
             "hresult": r.to_string(), "name": r.name(), "at": opt(s.last.at),
         })),
     })
+}
+
+/// 200 "ok", or 503 while the state cannot be saved (a full or failing disk).
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let g = shared.lock();
+    match shared.save_error(&g) {
+        None => "ok\n".into_response(),
+        Some(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: cannot save the client state: {e}\n")).into_response(),
+    }
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> Json<Value> {

@@ -20,7 +20,7 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:8689";
 
 /// Command-line flags; each also reads a `KMSLAB_*` variable (clap gives flags priority).
 #[derive(Debug, Default, Parser)]
-#[command(name = "kms-client", version, about = "kmslab KMS client daemon: one simulated volume-licensed machine")]
+#[command(name = "kms-client", version = kmslab_runtime::VERSION, about = "kmslab KMS client daemon: one simulated volume-licensed machine")]
 pub struct Args {
     /// TOML configuration file (keys as the flags, with `_` for `-`).
     #[arg(long, env = "KMSLAB_CONFIG", value_name = "FILE")]
@@ -67,6 +67,10 @@ pub struct Args {
     /// Extra product catalog (TOML) added to the built-in one.
     #[arg(long, env = "KMSLAB_CATALOG", value_name = "FILE")]
     pub catalog: Option<PathBuf>,
+    /// Pre-shared key file: requests carry an HMAC-SHA256 made with it and answers
+    /// without a valid one are refused, as by a host with the same --psk [off].
+    #[arg(long, env = "KMSLAB_PSK", value_name = "FILE")]
+    pub psk: Option<PathBuf>,
 }
 
 /// The `--config` file; every key optional, unknown keys refused.
@@ -87,6 +91,7 @@ struct FileConfig {
     time_origin: Option<String>,
     log_format: Option<String>,
     catalog: Option<PathBuf>,
+    psk: Option<PathBuf>,
 }
 
 /// Network timeouts of the client (real time).
@@ -138,6 +143,8 @@ pub struct ClientConfig {
     pub log_format: LogFormat,
     /// Network timeouts.
     pub timeouts: Timeouts,
+    /// Pre-shared key of authenticated framing (`--psk`).
+    pub psk: Option<kmslab_core::wire::FrameKey>,
 }
 
 impl Default for ClientConfig {
@@ -157,6 +164,7 @@ impl Default for ClientConfig {
             time_origin: None,
             log_format: LogFormat::Text,
             timeouts: Timeouts::default(),
+            psk: None,
         }
     }
 }
@@ -244,6 +252,10 @@ impl ClientConfig {
         {
             return Err(bad("--state-dir", format!("{} exists and is not a directory", dir.display())));
         }
+        let psk = match args.psk.or(file.psk) {
+            Some(path) => Some(kmslab_runtime::psk::load(&path).map_err(|e| bad("--psk", e))?),
+            None => None,
+        };
         Ok(ClientConfig {
             catalog: Arc::new(catalog),
             product,
@@ -259,6 +271,7 @@ impl ClientConfig {
             time_origin,
             log_format,
             timeouts: Timeouts::default(),
+            psk,
         })
     }
 }
@@ -327,6 +340,7 @@ mod tests {
         check(&["--time-origin", "yesterday"], "--time-origin");
         check(&["--log-format", "xml"], "--log-format");
         check(&["--domain", "bad domain"], "--domain");
+        check(&["--psk", "/nonexistent/lab.psk"], "--psk");
         let e = args(&["--gvlk", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"]).unwrap_err();
         assert!(e.to_string().contains("0xC004F050"), "{e}");
     }

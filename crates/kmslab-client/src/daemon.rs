@@ -65,6 +65,8 @@ pub struct Inner {
     next_seq: u64,
     waiters: HashMap<AttemptId, Vec<oneshot::Sender<AttemptReport>>>,
     saved: Option<ActivatorState>,
+    /// Why the last save failed; `None` once a save succeeds. /healthz and status show it.
+    save_error: Option<String>,
 }
 
 /// State shared by the driver loop and the control API.
@@ -93,7 +95,15 @@ impl Shared {
         dns_server: Option<std::net::SocketAddr>,
     ) -> Self {
         Shared {
-            inner: Mutex::new(Inner { activator, rng, events: VecDeque::new(), next_seq: 1, waiters: HashMap::new(), saved: None }),
+            inner: Mutex::new(Inner {
+                activator,
+                rng,
+                events: VecDeque::new(),
+                next_seq: 1,
+                waiters: HashMap::new(),
+                saved: None,
+                save_error: None,
+            }),
             wake: Notify::new(),
             clock,
             catalog,
@@ -111,19 +121,34 @@ impl Shared {
     pub fn save_if_changed(&self, inner: &mut Inner) -> Result<(), persist::StateError> {
         let Some(dir) = &self.state_dir else { return Ok(()) };
         if inner.saved.as_ref() == Some(inner.activator.state()) {
+            inner.save_error = None;
             return Ok(());
         }
         let state = inner.activator.state().clone();
         match persist::save(dir, &state) {
             Ok(()) => {
                 inner.saved = Some(state);
+                if inner.save_error.take().is_some() {
+                    tracing::info!("client state saved again");
+                }
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, "cannot save the client state");
+                // Logged when saving starts failing, not at every retry.
+                if inner.save_error.is_none() {
+                    tracing::error!(error = %e, "cannot save the client state; the last saved state stays on disk, retrying");
+                } else {
+                    tracing::debug!(error = %e, "cannot save the client state (still)");
+                }
+                inner.save_error = Some(e.to_string());
                 Err(e)
             }
         }
+    }
+
+    /// Why the last state save failed, while it is failing.
+    pub fn save_error<'a>(&self, inner: &'a Inner) -> Option<&'a str> {
+        inner.save_error.as_deref()
     }
 
     pub(crate) fn mark_saved(&self, inner: &mut Inner) {
@@ -249,6 +274,9 @@ enum ActionResult {
     Sent(AttemptId, HostOutcome),
 }
 
+/// How often a failed state save is retried.
+const SAVE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs the machine until `shutdown`, then saves the state.
 pub async fn drive(shared: Arc<Shared>, net: Net, shutdown: CancellationToken) {
     let (tx, mut rx) = mpsc::unbounded_channel::<ActionResult>();
@@ -281,11 +309,14 @@ pub async fn drive(shared: Arc<Shared>, net: Net, shutdown: CancellationToken) {
                 }
             }
             g.drain_events(now);
-            let _ = shared.save_if_changed(&mut g);
-            g.activator.poll_timeout()
+            // A failed save is retried every SAVE_RETRY until it succeeds (the disk may be full).
+            let retry = shared.save_if_changed(&mut g).is_err().then(|| tokio::time::Instant::now() + SAVE_RETRY);
+            (g.activator.poll_timeout(), retry)
         };
+        let (next, retry) = next;
         while tasks.try_join_next().is_some() {}
         let deadline = next.map_or_else(far, |t| shared.clock.deadline(t).min(far()));
+        let deadline = retry.map_or(deadline, |r| r.min(deadline));
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,

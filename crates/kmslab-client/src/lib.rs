@@ -68,7 +68,8 @@ pub async fn run(config: ClientConfig, admin: TcpListener, shutdown: Cancellatio
             shared.mark_saved(&mut g);
         }
     }
-    let net = net::Net::new(config.dns_server.map_or(DnsServerChoice::System, DnsServerChoice::Server), config.timeouts);
+    let net = net::Net::new(config.dns_server.map_or(DnsServerChoice::System, DnsServerChoice::Server), config.timeouts)
+        .with_psk(config.psk.clone());
     let app = api::router(shared.clone());
     let server_token = shutdown.clone();
     let server =

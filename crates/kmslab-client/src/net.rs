@@ -9,9 +9,9 @@ use kmslab_core::activator::HostOutcome;
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::hresult::HResult;
 use kmslab_core::srv::SrvCandidate;
-use kmslab_core::wire::{Message, Request};
+use kmslab_core::wire::{FrameKey, Message, Request};
 use kmslab_dns::{DnsServerChoice, LookupError};
-use kmslab_runtime::framed::{FrameError, read_message, write_message};
+use kmslab_runtime::framed::{FrameError, read_message_with, write_message_with};
 use tokio::net::TcpStream;
 
 use crate::config::Timeouts;
@@ -26,6 +26,8 @@ pub struct Net {
     /// The addresses each host name last resolved to. When DNS is down, a client that
     /// knows its (cached) host keeps reaching it, as Windows' resolver cache lets it.
     known: Arc<Mutex<HashMap<String, Vec<IpAddr>>>>,
+    /// The pre-shared key (`--psk`): requests carry a MAC, answers must.
+    psk: Option<FrameKey>,
 }
 
 fn lookup_code(e: &LookupError) -> HResult {
@@ -35,7 +37,13 @@ fn lookup_code(e: &LookupError) -> HResult {
 impl Net {
     /// A network edge using `dns` and `timeouts`, with no addresses known yet.
     pub fn new(dns: DnsServerChoice, timeouts: Timeouts) -> Self {
-        Net { dns, timeouts, known: Arc::default() }
+        Net { dns, timeouts, known: Arc::default(), psk: None }
+    }
+
+    /// The same edge with authenticated framing (`--psk`) on or off.
+    pub fn with_psk(mut self, psk: Option<FrameKey>) -> Self {
+        self.psk = psk;
+        self
     }
 
     /// Resolves `name`, remembering the answer; when the lookup fails, the addresses it
@@ -113,8 +121,8 @@ impl Net {
         let _ = stream.set_nodelay(true);
         let work = async {
             let mut buf = Vec::with_capacity(512);
-            write_message(&mut stream, &Message::Request(request), &mut buf).await?;
-            read_message(&mut stream, &mut buf).await
+            write_message_with(&mut stream, &Message::Request(request), &mut buf, self.psk.as_ref()).await?;
+            read_message_with(&mut stream, &mut buf, self.psk.as_ref()).await
         };
         match tokio::time::timeout(self.timeouts.response, work).await {
             Err(_) => HostOutcome::Unreachable(HResult::TIMEOUT),
@@ -122,6 +130,11 @@ impl Net {
             Ok(Ok(Some(Message::Error(e)))) => HostOutcome::Refused(e),
             // A request echoed back, or a clean close without an answer: no KMS there.
             Ok(Ok(Some(Message::Request(_)))) | Ok(Ok(None)) => HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED),
+            Ok(Err(FrameError::Decode(e))) if e.is_auth() => {
+                // Not the host we share a key with (or a tampered answer): never believed.
+                tracing::warn!(error = %e, "answer from the KMS host refused: its MAC does not verify (--psk)");
+                HostOutcome::Unreachable(HResult::FRAME_AUTH_FAILED)
+            }
             Ok(Err(FrameError::Decode(e))) => {
                 tracing::info!(error = %e, "malformed answer from the KMS host");
                 HostOutcome::Unreachable(HResult::INVALID_DATA)

@@ -4,6 +4,7 @@ mod cli;
 mod discovery;
 mod lifecycle;
 mod persistence;
+mod psk;
 mod slmgr;
 mod support;
 mod with_host;

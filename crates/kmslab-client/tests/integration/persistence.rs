@@ -127,3 +127,100 @@ async fn sigkill_during_saves_always_leaves_a_loadable_state_and_sigterm_saves()
     assert_eq!(state.domain.as_deref(), Some("final.lab.test"));
     assert_eq!(Some(state.cmid), cmid);
 }
+
+/// A tmpfs of `size` on a fresh directory, unmounted on drop (needs root).
+struct Tmpfs {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).unwrap();
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&path).output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            other => panic!("this test mounts a small tmpfs as a full disk and needs root: `mount -t tmpfs` failed: {other:?}"),
+        }
+        Tmpfs { path, _dir: dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if !Command::new("umount").arg(&self.path).status().is_ok_and(|s| s.success()) {
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
+}
+
+/// The state directory on a full 1 MiB tmpfs (issue 9): the daemon keeps running, says so
+/// in its log, on /healthz and in its status, the last saved state stays loadable, and it
+/// saves again by itself once space returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_state_disk_is_reported_the_old_state_stays_loadable_and_saving_resumes() {
+    use std::io::Write as _;
+    let fs = Tmpfs::mount("1m");
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("client.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-client"))
+        .args(["--product", "win7-enterprise", "--admin", "127.0.0.1:0", "--kms", "127.0.0.1:9"])
+        .arg("--state-dir")
+        .arg(&fs.path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let admin: std::net::SocketAddr = line.trim().strip_prefix("listening on admin ").unwrap().parse().unwrap();
+    let catalog = Catalog::builtin();
+    let (code, _) = http(admin, "POST", "/api/v1/skms-domain", Some(json!({"domain": "before.lab.test"}))).await;
+    assert_eq!(code, 200);
+    let before = persist::load(&fs.path, &catalog).unwrap().expect("saved");
+    assert_eq!(before.domain.as_deref(), Some("before.lab.test"));
+
+    // Fill the disk, then change the state.
+    let ballast = fs.path.join("ballast");
+    {
+        let mut f = std::fs::File::create(&ballast).unwrap();
+        let chunk = vec![0u8; 16 * 1024];
+        while f.write_all(&chunk).is_ok() {}
+        while f.write_all(&[0]).is_ok() {}
+    }
+    let (code, body) = http(admin, "POST", "/api/v1/skms-domain", Some(json!({"domain": "after.lab.test"}))).await;
+    assert_eq!(code, 500, "the change could not be saved: {body}");
+    assert!(child.try_wait().unwrap().is_none(), "the daemon keeps running");
+    let (code, body) = http(admin, "GET", "/healthz", None).await;
+    assert_eq!(code, 503, "{body}");
+    let status = http(admin, "GET", "/api/v1/status", None).await.1;
+    assert!(status["state_save_error"].as_str().is_some_and(|e| !e.is_empty()), "{status}");
+    assert_eq!(status["domain"], "after.lab.test", "the daemon runs on with the new state in memory");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("cannot save the client state"));
+    // What is on disk is the last good state.
+    let on_disk = persist::load(&fs.path, &catalog).unwrap().expect("still loadable");
+    assert_eq!(on_disk.domain.as_deref(), Some("before.lab.test"));
+    // More failed retries do not log again.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let logged = std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("cannot save the client state")).count();
+    assert_eq!(logged, 1, "logged once, not at every retry");
+
+    // Space returns: the daemon saves by itself (retry every 2 s) and is healthy again.
+    std::fs::remove_file(&ballast).unwrap();
+    let mut saved = false;
+    for _ in 0..60 {
+        if persist::load(&fs.path, &catalog).ok().flatten().is_some_and(|s| s.domain.as_deref() == Some("after.lab.test")) {
+            saved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(saved, "the state is saved again once space returns");
+    assert_eq!(http(admin, "GET", "/healthz", None).await.0, 200);
+    assert!(http(admin, "GET", "/api/v1/status", None).await.1["state_save_error"].is_null());
+    let _ = child.kill();
+    let _ = child.wait();
+}
