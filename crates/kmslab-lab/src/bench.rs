@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Args;
 use kmslab_core::catalog::Catalog;
-use kmslab_core::wire::{self, KMS_PROTOCOL_V4, Message, Request, Response};
+use kmslab_core::wire::{self, FrameKey, KMS_PROTOCOL_V4, Message, Request, Response};
 use kmslab_core::{HResult, LicenseStatus, Timestamp, Uuid};
-use kmslab_runtime::framed::{read_message, write_message};
+use kmslab_runtime::framed::{read_message_with, write_message_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// End with one JSON line.
     #[arg(long)]
     json: bool,
+    /// Pre-shared key file of a host started with --psk: every request carries a MAC and
+    /// every answer must (the --baseline echo server runs without one).
+    #[arg(long, value_name = "FILE")]
+    psk: Option<std::path::PathBuf>,
 }
 
 /// What one run measured.
@@ -97,11 +101,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         machine_name: "bench-client".into(),
     };
     let mode = if args.new_connection { "new connection per request" } else { "keep-alive" };
-    let ours = load(args.target, &args, &template).await;
+    let psk = args.psk.as_deref().map(kmslab_runtime::psk::load).transpose().map_err(|e| anyhow::anyhow!("--psk {e}"))?;
+    let ours = load(args.target, &args, &template, psk).await;
     let mut baseline = None;
     if args.baseline {
         let echo = start_echo_server().await?;
-        baseline = Some(load(echo, &args, &template).await);
+        baseline = Some(load(echo, &args, &template, None).await);
     }
     if ours.ok == 0 && !ours.errors.is_empty() && !args.json {
         eprintln!("kmslab bench: every request failed");
@@ -145,7 +150,7 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-async fn load(target: SocketAddr, args: &BenchArgs, template: &Request) -> Outcome {
+async fn load(target: SocketAddr, args: &BenchArgs, template: &Request, psk: Option<FrameKey>) -> Outcome {
     let next = Arc::new(AtomicU64::new(0));
     let total = args.requests;
     let start = Instant::now();
@@ -156,6 +161,7 @@ async fn load(target: SocketAddr, args: &BenchArgs, template: &Request) -> Outco
         let next = Arc::clone(&next);
         let template = template.clone();
         let new_connection = args.new_connection;
+        let psk = psk.clone();
         workers.push(tokio::spawn(async move {
             let mut out = Outcome::default();
             let mut conn: Option<TcpStream> = None;
@@ -172,7 +178,7 @@ async fn load(target: SocketAddr, args: &BenchArgs, template: &Request) -> Outco
                 req.cmid = Uuid::new_v4();
                 req.client_time = wall_now();
                 let t0 = Instant::now();
-                let result = one_request(&mut conn, target, &req, &mut rbuf, &mut wbuf).await;
+                let result = one_request(&mut conn, target, &req, &mut rbuf, &mut wbuf, psk.as_ref()).await;
                 let took = t0.elapsed();
                 match result {
                     Ok(()) => {
@@ -213,6 +219,7 @@ async fn one_request(
     req: &Request,
     rbuf: &mut Vec<u8>,
     wbuf: &mut Vec<u8>,
+    psk: Option<&FrameKey>,
 ) -> Result<(), String> {
     let code = |h: HResult| format!("0x{:08X}", h.0);
     if conn.is_none() {
@@ -221,10 +228,11 @@ async fn one_request(
         *conn = Some(s);
     }
     let Some(stream) = conn.as_mut() else { return Err(code(HResult::HOST_UNREACHABLE)) };
-    write_message(stream, &Message::Request(req.clone()), wbuf).await.map_err(|_| code(HResult::KMS_NOT_ENABLED))?;
-    match tokio::time::timeout(Duration::from_secs(10), read_message(stream, rbuf)).await {
+    write_message_with(stream, &Message::Request(req.clone()), wbuf, psk).await.map_err(|_| code(HResult::KMS_NOT_ENABLED))?;
+    match tokio::time::timeout(Duration::from_secs(10), read_message_with(stream, rbuf, psk)).await {
         Ok(Ok(Some(Message::Response(_)))) => Ok(()),
         Ok(Ok(Some(Message::Error(e)))) => Err(code(e.hresult)),
+        Ok(Err(kmslab_runtime::framed::FrameError::Decode(e))) if e.is_auth() => Err(code(HResult::FRAME_AUTH_FAILED)),
         Ok(Ok(_)) | Ok(Err(_)) => Err(code(HResult::KMS_NOT_ENABLED)),
         Err(_) => Err(code(HResult::TIMEOUT)),
     }

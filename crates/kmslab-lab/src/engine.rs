@@ -30,7 +30,7 @@ use kmslab_core::wire::{Message, Request};
 use kmslab_core::{HResult, LicenseStatus, Timestamp, Uuid};
 use kmslab_dns::DnsServerChoice;
 use kmslab_runtime::SimClock;
-use kmslab_runtime::framed::{FrameError, read_message, write_message};
+use kmslab_runtime::framed::{FrameError, read_message_with, write_message_with};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -139,6 +139,8 @@ pub struct FleetConfig {
     pub name_prefix: String,
     /// Keep each machine's last event 12288 result (for drills; costs the events' work).
     pub request_events: bool,
+    /// Pre-shared key of authenticated framing (`--psk`): requests carry a MAC, answers must.
+    pub psk: Option<kmslab_core::wire::FrameKey>,
 }
 
 impl FleetConfig {
@@ -158,6 +160,7 @@ impl FleetConfig {
             clock_offset_ms: 0,
             name_prefix: "FLEET-".into(),
             request_events: false,
+            psk: None,
         }
     }
 }
@@ -726,8 +729,9 @@ impl Driver {
                     let (dns, timeouts, ttl, cache, tx) =
                         (self.config.dns, self.config.timeouts, self.config.srv_cache, Arc::clone(&self.addr_cache), self.done_tx.clone());
                     let index = i as u32;
+                    let psk = self.config.psk.clone();
                     tokio::spawn(async move {
-                        let outcome = exchange(&dns, &cache, ttl, &host, request, timeouts).await;
+                        let outcome = exchange(&dns, &cache, ttl, &host, request, timeouts, psk.as_ref()).await;
                         let _ = tx.send(Done::Exchange { index, generation, attempt, outcome });
                     });
                     break;
@@ -795,6 +799,7 @@ async fn exchange(
     host: &HostAddr,
     request: Request,
     timeouts: NetTimeouts,
+    psk: Option<&kmslab_core::wire::FrameKey>,
 ) -> HostOutcome {
     let literal = host.host.parse::<IpAddr>().ok().map(|ip| vec![ip]);
     let cached = literal
@@ -821,14 +826,15 @@ async fn exchange(
                 let _ = stream.set_nodelay(true);
                 let work = async {
                     let mut buf = Vec::with_capacity(512);
-                    write_message(&mut stream, &Message::Request(request), &mut buf).await?;
-                    read_message(&mut stream, &mut buf).await
+                    write_message_with(&mut stream, &Message::Request(request), &mut buf, psk).await?;
+                    read_message_with(&mut stream, &mut buf, psk).await
                 };
                 return match tokio::time::timeout(timeouts.response, work).await {
                     Err(_) => HostOutcome::Unreachable(HResult::TIMEOUT),
                     Ok(Ok(Some(Message::Response(r)))) => HostOutcome::Response(r),
                     Ok(Ok(Some(Message::Error(e)))) => HostOutcome::Refused(e),
                     Ok(Ok(Some(Message::Request(_)) | None)) => HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED),
+                    Ok(Err(FrameError::Decode(e))) if e.is_auth() => HostOutcome::Unreachable(HResult::FRAME_AUTH_FAILED),
                     Ok(Err(FrameError::Decode(_))) => HostOutcome::Unreachable(HResult::INVALID_DATA),
                     Ok(Err(_)) => HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED),
                 };

@@ -65,6 +65,9 @@ pub struct FleetArgs {
     /// Print the JSON summary as the last line of stdout.
     #[arg(long)]
     pub json: bool,
+    /// Pre-shared key file of hosts started with --psk: requests carry a MAC, answers must.
+    #[arg(long, value_name = "FILE")]
+    pub psk: Option<std::path::PathBuf>,
 }
 
 fn usage(msg: String) -> anyhow::Result<ExitCode> {
@@ -108,6 +111,12 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<ExitCode> {
     config.seed = args.seed;
     config.concurrency = args.concurrency;
     config.srv_cache = Duration::from_millis(args.srv_cache_ms);
+    if let Some(path) = &args.psk {
+        match kmslab_runtime::psk::load(path) {
+            Ok(key) => config.psk = Some(key),
+            Err(e) => return usage(format!("--psk {e}")),
+        }
+    }
 
     let shutdown = CancellationToken::new();
     let start = clock.now();

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "kmslab", version, about = "The kmslab lab tool")]
+#[command(name = "kmslab", version = kmslab_runtime::VERSION, about = "The kmslab lab tool")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

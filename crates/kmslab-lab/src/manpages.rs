@@ -56,7 +56,7 @@ pub fn completions(args: CompletionsArgs, kmslab: Command) -> anyhow::Result<Exi
 pub fn man(args: ManArgs, kmslab: Command) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
     for cmd in commands(kmslab) {
-        let cmd = cmd.version(env!("CARGO_PKG_VERSION"));
+        let cmd = cmd.version(kmslab_runtime::VERSION);
         // generate_to writes the page of the command and one per subcommand (kmslab-sim.1, ...).
         clap_mangen::generate_to(cmd, &args.out_dir).with_context(|| format!("writing man pages to {}", args.out_dir.display()))?;
     }

@@ -136,14 +136,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     config.dns = DnsServerChoice::Server(dns.addr());
     config.seed = args.seed;
     config.name_prefix = "WS-".into();
-    let until = duration_ms.map(|d| clock.now().plus_ms(d));
+    // One start instant for the end time and the day count, so `--duration 2d` reports 2 days.
+    let started = clock.now();
+    let until = duration_ms.map(|d| started.plus_ms(d));
     let mut fleet = Fleet::start(config, until, shutdown.clone());
     println!("{} client machines discovering _vlmcs._tcp.{ZONE}; time runs {}x (Ctrl-C stops)", args.clients, args.time_scale);
 
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let progress = Progress::new();
-    let started = clock.now();
     let stats = Arc::clone(fleet.stats());
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     {

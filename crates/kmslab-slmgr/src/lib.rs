@@ -26,7 +26,7 @@ pub fn command() -> Command {
     // clap wants 'static names; this description is built once per process.
     let verbs: Vec<&'static str> = verbs.into_iter().map(|v| &*Box::leak(format!("/{v}").into_boxed_str())).collect();
     Command::new("slmgr")
-        .version(env!("CARGO_PKG_VERSION"))
+        .version(kmslab_runtime::VERSION)
         .about("Manage kmslab KMS hosts and clients with the verbs of Windows' slmgr.vbs")
         .long_about(
             "slmgr talks to a kmslab daemon's admin API: the local client daemon by default \

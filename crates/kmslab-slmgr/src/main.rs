@@ -41,7 +41,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             "-V" | "--version" => {
-                println!("slmgr (kmslab) {}", env!("CARGO_PKG_VERSION"));
+                println!("slmgr {}", kmslab_runtime::VERSION);
                 return ExitCode::SUCCESS;
             }
             _ => rest.push(a),

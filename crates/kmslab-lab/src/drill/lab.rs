@@ -1,14 +1,16 @@
 //! The pieces a drill builds its lab from: in-process KMS hosts (`kmslab_host::run` on
-//! 127.0.0.1, port 0, a temporary data directory), the embedded DNS server, SRV publishing
-//! with `kmslab_dns::Publisher`, a "firewall" port and `/dli`-like renderings.
+//! 127.0.0.1, port 0, a temporary data directory) that publish their own SRV records
+//! ([`LabDns::host_publishing`]), the embedded DNS server, a "firewall" port and
+//! `/dli`-like renderings of what the hosts report (status, events 12293/12294).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use kmslab_core::Timestamp;
+use kmslab_core::events::{DNS_PUBLISH_FAILED, DNS_PUBLISH_SUCCEEDED};
 use kmslab_core::hostaddr::HostAddr;
+use kmslab_core::{HResult, Timestamp};
 use kmslab_dns::{LabDnsConfig, LabDnsServer, PublishZone, Publisher, PublisherConfig, TsigKey};
 use kmslab_host::HostConfig;
 use kmslab_runtime::SimClock;
@@ -136,6 +138,81 @@ impl LabHost {
     pub async fn current_count(&self) -> u64 {
         self.status().await.map(|s| windows_count(&s)).unwrap_or(0)
     }
+
+    /// The host's own DNS publishing state for [`ZONE`]: the `dns.zones[]` entry of its
+    /// `/api/v1/status` (`Null` before the first attempt or without an answer).
+    pub async fn dns_zone(&self) -> Value {
+        let status = self.status().await.unwrap_or(Value::Null);
+        status["dns"]["zones"].as_array().and_then(|zones| zones.iter().find(|z| z["zone"] == ZONE)).cloned().unwrap_or(Value::Null)
+    }
+
+    /// The host's events 12293 and 12294 from its registry (`/api/v1/events`), oldest first.
+    pub async fn dns_events(&self) -> Vec<Value> {
+        let mut events = Vec::new();
+        for id in [DNS_PUBLISH_FAILED, DNS_PUBLISH_SUCCEEDED] {
+            if let Ok(v) = http_get_json(self.admin, &format!("/api/v1/events?id={id}")).await {
+                events.extend(v["events"].as_array().cloned().unwrap_or_default());
+            }
+        }
+        events.sort_by_key(|e| e["seq"].as_u64().unwrap_or(0));
+        events
+    }
+
+    /// What the host itself reports about its DNS publishing: the `dns` object of its
+    /// status and its last `last` events 12293/12294, as lines.
+    pub async fn dns_lines(&self, last: usize) -> Vec<String> {
+        let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+        let mut lines = Vec::new();
+        let z = self.dns_zone().await;
+        if z.is_null() {
+            lines.push(format!("{}: /api/v1/status dns: no attempt in {ZONE} yet", self.name));
+        } else {
+            let mut line = format!(
+                "{}: /api/v1/status dns.zones[{ZONE}]: result {}, hresult {}, successes {}, failures {}",
+                self.name,
+                text(&z["result"]),
+                text(&z["hresult"]),
+                z["successes"],
+                z["failures"]
+            );
+            if z["message"].as_str().is_some_and(|m| !m.is_empty()) {
+                line.push_str(&format!(", message {:?}", text(&z["message"])));
+            }
+            lines.push(line);
+        }
+        let events = self.dns_events().await;
+        let skip = events.len().saturating_sub(last);
+        for e in &events[skip..] {
+            lines.push(dns_event_line(&self.name, e));
+        }
+        lines
+    }
+}
+
+/// One event 12293/12294 of `/api/v1/events` as an Event Viewer line.
+pub fn dns_event_line(host: &str, e: &Value) -> String {
+    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    let f = &e["fields"];
+    if e["event_id"] == DNS_PUBLISH_FAILED {
+        let result = text(&f["result"]);
+        let name = HResult::parse(&result).map_or("", |h| h.name());
+        format!(
+            "Event 12293 (DNS publishing failed) on {host} at {}: result {result} {name}, domain {}: {}",
+            text(&e["time"]),
+            text(&f["domain"]),
+            text(&f["error"])
+        )
+    } else {
+        format!(
+            "Event 12294 (DNS publishing succeeded) on {host} at {}: domain {}, SRV priority {} weight {} port {} target {}",
+            text(&e["time"]),
+            text(&f["domain"]),
+            f["priority"],
+            f["weight"],
+            f["port"],
+            text(&f["target"])
+        )
+    }
 }
 
 /// A stopped host that can be started again on the same port and data directory.
@@ -197,7 +274,25 @@ impl LabDns {
         self.server.local_addr()
     }
 
-    /// Publishes `host`'s SRV record (and its A record) signed with `key` (None: unsigned).
+    /// Makes the host named `name` publish itself into this server, as `kms-host
+    /// --dns-server ADDR --dns-zone lab.test,PRIORITY --dns-hostname NAME.lab.test
+    /// --dns-address 127.0.0.1 [--tsig-key-file ...]` would: `key` None sends unsigned
+    /// updates (which this server refuses). Records stay when the host stops
+    /// (no `--unpublish-on-exit`).
+    pub fn host_publishing(&self, c: &mut HostConfig, name: &str, priority: u16, key: Option<TsigKey>) {
+        c.dns.server = Some(self.addr());
+        c.dns.zones = vec![PublishZone { zone: ZONE.into(), priority, weight: 0 }];
+        c.dns.hostname = Some(format!("{name}.{ZONE}"));
+        c.dns.address = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        c.dns.tsig = key;
+        c.dns.ttl = 60;
+        c.dns.publish = true;
+        c.dns.unpublish_on_exit = false;
+    }
+
+    /// Publishes `host`'s SRV record (and its A record) signed with `key` (None: unsigned)
+    /// on the host's behalf, for tests of hosts started without DNS settings. The drills do
+    /// not use it: their hosts publish themselves ([`LabDns::host_publishing`]).
     /// Returns the event the host would log: 12294 on success, 12293 with the HRESULT.
     pub async fn publish(&self, host: &LabHost, key: Option<TsigKey>) -> Result<String, String> {
         let publisher = self.publisher(host, key).map_err(|e| format!("{e}"))?;

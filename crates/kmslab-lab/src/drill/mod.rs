@@ -7,8 +7,15 @@
 //! event, the `/dli` lines), applies the fix and prints the outcome. It passes only if the
 //! symptom and the outcome are the expected ones; `kmslab drill` then exits 0, else 1.
 //!
-//! SRV records are published by the drill itself with `kmslab_dns::Publisher`, as the host
-//! would: kms-host's own DNS publishing was being added while the drills were written.
+//! SRV records are published by the hosts themselves (`HostConfig.dns`, as `kms-host
+//! --dns-server ... --dns-zone lab.test --dns-hostname kmsN.lab.test [--tsig-key-file ...]`):
+//! the embedded DNS server accepts only updates signed with its key, so a host without it
+//! (or with another key) gets its updates refused. The 12293/12294 lines a drill prints and
+//! checks are the host's own: the `dns.zones[]` entry of its `/api/v1/status` (result,
+//! hresult, message) and the events in its registry (`/api/v1/events?id=12293`). A fix that
+//! gives a host the key restarts it with the key on the same port and data directory, as an
+//! administrator would restart the service after adding `--tsig-key-file`. Hosts run without
+//! `--unpublish-on-exit`, so a host that stops leaves its record behind.
 
 pub mod lab;
 mod scenarios;
@@ -29,8 +36,11 @@ pub const DRILLS: &[(&str, &str)] = &[
     ("below-threshold", "20 Windows 7 machines, count below 25: 0xC004F038 until more machines join"),
     ("cloned-cmid", "cloned machines share a CMID and are counted once: 0xC004F038; fix: slmgr /rearm"),
     ("host-failover", "the KMS host dies; auto-discovery moves on, a client pinned with /skms does not until changed"),
-    ("dns-refused", "the host cannot create its SRV record (12293); clients get 0x8007232B; fix: allow the update"),
-    ("second-host-srv", "the second host lacks permission on the SRV record; when the first fails: 0xC004F074"),
+    ("dns-refused", "the host cannot create its SRV record (12293); clients get 0x8007232B; fix: give the host the zone's key"),
+    (
+        "second-host-srv",
+        "the second host lacks permission on the SRV record (12293); when the first fails: 0xC004F074; fix: give it the key",
+    ),
     ("port-blocked", "TCP port of the host blocked: 0x800706BA per request, 0xC004F074 per attempt; fix: open it"),
     ("time-skew", "client clock 5 hours ahead: 0xC004F06C; fix: correct the clock"),
     ("unactivated-host", "the KMS host itself is not activated: 0xC004F041; fix: activate the host"),

@@ -4,13 +4,15 @@
 use std::sync::Arc;
 
 use kmslab_core::catalog::Catalog;
+use kmslab_core::events::{DNS_PUBLISH_FAILED, DNS_PUBLISH_SUCCEEDED};
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::{HResult, LicenseStatus};
 use kmslab_dns::{DnsServerChoice, TsigKey};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::lab::{BlockedPort, LabDns, LabHost, LabTime, ZONE};
-use super::{Transcript, wait_for};
+use super::{Transcript, WAIT, wait_for};
 use crate::engine::{Fleet, FleetConfig, MachineView, ProductMix, Target};
 
 const WIN7: &str = "win7-enterprise";
@@ -44,6 +46,29 @@ fn all_licensed_by(ms: &[MachineView], host: Option<&HostAddr>) -> bool {
 
 fn dns_target(dns: &LabDns, c: &mut FleetConfig) {
     c.dns = DnsServerChoice::Server(dns.addr());
+}
+
+/// Waits until the host's own last publishing attempt in [`ZONE`] has `result` ("success"
+/// or "failure") on its `/api/v1/status` (or [`WAIT`] passed); returns whether it did and
+/// the zone's state. The host commits the event 12293/12294 before its status shows it.
+async fn wait_dns(host: &LabHost, result: &str) -> (bool, Value) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let zone = host.dns_zone().await;
+        if zone["result"] == result {
+            return (true, zone);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return (false, zone);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// True when `events` (from [`LabHost::dns_events`]) hold event `id`, with HRESULT `result`
+/// when given.
+fn has_event(events: &[Value], id: u32, result: Option<&str>) -> bool {
+    events.iter().any(|e| e["event_id"] == id && result.is_none_or(|r| e["fields"]["result"] == r))
 }
 
 /// Count below the threshold: too few distinct machines.
@@ -108,9 +133,11 @@ pub(crate) async fn cloned_cmid(t: &mut Transcript, time: LabTime) -> anyhow::Re
 /// The host dies; discovering clients move on, pinned ones do not.
 pub(crate) async fn host_failover(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
     let dns = LabDns::start().await?;
-    let kms1 = LabHost::start("kms1", time, |_| {}).await?;
-    let published = dns.publish(&kms1, Some(dns.key.clone())).await;
-    t.say(format!("  {}", published.as_ref().unwrap_or_else(|e| e)));
+    // Without --unpublish-on-exit (the default): a host that dies leaves its record behind.
+    let kms1 = LabHost::start("kms1", time, |c| dns.host_publishing(c, "kms1", 0, Some(dns.key.clone()))).await?;
+    let (published, _) = wait_dns(&kms1, "success").await;
+    t.block(&kms1.dns_lines(1).await);
+    t.check(published, "kms1 publishes its own SRV record: 12294");
     let kms1_addr = kms1.dns_addr();
     let auto = fleet(time, 25, WIN7, Target::Discover(ZONE.into()), "AUTO", |c| dns_target(&dns, c));
     let pinned = fleet(time, 5, WIN7, Target::Manual(kms1_addr.clone()), "PINNED", |c| dns_target(&dns, c));
@@ -119,11 +146,17 @@ pub(crate) async fn host_failover(t: &mut Transcript, time: LabTime) -> anyhow::
     t.check(a && p, format!("30 machines Licensed by {kms1_addr} (25 discover it through DNS, 5 pinned with /skms)"));
     t.section("Failure: kms1 dies; replacement kms2 (new name, new port) publishes itself; kms1's stale record stays");
     kms1.stop().await;
-    let kms2 = LabHost::start("kms2", time, |_| {}).await?;
-    let published = dns.publish(&kms2, Some(dns.key.clone())).await;
-    t.say(format!("  {}", published.as_ref().unwrap_or_else(|e| e)));
+    let kms2 = LabHost::start("kms2", time, |c| dns.host_publishing(c, "kms2", 0, Some(dns.key.clone()))).await?;
+    let (published, _) = wait_dns(&kms2, "success").await;
+    t.block(&kms2.dns_lines(1).await);
     t.say("  nslookup -type=srv _vlmcs._tcp.lab.test:");
-    t.block(&dns.srv_lines().await);
+    let srv = dns.srv_lines().await;
+    t.block(&srv);
+    t.check(published, "kms2 publishes its own SRV record: 12294");
+    t.check(
+        srv.iter().any(|l| l.contains("kms1.")) && srv.iter().any(|l| l.contains("kms2.")),
+        "DNS lists kms2 and the stale record of kms1 (which had no --unpublish-on-exit)",
+    );
     let kms2_addr = kms2.dns_addr();
     t.say("  (every machine runs slmgr /ato instead of waiting 7 days for its renewal)");
     auto.activate_now(0..25);
@@ -160,28 +193,42 @@ pub(crate) async fn host_failover(t: &mut Transcript, time: LabTime) -> anyhow::
 /// The host's SRV registration is refused; clients find no record.
 pub(crate) async fn dns_refused(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
     let dns = LabDns::start().await?;
-    let kms1 = LabHost::start("kms1", time, |_| {}).await?;
+    t.say(format!(
+        "  kms1 runs with --dns-server {} --dns-zone {ZONE} --dns-hostname kms1.{ZONE} and no TSIG key: its dynamic updates are unsigned, the zone accepts only updates signed with {}",
+        dns.addr(),
+        dns.key.name
+    ));
+    let kms1 = LabHost::start("kms1", time, |c| dns.host_publishing(c, "kms1", 0, None)).await?;
     t.section("Symptom");
-    t.say("  kms1 registers _vlmcs._tcp.lab.test with an unsigned dynamic update; the zone only allows signed ones:");
-    let refused = dns.publish(&kms1, None).await;
-    t.say(format!("  {}", refused.as_ref().unwrap_or_else(|e| e)));
+    let (refused, zone) = wait_dns(&kms1, "failure").await;
+    t.say("  kms1's own report (status and Event Viewer):");
+    t.block(&kms1.dns_lines(2).await);
+    let events = kms1.dns_events().await;
     let f = fleet(time, 5, SERVER, Target::Discover(ZONE.into()), "SRV", |c| dns_target(&dns, c));
     let (ok, ms) = wait_for(&f, |ms| all_result(ms, HResult::DNS_NAME_ERROR)).await;
     t.machine(&ms[0]);
     t.say("  nslookup -type=srv _vlmcs._tcp.lab.test:");
     t.block(&dns.srv_lines().await);
-    t.check(refused.as_ref().is_err_and(|e| e.contains("12293") && e.contains("0x8007232A")), "the host logs 12293 (0x8007232A)");
+    t.check(refused && zone["hresult"] == "0x8007232A", "kms1's status shows its update refused: result failure, hresult 0x8007232A");
+    t.check(
+        has_event(&events, DNS_PUBLISH_FAILED, Some("0x8007232A")) && !has_event(&events, DNS_PUBLISH_SUCCEEDED, None),
+        "kms1 logged 12293 (0x8007232A) and no 12294",
+    );
     t.check(ok, "every client reports 0x8007232B DNS_ERROR_RCODE_NAME_ERROR");
-    t.section("Fix: allow the host to update the zone (here: sign the update with the zone's key), publish again, slmgr /ato");
-    let published = dns.publish(&kms1, Some(dns.key.clone())).await;
-    t.say(format!("  {}", published.as_ref().unwrap_or_else(|e| e)));
+    t.section(format!("Fix: give kms1 the zone's update key (--tsig-key-file with {}), restart kms-host, slmgr /ato", dns.key.name));
+    let key = dns.key.clone();
+    let kms1 = kms1.stop().await.restart(|c| c.dns.tsig = Some(key)).await?;
+    let (published, _) = wait_dns(&kms1, "success").await;
+    t.block(&kms1.dns_lines(2).await);
+    let events = kms1.dns_events().await;
+    t.say("  nslookup -type=srv _vlmcs._tcp.lab.test:");
     t.block(&dns.srv_lines().await);
     f.activate_now(0..5);
     t.section("Outcome");
-    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, None)).await;
+    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, Some(&kms1.dns_addr()))).await;
     t.machine(&ms[0]);
-    t.check(published.is_ok(), "the host logs 12294");
-    t.check(ok, "all 5 machines Licensed through discovery");
+    t.check(published && has_event(&events, DNS_PUBLISH_SUCCEEDED, None), "kms1's status shows success and it logged 12294");
+    t.check(ok, "all 5 machines Licensed by kms1 found through discovery");
     t.stop(f).await;
     kms1.stop().await;
     let _ = dns.server.shutdown().await;
@@ -191,14 +238,16 @@ pub(crate) async fn dns_refused(t: &mut Transcript, time: LabTime) -> anyhow::Re
 /// Only the first host can write the SRV record.
 pub(crate) async fn second_host_srv(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
     let dns = LabDns::start().await?;
-    let kms1 = LabHost::start("kms1", time, |_| {}).await?;
-    let kms2 = LabHost::start("kms2", time, |_| {}).await?;
-    let first = dns.publish(&kms1, Some(dns.key.clone())).await;
-    t.say(format!("  {}", first.as_ref().unwrap_or_else(|e| e)));
-    // kms2 holds a key the zone does not grant update rights to.
-    let other_key = TsigKey::generate("kms2-key").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let second = dns.publish(&kms2, Some(other_key)).await;
-    t.say(format!("  {}", second.as_ref().unwrap_or_else(|e| e)));
+    t.say("  kms1 publishes with the zone's update key (SRV priority 0); kms2, the standby (priority 10), holds kms2-key, which the zone does not accept");
+    let kms1 = LabHost::start("kms1", time, |c| dns.host_publishing(c, "kms1", 0, Some(dns.key.clone()))).await?;
+    let kms2_key = TsigKey::generate("kms2-key").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let kms2 = LabHost::start("kms2", time, |c| dns.host_publishing(c, "kms2", 10, Some(kms2_key))).await?;
+    let (first, _) = wait_dns(&kms1, "success").await;
+    let (refused, zone2) = wait_dns(&kms2, "failure").await;
+    t.block(&kms1.dns_lines(1).await);
+    t.block(&kms2.dns_lines(1).await);
+    let events2 = kms2.dns_events().await;
+    t.check(first, "kms1 publishes itself: 12294");
     let f = fleet(time, 6, SERVER, Target::Discover(ZONE.into()), "SRV2", |c| dns_target(&dns, c));
     let (ok, _) = wait_for(&f, |ms| all_licensed_by(ms, Some(&kms1.dns_addr()))).await;
     t.check(ok, "6 servers Licensed by kms1, the only host in DNS");
@@ -212,18 +261,32 @@ pub(crate) async fn second_host_srv(t: &mut Transcript, time: LabTime) -> anyhow
     t.say("  nslookup -type=srv _vlmcs._tcp.lab.test:");
     let srv = dns.srv_lines().await;
     t.block(&srv);
-    t.check(second.as_ref().is_err_and(|e| e.contains("12293")), "kms2 logs 12293: no permission on the record");
-    t.check(!srv.iter().any(|l| l.contains("kms2")), "DNS lists kms1 only");
+    t.check(
+        refused && zone2["hresult"] == "0x8007232A" && has_event(&events2, DNS_PUBLISH_FAILED, Some("0x8007232A")),
+        "kms2 reports its update refused (status failure 0x8007232A) and logged 12293: no permission on the record",
+    );
+    t.check(srv.iter().any(|l| l.contains("kms1.")) && !srv.iter().any(|l| l.contains("kms2")), "DNS lists kms1 only");
     t.check(ok, "the clients fail with 0xC004F074 although kms2 is running");
-    t.section("Fix: give kms2 permission on the record (here: the zone's update key), it publishes, slmgr /ato");
-    let second = dns.publish(&kms2, Some(dns.key.clone())).await;
-    t.say(format!("  {}", second.as_ref().unwrap_or_else(|e| e)));
-    t.block(&dns.srv_lines().await);
+    t.section(format!(
+        "Fix: give kms2 permission on the record (--tsig-key-file with the zone's key {}), restart kms-host on kms2, slmgr /ato",
+        dns.key.name
+    ));
+    let key = dns.key.clone();
+    let kms2 = kms2.stop().await.restart(|c| c.dns.tsig = Some(key)).await?;
+    let (second, _) = wait_dns(&kms2, "success").await;
+    t.block(&kms2.dns_lines(2).await);
+    let events2 = kms2.dns_events().await;
+    t.say("  nslookup -type=srv _vlmcs._tcp.lab.test:");
+    let srv = dns.srv_lines().await;
+    t.block(&srv);
     f.activate_now(0..6);
     t.section("Outcome");
     let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, Some(&kms2_addr))).await;
     t.machine(&ms[0]);
-    t.check(second.is_ok(), "kms2 logs 12294");
+    t.check(
+        second && has_event(&events2, DNS_PUBLISH_SUCCEEDED, None) && srv.iter().any(|l| l.contains("kms2.")),
+        "kms2 publishes itself: 12294, its record is in DNS",
+    );
     t.check(ok, format!("all 6 servers are activated by {kms2_addr}"));
     t.stop(f).await;
     kms2.stop().await;

@@ -1,0 +1,139 @@
+//! Shell completions, man pages and `scripts/install.sh`: what `kmslab completions`,
+//! `kmslab man` and the install script produce mentions every binary and its flags.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BINARIES: [&str; 4] = ["kms-host", "kms-client", "slmgr", "kmslab"];
+
+fn kmslab(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kmslab")).args(args).output().unwrap();
+    assert!(out.status.success(), "kmslab {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Roff writes `--dns-zone` as `\-\-dns\-zone`.
+fn unroff(page: &str) -> String {
+    page.replace("\\-", "-")
+}
+
+/// Checks one shell's completion text for every binary and a few flags of each.
+fn check_completions(shell: &str, text: &str) {
+    for bin in BINARIES {
+        assert!(text.contains(bin), "{shell} completions do not mention {bin}");
+    }
+    for flag in ["dns-zone", "time-scale", "data-dir", "state-dir", "admin-token", "out-dir"] {
+        assert!(text.contains(flag), "{shell} completions do not mention --{flag}");
+    }
+}
+
+#[test]
+fn completions_cover_every_binary_for_bash_zsh_and_fish() {
+    for shell in ["bash", "zsh", "fish"] {
+        check_completions(shell, &kmslab(&["completions", shell]));
+    }
+}
+
+#[test]
+fn man_pages_for_every_binary_and_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man");
+    kmslab(&["man", "--out-dir", out.to_str().unwrap()]);
+    check_man_pages(&out);
+}
+
+fn check_man_pages(dir: &Path) {
+    for bin in BINARIES {
+        let page = unroff(&read(&dir.join(format!("{bin}.1"))));
+        assert!(page.contains(".TH"), "{bin}.1 is not a man page");
+        assert!(page.contains(kmslab_runtime::VERSION), "{bin}.1 lacks the version");
+    }
+    for sub in ["up", "fleet", "sim", "drill", "dns", "bench"] {
+        assert!(dir.join(format!("kmslab-{sub}.1")).exists(), "no kmslab-{sub}.1");
+    }
+    let host = unroff(&read(&dir.join("kms-host.1")));
+    for flag in ["--dns-zone", "--listen", "--data-dir", "--activation-interval", "--time-scale"] {
+        assert!(host.contains(flag), "kms-host.1 lacks {flag}");
+    }
+    let client = unroff(&read(&dir.join("kms-client.1")));
+    for flag in ["--product", "--kms", "--domain", "--state-dir"] {
+        assert!(client.contains(flag), "kms-client.1 lacks {flag}");
+    }
+    let slmgr = unroff(&read(&dir.join("slmgr.1")));
+    for verb in ["/dli", "/dlv", "/skms", "/ckms", "/sai", "/sri", "/sprt", "/sdns", "/cdns", "/spri", "/cpri", "/explain"] {
+        assert!(slmgr.contains(verb), "slmgr.1 lacks {verb}");
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).unwrap().to_path_buf()
+}
+
+/// The directory holding the freshly built binaries (target/debug), with the three that
+/// are not this package's built if `cargo test -p kmslab-lab` did not build them.
+fn built_binaries() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_kmslab")).parent().unwrap().to_path_buf();
+    if BINARIES.iter().any(|b| !dir.join(b).exists()) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--bins", "-p", "kmslab-host", "-p", "kmslab-client", "-p", "kmslab-slmgr"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the binaries failed");
+    }
+    dir
+}
+
+#[test]
+fn install_script_installs_binaries_man_pages_completions_and_units() {
+    let from = built_binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("prefix");
+    let staging = dir.path().join("staging");
+    // DESTDIR keeps --systemd's /etc/systemd/system inside the temp dir.
+    let out = Command::new("bash")
+        .arg(workspace_root().join("scripts/install.sh"))
+        .args(["--no-build", "--systemd", "--from", from.to_str().unwrap(), prefix.to_str().unwrap()])
+        .env("DESTDIR", &staging)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "install.sh: {}", String::from_utf8_lossy(&out.stderr));
+    let root = staging.join(prefix.strip_prefix("/").unwrap());
+    for bin in BINARIES {
+        let installed = root.join("bin").join(bin);
+        let version = Command::new(&installed).arg("--version").output().unwrap();
+        assert!(String::from_utf8_lossy(&version.stdout).contains(kmslab_runtime::VERSION), "{}", installed.display());
+    }
+    check_completions("bash", &(BINARIES.map(|b| read(&root.join("share/bash-completion/completions").join(b))).concat()));
+    check_completions("zsh", &(BINARIES.map(|b| read(&root.join("share/zsh/site-functions").join(format!("_{b}")))).concat()));
+    check_completions("fish", &(BINARIES.map(|b| read(&root.join("share/fish/vendor_completions.d").join(format!("{b}.fish")))).concat()));
+    check_man_pages(&root.join("share/man/man1"));
+    assert!(root.join("share/doc/kmslab/operations.md").exists());
+    for unit in ["kms-host.service", "kms-client.service"] {
+        let text = read(&staging.join("etc/systemd/system").join(unit));
+        let exec = format!("ExecStart={}/bin/", prefix.display());
+        assert!(text.contains(&exec), "{unit} does not run the installed binary: {text}");
+        assert!(text.contains("Type=notify"), "{unit}");
+    }
+}
+
+#[test]
+fn install_script_leaves_systemd_alone_without_the_flag() {
+    let from = built_binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let staging = dir.path().join("staging");
+    let out = Command::new("bash")
+        .arg(workspace_root().join("scripts/install.sh"))
+        .args(["--no-build", "--from", from.to_str().unwrap(), "/usr/local"])
+        .env("DESTDIR", &staging)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "install.sh: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(staging.join("usr/local/bin/kms-host").exists());
+    assert!(!staging.join("etc").exists(), "units installed without --systemd");
+}
