@@ -67,7 +67,7 @@ pub async fn run(args: DnsArgs) -> anyhow::Result<ExitCode> {
         }
         out.flush()?;
     }
-    wait_for_signal().await;
+    kmslab_runtime::signal::shutdown_requested().await;
     let result = server.shutdown().await;
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);
@@ -92,19 +92,4 @@ fn stored_or_new_key(dir: &Path, save: bool) -> anyhow::Result<TsigKey> {
         }
     }
     Ok(key)
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

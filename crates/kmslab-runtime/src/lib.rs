@@ -8,6 +8,7 @@ pub mod framed;
 pub mod logging;
 pub mod notify;
 pub mod psk;
+pub mod signal;
 
 pub use clock::SimClock;
 
