@@ -37,6 +37,11 @@ pub struct BenchArgs {
     /// Also bench a minimal echo server with the same frame sizes and print the ratio.
     #[arg(long)]
     baseline: bool,
+    /// With --baseline: also bench a durable echo server, which answers each frame only
+    /// after appending it to a file and fdatasync-ing (group commit), the floor of any
+    /// server that stores each request before answering.
+    #[arg(long, requires = "baseline")]
+    durable_baseline: bool,
     /// Cap the offered load at this many requests per second in all (0 = as fast as possible).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
@@ -105,8 +110,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let ours = load(args.target, &args, &template, psk).await;
     let mut baseline = None;
     if args.baseline {
-        let echo = start_echo_server().await?;
+        let echo = start_echo_server(None).await?;
         baseline = Some(load(echo, &args, &template, None).await);
+    }
+    let mut durable = None;
+    if args.durable_baseline {
+        let dir = tempfile::tempdir_in(std::env::current_dir().unwrap_or_else(|_| std::env::temp_dir()))
+            .context("a scratch directory for the durable echo server's file")?;
+        let echo = start_echo_server(Some(dir.path().join("durable-echo.log"))).await?;
+        durable = Some((load(echo, &args, &template, None).await, dir));
     }
     if ours.ok == 0 && !ours.errors.is_empty() && !args.json {
         eprintln!("kmslab bench: every request failed");
@@ -135,6 +147,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         );
         json["baseline_rate"] = serde_json::json!(round2(b.rate()));
         json["ratio"] = serde_json::json!(round3(ratio));
+        if let Some((d, _dir)) = &durable {
+            println!(
+                "durable echo server (fdatasync per batch): {:.0} requests/s, p50 {:.3} ms, p99 {:.3} ms; durable-echo/baseline ratio {:.2}, kmslab/durable-echo ratio {:.2}",
+                d.rate(),
+                d.percentile_ms(0.5),
+                d.percentile_ms(0.99),
+                d.rate() / b.rate().max(1e-9),
+                ours.rate() / d.rate().max(1e-9)
+            );
+            json["durable_baseline_rate"] = serde_json::json!(round2(d.rate()));
+            json["durable_ratio"] = serde_json::json!(round3(ours.rate() / d.rate().max(1e-9)));
+        }
     }
     if args.json {
         println!("{json}");
@@ -241,7 +265,11 @@ async fn one_request(
 /// A minimal tokio server that reads request frames and answers each with a response frame
 /// of the size kms-host sends, doing nothing else. It runs on its own two-thread runtime,
 /// like a separate process would, so it does not share the load generator's workers.
-async fn start_echo_server() -> anyhow::Result<SocketAddr> {
+///
+/// With `durable`, each request frame is first appended to that file by one writer thread
+/// that takes every frame queued, writes them, calls `fdatasync` once and only then lets
+/// their answers go: the least any server does that answers only after storing a request.
+async fn start_echo_server(durable: Option<std::path::PathBuf>) -> anyhow::Result<SocketAddr> {
     let answer = wire::encode_to_vec(&Message::Response(Response {
         protocol: KMS_PROTOCOL_V4,
         epid: "55041-00168-305-123456-03-1033-7600.0000-0012026".into(),
@@ -251,6 +279,10 @@ async fn start_echo_server() -> anyhow::Result<SocketAddr> {
         activation_interval: 120,
         renewal_interval: 10_080,
     }))?;
+    let journal = match durable {
+        None => None,
+        Some(path) => Some(start_durable_writer(&path)?),
+    };
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;
@@ -262,6 +294,7 @@ async fn start_echo_server() -> anyhow::Result<SocketAddr> {
                 let Ok((mut s, _)) = listener.accept().await else { continue };
                 let _ = s.set_nodelay(true);
                 let answer = answer.clone();
+                let journal = journal.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; wire::MAX_FRAME_LEN];
                     loop {
@@ -269,8 +302,14 @@ async fn start_echo_server() -> anyhow::Result<SocketAddr> {
                             return;
                         }
                         let len = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]) as usize;
-                        if len > wire::MAX_BODY_LEN || s.read_exact(&mut buf[..len]).await.is_err() {
+                        if len > wire::MAX_BODY_LEN || s.read_exact(&mut buf[wire::HEADER_LEN..wire::HEADER_LEN + len]).await.is_err() {
                             return;
+                        }
+                        if let Some(journal) = &journal {
+                            let (done, stored) = tokio::sync::oneshot::channel();
+                            if journal.send((buf[..wire::HEADER_LEN + len].to_vec(), done)).is_err() || stored.await.is_err() {
+                                return;
+                            }
                         }
                         if s.write_all(&answer).await.is_err() {
                             return;
@@ -281,4 +320,34 @@ async fn start_echo_server() -> anyhow::Result<SocketAddr> {
         });
     })?;
     Ok(addr)
+}
+
+type DurableQueue = std::sync::mpsc::Sender<(Vec<u8>, tokio::sync::oneshot::Sender<()>)>;
+
+/// The durable echo server's writer thread (group commit: one fdatasync per batch).
+fn start_durable_writer(path: &std::path::Path) -> anyhow::Result<DurableQueue> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("{}", path.display()))?;
+    let (tx, rx) = std::sync::mpsc::channel::<(Vec<u8>, tokio::sync::oneshot::Sender<()>)>();
+    std::thread::Builder::new().name("bench-durable".into()).spawn(move || {
+        let mut batch = Vec::new();
+        let mut bytes = Vec::new();
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            while let Ok(more) = rx.try_recv() {
+                batch.push(more);
+            }
+            bytes.clear();
+            for (frame, _) in &batch {
+                bytes.extend_from_slice(frame);
+            }
+            if file.write_all(&bytes).and_then(|()| file.sync_data()).is_err() {
+                return; // the connections see their answers dropped
+            }
+            for (_, done) in batch.drain(..) {
+                let _ = done.send(());
+            }
+        }
+    })?;
+    Ok(tx)
 }
