@@ -54,6 +54,12 @@ impl Timestamp {
     /// The Unix epoch.
     pub const EPOCH: Timestamp = Timestamp(0);
 
+    /// The earliest timestamp RFC 3339 can write (four-digit years): 0000-01-01T00:00:00Z.
+    pub const RFC3339_MIN: Timestamp = Timestamp(-62_167_219_200_000);
+
+    /// The latest timestamp RFC 3339 can write: 9999-12-31T23:59:59.999Z.
+    pub const RFC3339_MAX: Timestamp = Timestamp(253_402_300_799_999);
+
     /// A timestamp from Unix milliseconds.
     pub const fn from_unix_ms(ms: i64) -> Self {
         Timestamp(ms)
@@ -121,7 +127,9 @@ impl Timestamp {
     }
 
     /// Parses an RFC 3339 timestamp such as `2026-01-01T00:00:00Z` or
-    /// `2026-01-01T09:30:00.250+02:00`.
+    /// `2026-01-01T09:30:00.250+02:00`. The time in UTC must be within
+    /// [`RFC3339_MIN`](Self::RFC3339_MIN)..=[`RFC3339_MAX`](Self::RFC3339_MAX), so that its
+    /// [`Display`](fmt::Display) (UTC) parses again: `0000-01-01T00:00:00+01:00` is refused.
     pub fn parse_rfc3339(input: &str) -> Result<Self, ParseTimeError> {
         let err = |reason| ParseTimeError { input: input.to_owned(), reason };
         let b = input.as_bytes();
@@ -168,7 +176,11 @@ impl Timestamp {
             _ => return Err(err("expected Z or an offset like +02:00 at the end")),
         };
         let t = Timestamp::from_civil(i64::from(year), month, day, hour, minute, second).ok_or_else(|| err("date or time out of range"))?;
-        Ok(t.plus_ms(millis - offset_ms))
+        let t = t.plus_ms(millis - offset_ms);
+        if !(Self::RFC3339_MIN..=Self::RFC3339_MAX).contains(&t) {
+            return Err(err("outside years 0000..9999 in UTC"));
+        }
+        Ok(t)
     }
 }
 
@@ -239,6 +251,20 @@ mod tests {
         for bad in ["", "2026-13-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-01-01 00:00:00", "yesterday at noon!!"] {
             let e = Timestamp::parse_rfc3339(bad).unwrap_err();
             assert!(e.to_string().contains("invalid RFC 3339"), "{e}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_covers_years_0000_to_9999_in_utc_and_no_more() {
+        for (text, limit) in [("0000-01-01T00:00:00Z", Timestamp::RFC3339_MIN), ("9999-12-31T23:59:59.999Z", Timestamp::RFC3339_MAX)] {
+            assert_eq!(Timestamp::parse_rfc3339(text).unwrap(), limit);
+            assert_eq!(limit.to_string(), text);
+        }
+        // An offset must not carry the time out of the range Display can write.
+        assert_eq!(Timestamp::parse_rfc3339("0000-01-01T01:00:00+01:00").unwrap(), Timestamp::RFC3339_MIN);
+        for bad in ["0000-01-01T00:00:00+01:00", "9999-12-31T23:59:59.999-00:01"] {
+            let e = Timestamp::parse_rfc3339(bad).unwrap_err();
+            assert!(e.to_string().contains("outside years 0000..9999"), "{e}");
         }
     }
 

@@ -19,6 +19,10 @@ pub struct SimClock {
     started: Instant,
 }
 
+/// The longest wait [`SimClock::real_duration`] returns, about 100 years: never, in
+/// practice, and still far from overflowing an `Instant`.
+pub const MAX_REAL_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// A clock setting that cannot work.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("--time-scale must be a finite number > 0 and <= 10000000, got {0}")]
@@ -54,15 +58,23 @@ impl SimClock {
         self.real_at_start_ms + self.started.elapsed().as_millis() as i64
     }
 
-    /// Simulated now.
+    /// Simulated now. It stays within the years RFC 3339 can write
+    /// ([`Timestamp::RFC3339_MIN`]..=[`Timestamp::RFC3339_MAX`]): a large scale with an
+    /// origin far in the past would otherwise overflow (`--time-scale 10000000
+    /// --time-origin 1970-01-02T00:00:00Z` is past the year 292 million and past `i64`).
     pub fn now(&self) -> Timestamp {
         let real = self.real_now_ms();
-        Timestamp::from_unix_ms(self.origin_ms + ((real - self.origin_ms) as f64 * self.scale) as i64)
+        // `as i64` saturates.
+        let ms = self.origin_ms.saturating_add(((real - self.origin_ms) as f64 * self.scale) as i64);
+        Timestamp::from_unix_ms(ms.clamp(Timestamp::RFC3339_MIN.as_unix_ms(), Timestamp::RFC3339_MAX.as_unix_ms()))
     }
 
-    /// The real duration that `sim_ms` simulated milliseconds take.
+    /// The real duration that `sim_ms` simulated milliseconds take, at most
+    /// [`MAX_REAL_DURATION`] (a tiny scale such as `1e-20` makes a simulated day longer than
+    /// any `Duration`).
     pub fn real_duration(&self, sim_ms: i64) -> Duration {
-        Duration::from_secs_f64((sim_ms.max(0) as f64 / self.scale) / 1000.0)
+        let secs = (sim_ms.max(0) as f64 / self.scale) / 1000.0;
+        Duration::try_from_secs_f64(secs).map_or(MAX_REAL_DURATION, |d| d.min(MAX_REAL_DURATION))
     }
 
     /// The tokio instant at which simulated time reaches `at` (now if already past).
@@ -92,6 +104,37 @@ mod tests {
         let target = clock.now().plus_days(1);
         clock.sleep_until(target).await;
         assert!(clock.now() >= target);
+    }
+
+    /// Found by running the host_config fuzz target on edge values: a scale and origin that
+    /// validation accepts made `now` overflow and `real_duration` panic (kms-host's DNS
+    /// republish calls both).
+    #[test]
+    fn extreme_accepted_scales_and_origins_give_a_working_clock() {
+        let day = 86_400_000;
+        let past = Timestamp::parse_rfc3339("1970-01-02T00:00:00Z").unwrap();
+        let far_past = Timestamp::parse_rfc3339("0000-01-01T00:00:00Z").unwrap();
+        let future = Timestamp::parse_rfc3339("9999-12-31T23:59:59.999Z").unwrap();
+        for (scale, origin, now) in [
+            (10_000_000.0, Some(past), Some(Timestamp::RFC3339_MAX)),
+            (10_000_000.0, Some(far_past), Some(Timestamp::RFC3339_MAX)),
+            (10_000_000.0, Some(future), Some(Timestamp::RFC3339_MIN)),
+            (1e-300, None, None),
+            (f64::MIN_POSITIVE, Some(past), None),
+        ] {
+            let clock = SimClock::new(scale, origin).unwrap();
+            let t = clock.now();
+            if let Some(now) = now {
+                assert_eq!(t, now, "{scale} {origin:?}");
+            }
+            assert!(Timestamp::parse_rfc3339(&t.to_string()).is_ok());
+            let wait = clock.real_duration(day);
+            assert!(wait <= MAX_REAL_DURATION && (scale > 1.0 || wait == MAX_REAL_DURATION), "{wait:?}");
+            let _ = clock.deadline(t.plus_ms(day));
+        }
+        // Ordinary scales are untouched.
+        let clock = SimClock::new(86_400.0, None).unwrap();
+        assert_eq!(clock.real_duration(day), Duration::from_secs(1));
     }
 
     #[test]
