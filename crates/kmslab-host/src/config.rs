@@ -35,7 +35,7 @@ pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 30;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Command-line flags of `kms-host`. Each one can also come from `KMSLAB_<NAME>`.
-#[derive(Debug, Parser)]
+#[derive(Debug, Default, Parser)]
 #[command(name = "kms-host", version = kmslab_runtime::VERSION, about = "The kmslab KMS host daemon (kmslab's own open protocol, not Microsoft's RPC)")]
 pub struct Cli {
     /// TOML configuration file (keys as the long flags, with `_` for `-`).
@@ -143,8 +143,9 @@ pub struct Cli {
     pub unpublish_on_exit: Option<String>,
 }
 
-/// The TOML file: the same settings as the flags.
-#[derive(Debug, Default, Deserialize)]
+/// The TOML file: the same settings as the flags. Read it with [`parse_file`] and check its
+/// values with [`validate_file`] (or let [`load`] do both, with the flags and environment).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     listen: Option<Vec<String>>,
@@ -295,15 +296,16 @@ enum From3 {
     File,
 }
 
-/// One setting being resolved: its flag/env/key names.
+/// One setting being resolved: its flag/env/key names. Without `matches` (see
+/// [`validate_file`]) every value comes from the file.
 struct Resolver<'a> {
-    matches: &'a ArgMatches,
+    matches: Option<&'a ArgMatches>,
     file_path: Option<&'a Path>,
 }
 
 impl Resolver<'_> {
     fn source(&self, id: &str) -> Option<From3> {
-        match self.matches.value_source(id) {
+        match self.matches?.value_source(id) {
             Some(ValueSource::CommandLine) => Some(From3::Flag),
             Some(ValueSource::EnvVariable) => Some(From3::Env),
             _ => None,
@@ -325,6 +327,22 @@ impl Resolver<'_> {
             _ => file.map(|v| (v, self.name(id, From3::File))),
         }
     }
+}
+
+/// `message` as one line: `kms-host` prints a refusal as its one output line, and messages
+/// from other crates (toml, hickory's DNS names) can carry control characters of the value
+/// they refuse. A line feed becomes a space (as before), any other control character its
+/// escape (`\r`, `\u{1b}`).
+fn one_line(message: &str) -> String {
+    let mut line = String::with_capacity(message.len());
+    for c in message.chars() {
+        match c {
+            '\n' => line.push(' '),
+            c if c.is_control() => line.extend(c.escape_default()),
+            c => line.push(c),
+        }
+    }
+    line
 }
 
 fn bad(name: &str, value: &str, why: impl std::fmt::Display) -> ConfigError {
@@ -360,18 +378,75 @@ pub enum LoadError {
     Config(ConfigError),
 }
 
+/// Parses the text of a `--config` file: TOML with the keys of [`FileConfig`], an unknown
+/// key refused by name. This checks the syntax and the types only; [`validate_file`] checks
+/// the values. Touches nothing outside (no disk, environment or network).
+pub fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
+    parse_file_at(text, None)
+}
+
+/// [`parse_file`], the error naming the file's `path` when there is one.
+fn parse_file_at(text: &str, path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let msg = one_line(e.message());
+        match path {
+            Some(path) => ConfigError(format!("invalid config file {}: {msg}", path.display())),
+            None => ConfigError(format!("invalid config file: {msg}")),
+        }
+    })
+}
+
+/// Validates the values of a config file alone, by the code [`load`] uses: the result is
+/// the configuration `kms-host --config FILE` runs with when no flag and no `KMSLAB_*`
+/// variable is set. Unlike `load` it touches nothing outside (no disk, environment or
+/// network), which makes two differences: a key naming another file (`catalog`, `psk`,
+/// `tsig_key_file`) is refused, since that file would have to be read, and there is no
+/// system host name to derive the DNS host name from (so `dns_server` needs `dns_hostname`).
+pub fn validate_file(file: FileConfig) -> Result<HostConfig, ConfigError> {
+    resolve_values(Cli::default(), None, file, None, Outside::Nothing).map_err(|e| ConfigError(one_line(&e.0)))
+}
+
+/// What resolving may consult besides the values themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outside {
+    /// The files that values name and the system host name ([`load`]).
+    System,
+    /// Nothing ([`validate_file`]).
+    Nothing,
+}
+
+impl Outside {
+    /// Refuses the value `v` of `name`, naming a file, when no file may be read.
+    fn may_read(self, name: &str, v: &str) -> Result<(), ConfigError> {
+        match self {
+            Outside::System => Ok(()),
+            Outside::Nothing => Err(bad(name, v, "names a file, which is not read when checking the config file alone")),
+        }
+    }
+}
+
 fn resolve(cli: Cli, matches: &ArgMatches) -> Result<HostConfig, ConfigError> {
-    let file: FileConfig = match &cli.config {
+    let file = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("cannot read --config {}: {e}", path.display())))?;
-            toml::from_str(&text).map_err(|e| {
-                let msg = e.message().replace('\n', " ");
-                ConfigError(format!("invalid config file {}: {msg}", path.display()))
-            })?
+            parse_file_at(&text, Some(path))?
         }
         None => FileConfig::default(),
     };
-    let r = Resolver { matches, file_path: cli.config.as_deref() };
+    let file_path = cli.config.clone();
+    resolve_values(cli, Some(matches), file, file_path.as_deref(), Outside::System).map_err(|e| ConfigError(one_line(&e.0)))
+}
+
+/// Merges the flags and environment (`cli`, `matches`) with the parsed `file` and validates
+/// every value; `file_path` names the file in errors.
+fn resolve_values(
+    cli: Cli,
+    matches: Option<&ArgMatches>,
+    file: FileConfig,
+    file_path: Option<&Path>,
+    outside: Outside,
+) -> Result<HostConfig, ConfigError> {
+    let r = Resolver { matches, file_path };
     let mut config = HostConfig::with_data_dir(DEFAULT_DATA_DIR);
 
     let listen: Option<(Vec<String>, String)> = match r.source("listen") {
@@ -393,6 +468,7 @@ fn resolve(cli: Cli, matches: &ArgMatches) -> Result<HostConfig, ConfigError> {
     }
     if let Some((v, name)) = r.pick("catalog", cli.catalog.map(|p| p.display().to_string()), file.catalog.map(|p| p.display().to_string()))
     {
+        outside.may_read(&name, &v)?;
         let text = std::fs::read_to_string(&v).map_err(|e| bad(&name, &v, e))?;
         let mut catalog = Catalog::builtin();
         catalog.extend_from_toml(&text).map_err(|e| bad(&name, &v, e))?;
@@ -465,6 +541,7 @@ fn resolve(cli: Cli, matches: &ArgMatches) -> Result<HostConfig, ConfigError> {
         config.rate_limit = Some(v.parse().map_err(|e: String| bad(&name, &v, e))?);
     }
     if let Some((v, name)) = r.pick("psk", cli.psk.map(|p| p.display().to_string()), file.psk.map(|p| p.display().to_string())) {
+        outside.may_read(&name, &v)?;
         config.psk = Some(kmslab_runtime::psk::load(Path::new(&v)).map_err(|e| ConfigError(format!("invalid {name}: {e}")))?);
     }
     if let Some((v, name)) = r.pick("time_scale", cli.time_scale, file.time_scale.map(|f| f.to_string())) {
@@ -541,11 +618,16 @@ fn resolve(cli: Cli, matches: &ArgMatches) -> Result<HostConfig, ConfigError> {
         (Some((_, a)), Some((_, b))) => return Err(ConfigError(format!("invalid {a}: give either it or {b}, not both"))),
         (Some((v, name)), None) => dns.tsig = Some(v.parse().map_err(|e| ConfigError(format!("invalid {name}: {e}")))?),
         (None, Some((v, name))) => {
+            outside.may_read(&name, &v)?;
             dns.tsig = Some(kmslab_dns::TsigKey::from_file(Path::new(&v)).map_err(|e| ConfigError(format!("invalid {name} {v:?}: {e}")))?)
         }
         (None, None) => {}
     }
-    crate::publish::finish_config(dns, dns_hostname)?;
+    let system_hostname: fn() -> Option<String> = match outside {
+        Outside::System => crate::publish::system_hostname,
+        Outside::Nothing => || None,
+    };
+    crate::publish::finish_config_with(dns, dns_hostname, system_hostname)?;
     if !config.admin.ip().is_loopback() && config.admin_token.is_none() {
         tracing::warn!(admin = %config.admin, "admin API is not on loopback and no --admin-token is set: mutating requests from non-local sources are refused");
     }
@@ -684,5 +766,190 @@ mod tests {
         check_err(&["--config", p], "activation_intervall");
         std::fs::write(&path, "renewal_interval = 99999\n").unwrap();
         check_err(&["--config", p], "key `renewal_interval`");
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    /// The example of docs/operations.md ("A host configured by file").
+    const OPERATIONS_EXAMPLE: &str = r#"listen = ["127.0.0.1:17688"]
+admin = "127.0.0.1:17788"
+data_dir = "/tmp/ops/cfg/data"
+activation_interval = 60
+renewal_interval = 1440
+no_dns_publish = true
+"#;
+
+    /// Every key but `catalog`, `psk` and `tsig_key_file`, whose files `validate_file` does
+    /// not read.
+    const EVERY_KEY: &str = r#"
+listen = ["0.0.0.0:1688", "[::]:1688"]
+admin = "127.0.0.1:8688"
+data_dir = "/var/lib/kmslab"
+host_key_group = "kms-b,office-2010"
+unactivated = false
+activation_interval = 120
+renewal_interval = 10080
+epid = "55041-00168-305-123456-03-1033-7600.0000-0012026"
+keep_count = true
+admin_token = "s3cret-token"
+admin_read_network = ["10.1.0.0/16", "fd00::/8"]
+admin_local_network = ["127.0.0.0/8", "::1/128"]
+allow = ["10.0.0.0/8", "192.168.1.0/24", "::1"]
+rate_limit = "0.5,10"
+time_scale = 86400.0
+time_origin = "2026-01-01T09:30:00.250+02:00"
+max_connections = 1024
+idle_timeout = 30
+log_format = "json"
+registry_sync = "normal"
+dns_server = "127.0.0.1:5353"
+dns_zone = ["lab.test,10,20", "other.test"]
+dns_hostname = "kms1.lab.test"
+dns_address = "::1"
+dns_ttl = 600
+no_dns_publish = false
+tsig_key = "ddns-key:hmac-sha256:c2VjcmV0"
+unpublish_on_exit = true
+"#;
+
+    fn check(text: &str) -> Result<HostConfig, ConfigError> {
+        validate_file(parse_file(text)?)
+    }
+
+    #[test]
+    fn parse_file_refuses_unknown_keys_by_name_and_wrong_types() {
+        let e = parse_file("activation_intervall = 60\n").unwrap_err();
+        assert!(e.0.starts_with("invalid config file: unknown field `activation_intervall`, expected one of `listen`"), "{e}");
+        assert!(!e.0.contains('\n'), "{e}");
+        let e = parse_file("sai = 60\nlisten = [\"0.0.0.0:1688\"]\n").unwrap_err();
+        assert!(e.0.contains("`sai`"), "{e}");
+        assert!(parse_file("activation_interval = \"60\"\n").is_err());
+        assert!(parse_file("activation_interval = -1\n").is_err());
+        assert!(parse_file("listen = [\n").is_err());
+        assert!(parse_file("").is_ok());
+    }
+
+    #[test]
+    fn a_valid_file_validates_as_load_reads_it() {
+        let c = check(OPERATIONS_EXAMPLE).unwrap();
+        assert_eq!((c.listen.as_slice(), c.listen_explicit), (["127.0.0.1:17688".parse().unwrap()].as_slice(), true));
+        assert_eq!(c.admin, "127.0.0.1:17788".parse().unwrap());
+        assert_eq!(c.data_dir, Path::new("/tmp/ops/cfg/data"));
+        assert_eq!((c.activation_interval, c.renewal_interval), (Some(60), Some(1440)));
+        assert!(!c.dns.publish);
+        // `load --config` of the same file, with no flag, gives the same configuration.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kms-host.toml");
+        std::fs::write(&path, OPERATIONS_EXAMPLE).unwrap();
+        let args = ["kms-host", "--config", path.to_str().unwrap()].map(std::ffi::OsString::from);
+        let l = load(args).map_err(|e| format!("{e:?}")).unwrap();
+        let summary = |c: &HostConfig| {
+            format!(
+                "{:?}",
+                (
+                    &c.listen,
+                    c.admin,
+                    &c.data_dir,
+                    c.activation_interval,
+                    c.renewal_interval,
+                    c.dns.publish,
+                    c.max_connections,
+                    c.time_scale
+                )
+            )
+        };
+        assert_eq!(summary(&c), summary(&l));
+    }
+
+    #[test]
+    fn every_key_but_the_file_names_is_accepted() {
+        // Also a seed of the host_config fuzz target (fuzz/corpus/host_config/).
+        let c = check(EVERY_KEY).map_err(|e| e.to_string()).unwrap();
+        assert_eq!(c.host_key_groups, ["kms-b", "office-2010"]);
+        assert_eq!((c.keep_count, c.log_format, c.registry_sync), (true, LogFormat::Json, kmslab_store::Synchronous::Normal));
+        assert_eq!(c.time_origin.map(|t| t.to_string()).as_deref(), Some("2026-01-01T07:30:00.250Z"));
+        assert!(c.dns.active() && c.dns.unpublish_on_exit && c.dns.tsig.is_some());
+        assert_eq!(c.dns.zones.len(), 2);
+    }
+
+    /// Found by the `host_config` fuzz target: hickory's refusal of a DNS name quotes the
+    /// offending character raw, so `dns_zone = ["a\rb"]` (a carriage return) made a
+    /// two-line refusal that overwrote its own beginning on a terminal.
+    #[test]
+    fn refusals_are_one_line_whatever_the_value_holds() {
+        for text in [
+            "dns_zone = [\"lab\\rtest\"]\n",
+            "dns_server = \"127.0.0.1:53\"\ndns_hostname = \"kms1.lab\\u001b[2Jtest\"\n",
+            "tsig_key = \"ddns\\rkey:hmac-sha256:c2VjcmV0\"\n",
+            "\"a\\rb\" = 1\n",
+        ] {
+            let e = check(text).unwrap_err();
+            assert!(!e.0.chars().any(char::is_control), "{text:?}: {:?}", e.0);
+        }
+        let e = check("dns_zone = [\"lab\\rtest\"]\n").unwrap_err();
+        assert!(e.0.starts_with("invalid key `dns_zone` in the config file \"lab\\rtest\": ") && e.0.ends_with("\\r"), "{e}");
+        // Through `load` too.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.toml");
+        std::fs::write(&path, "tsig_key = \"ddns\\rkey:hmac-sha256:c2VjcmV0\"\n").unwrap();
+        let args = ["kms-host", "--config", path.to_str().unwrap()].map(std::ffi::OsString::from);
+        match load(args) {
+            Err(LoadError::Config(e)) => assert!(e.0.contains("key `tsig_key`") && !e.0.chars().any(char::is_control), "{e}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Found by running the `host_config` fuzz target on edge values: these files were
+    /// accepted, then the clock overflowed (`now`) or panicked (`real_duration`, which the
+    /// DNS republish calls), or the origin printed as a time no longer accepted.
+    #[test]
+    fn accepted_time_settings_give_a_working_clock() {
+        for text in [
+            "time_scale = 10000000\ntime_origin = \"1970-01-02T00:00:00Z\"\n",
+            "time_scale = 10000000\ntime_origin = \"9999-12-31T23:59:59.999Z\"\n",
+            "time_scale = 1e-300\n",
+            "time_scale = 5e-324\n",
+        ] {
+            let c = check(text).unwrap();
+            let clock = c.clock();
+            let now = clock.now();
+            assert!(Timestamp::parse_rfc3339(&now.to_string()).is_ok(), "{text}: {now}");
+            let _ = clock.real_duration(crate::publish::REPUBLISH_MS);
+            let _ = clock.deadline(now.plus_ms(crate::publish::REPUBLISH_MS));
+        }
+        for text in ["time_origin = \"0000-01-01T00:00:00+01:00\"\n", "time_origin = \"9999-12-31T23:59:59.999-01:00\"\n"] {
+            let e = check(text).unwrap_err();
+            assert!(e.0.starts_with("invalid key `time_origin`") && e.0.contains("outside years 0000..9999"), "{e}");
+        }
+    }
+
+    /// Found by the `host_config` fuzz target: `dns_hostname = "u.B. ."` was kept as
+    /// "u.B. " (trimmed, then its final dots dropped), which validating again turned into
+    /// "u.B": what the host showed was not the name it published.
+    #[test]
+    fn a_dns_hostname_is_kept_as_validated() {
+        for text in ["dns_hostname = \"u.B. .\"\n", "dns_server = \"127.0.0.1:53\"\ndns_hostname = \"u.B. .\"\n"] {
+            assert_eq!(check(text).unwrap().dns.hostname.as_deref(), Some("u.B"), "{text}");
+        }
+    }
+
+    #[test]
+    fn validate_file_names_bad_values_and_reads_no_file() {
+        let e = check("renewal_interval = 99999\n").unwrap_err();
+        assert_eq!(e.0, "invalid key `renewal_interval` in the config file \"99999\": must be between 15 and 43200 minutes");
+        // Keys naming another file are refused, not read (/etc/hostname exists but is no
+        // catalog, key or TSIG key file: reading it would give another error).
+        for key in ["catalog", "psk", "tsig_key_file"] {
+            let e = check(&format!("{key} = \"/etc/hostname\"\n")).unwrap_err();
+            assert!(e.0.contains(&format!("key `{key}`")) && e.0.contains("not read"), "{e}");
+        }
+        // No system host name to complete the DNS host name with.
+        let e = check("dns_server = \"127.0.0.1:53\"\ndns_zone = [\"lab.test\"]\n").unwrap_err();
+        assert!(e.0.contains("--dns-hostname"), "{e}");
+        let c = check("dns_server = \"127.0.0.1:53\"\ndns_zone = [\"lab.test\"]\ndns_hostname = \"kms1.lab.test\"\n").unwrap();
+        assert!(c.dns.active());
     }
 }

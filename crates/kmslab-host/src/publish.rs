@@ -109,8 +109,20 @@ impl DnsConfig {
 /// first zone when it has no dot (`kms1` + `lab.test` = `kms1.lab.test`). Without
 /// `--dns-zone` the host publishes in the domain of its host name, as Windows does.
 pub fn finish_config(dns: &mut DnsConfig, hostname: Option<(String, String)>) -> Result<(), ConfigError> {
+    finish_config_with(dns, hostname, system_hostname)
+}
+
+/// [`finish_config`] with the system host name from `system_hostname`, called only when it
+/// is needed (`config::validate_file` reads none).
+pub(crate) fn finish_config_with(
+    dns: &mut DnsConfig,
+    hostname: Option<(String, String)>,
+    system_hostname: impl FnOnce() -> Option<String>,
+) -> Result<(), ConfigError> {
     if let Some((value, name)) = &hostname {
-        let trimmed = value.trim().trim_end_matches('.');
+        // Spaces and final dots in any order: `trim` then `trim_end_matches('.')` kept the
+        // space of "kms1.lab.test. ." ("kms1.lab.test. "), which the next check would drop.
+        let trimmed = value.trim_start().trim_end_matches(|c: char| c == '.' || c.is_whitespace());
         if trimmed.is_empty() || !trimmed.contains('.') {
             return Err(ConfigError(format!("invalid {name} {value:?}: expected a fully qualified name such as kms1.lab.test")));
         }
@@ -147,7 +159,8 @@ pub fn finish_config(dns: &mut DnsConfig, hostname: Option<(String, String)>) ->
     Ok(())
 }
 
-fn system_hostname() -> Option<String> {
+/// The system host name, without a trailing dot (`/proc/sys/kernel/hostname` or `/etc/hostname`).
+pub(crate) fn system_hostname() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
         .find_map(|p| std::fs::read_to_string(p).ok())
@@ -432,6 +445,10 @@ mod tests {
         check(None, &["lab.test"], Some("kms1.lab.test"), Err("--dns-server"));
         check(Some("127.0.0.1:53"), &["lab.test"], Some("kms1"), Err("fully qualified"));
         check(Some("127.0.0.1:53"), &["lab.test"], Some("bad..name.test"), Err("bad..name.test"));
+        // Found by the host_config fuzz target: the name kept is the name checked, and
+        // checking it again changes nothing.
+        check(None, &[], Some("kms1.lab.test. ."), Ok(("kms1.lab.test", &[])));
+        check(Some("127.0.0.1:53"), &[], Some(" kms1.lab.test . \t"), Ok(("kms1.lab.test", &["lab.test"])));
         // Nothing configured: nothing to publish, no error.
         let mut none = DnsConfig::default();
         finish_config(&mut none, None).unwrap();
