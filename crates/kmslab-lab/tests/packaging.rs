@@ -74,18 +74,18 @@ fn workspace_root() -> PathBuf {
 }
 
 /// The directory holding the freshly built binaries (target/debug), with the three that
-/// are not this package's built if `cargo test -p kmslab-lab` did not build them.
+/// are not this package's brought up to date: `cargo test -p kmslab-lab` builds only
+/// `kmslab`, and a `kms-host` left from an earlier revision would print another version.
+/// (A no-op when they are current.)
 fn built_binaries() -> PathBuf {
     let dir = Path::new(env!("CARGO_BIN_EXE_kmslab")).parent().unwrap().to_path_buf();
-    if BINARIES.iter().any(|b| !dir.join(b).exists()) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args(["build", "--bins", "-p", "kmslab-host", "-p", "kmslab-client", "-p", "kmslab-slmgr"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the binaries failed");
-    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--bins", "-p", "kmslab-host", "-p", "kmslab-client", "-p", "kmslab-slmgr"])
+        .status()
+        .unwrap();
+    assert!(status.success(), "building the binaries failed");
     dir
 }
 
