@@ -44,6 +44,15 @@ fn all_licensed_by(ms: &[MachineView], host: Option<&HostAddr>) -> bool {
         })
 }
 
+/// The drill's "Outcome" section: waits until every machine of `fleet` is Licensed (by
+/// `host`, when given) and shows the first one; returns whether they all were in time.
+async fn outcome_licensed(t: &mut Transcript, fleet: &Fleet, host: Option<&HostAddr>) -> (bool, Vec<MachineView>) {
+    t.section("Outcome");
+    let (ok, ms) = wait_for(fleet, |ms| all_licensed_by(ms, host)).await;
+    t.machine(&ms[0]);
+    (ok, ms)
+}
+
 fn dns_target(dns: &LabDns, c: &mut FleetConfig) {
     c.dns = DnsServerChoice::Server(dns.addr());
 }
@@ -116,9 +125,7 @@ pub(crate) async fn cloned_cmid(t: &mut Transcript, time: LabTime) -> anyhow::Re
     t.section("Fix: slmgr /rearm on the 10 cloned machines (each gets a new CMID), slmgr /ato on the others");
     f.rearm(0..10);
     f.activate_now(10..30);
-    t.section("Outcome");
-    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, None)).await;
-    t.machine(&ms[0]);
+    let (ok, ms) = outcome_licensed(t, &f, None).await;
     t.say("  slmgr /dli on the KMS host:");
     t.block(&host.dli_lines().await);
     let distinct: std::collections::HashSet<_> = ms.iter().map(|m| m.cmid).collect();
@@ -176,9 +183,7 @@ pub(crate) async fn host_failover(t: &mut Transcript, time: LabTime) -> anyhow::
     t.section(format!("Fix: slmgr /skms {kms2_addr} on the pinned machines (or /ckms to use discovery), slmgr /ato"));
     pinned.set_manual_host(0..5, Some(kms2_addr.clone()));
     pinned.activate_now(0..5);
-    t.section("Outcome");
-    let (p, mp) = wait_for(&pinned, |ms| all_licensed_by(ms, Some(&kms2_addr))).await;
-    t.machine(&mp[0]);
+    let (p, _) = outcome_licensed(t, &pinned, Some(&kms2_addr)).await;
     t.say("  slmgr /dli on kms2:");
     t.block(&kms2.dli_lines().await);
     t.check(p, format!("the 5 pinned machines are activated by {kms2_addr}"));
@@ -224,9 +229,7 @@ pub(crate) async fn dns_refused(t: &mut Transcript, time: LabTime) -> anyhow::Re
     t.say("  nslookup -type=srv _vlmcs._tcp.lab.test:");
     t.block(&dns.srv_lines().await);
     f.activate_now(0..5);
-    t.section("Outcome");
-    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, Some(&kms1.dns_addr()))).await;
-    t.machine(&ms[0]);
+    let (ok, _) = outcome_licensed(t, &f, Some(&kms1.dns_addr())).await;
     t.check(published && has_event(&events, DNS_PUBLISH_SUCCEEDED, None), "kms1's status shows success and it logged 12294");
     t.check(ok, "all 5 machines Licensed by kms1 found through discovery");
     t.stop(f).await;
@@ -280,9 +283,7 @@ pub(crate) async fn second_host_srv(t: &mut Transcript, time: LabTime) -> anyhow
     let srv = dns.srv_lines().await;
     t.block(&srv);
     f.activate_now(0..6);
-    t.section("Outcome");
-    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, Some(&kms2_addr))).await;
-    t.machine(&ms[0]);
+    let (ok, _) = outcome_licensed(t, &f, Some(&kms2_addr)).await;
     t.check(
         second && has_event(&events2, DNS_PUBLISH_SUCCEEDED, None) && srv.iter().any(|l| l.contains("kms2.")),
         "kms2 publishes itself: 12294, its record is in DNS",
@@ -311,9 +312,7 @@ pub(crate) async fn port_blocked(t: &mut Transcript, time: LabTime) -> anyhow::R
     t.section(format!("Fix: open TCP {} on the firewall, slmgr /ato", port.addr.port()));
     port.open_to(host.kms).await?;
     f.activate_now(0..5);
-    t.section("Outcome");
-    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, None)).await;
-    t.machine(&ms[0]);
+    let (ok, _) = outcome_licensed(t, &f, None).await;
     t.check(ok, "all 5 machines Licensed");
     t.stop(f).await;
     host.stop().await;
@@ -332,9 +331,7 @@ pub(crate) async fn time_skew(t: &mut Transcript, time: LabTime) -> anyhow::Resu
     t.section("Fix: correct the clients' clocks (w32tm /resync), slmgr /ato");
     f.set_clock_offset(0..5, 0);
     f.activate_now(0..5);
-    t.section("Outcome");
-    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, None)).await;
-    t.machine(&ms[0]);
+    let (ok, _) = outcome_licensed(t, &f, None).await;
     t.check(ok, "all 5 machines Licensed");
     t.stop(f).await;
     host.stop().await;
@@ -354,9 +351,7 @@ pub(crate) async fn unactivated_host(t: &mut Transcript, time: LabTime) -> anyho
     t.section("Fix: activate the KMS host (restart kms-host without --unactivated), slmgr /ato");
     let host = host.stop().await.restart(|c| c.activated = true).await?;
     f.activate_now(0..5);
-    t.section("Outcome");
-    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, None)).await;
-    t.machine(&ms[0]);
+    let (ok, _) = outcome_licensed(t, &f, None).await;
     t.say("  slmgr /dli on the KMS host:");
     t.block(&host.dli_lines().await);
     t.check(ok, "all 5 machines Licensed");
@@ -378,9 +373,7 @@ pub(crate) async fn wrong_key_group(t: &mut Transcript, time: LabTime) -> anyhow
     t.section("Fix: install a KMS host key of group kms-b (Server 2008 R2 channel B) on the host, slmgr /ato");
     let host = host.stop().await.restart(|c| c.host_key_groups = vec!["kms-b".into()]).await?;
     f.activate_now(0..5);
-    t.section("Outcome");
-    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, None)).await;
-    t.machine(&ms[0]);
+    let (ok, _) = outcome_licensed(t, &f, None).await;
     t.say("  slmgr /dli on the KMS host:");
     t.block(&host.dli_lines().await);
     t.check(ok, "all 5 servers Licensed");
