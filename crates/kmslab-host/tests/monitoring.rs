@@ -39,7 +39,8 @@ fn a_rule_that_expects_the_wrong_alert_fails_its_test() {
     // alert label does not pass.
     let dir = tempfile::tempdir().unwrap();
     let rules = std::fs::read_to_string(prometheus_dir().join("kmslab-alerts.yml")).unwrap();
-    std::fs::write(dir.path().join("kmslab-alerts.yml"), rules.replace("alert=\"host_not_activated\"", "alert=\"store_unhealthy\"")).unwrap();
+    std::fs::write(dir.path().join("kmslab-alerts.yml"), rules.replace("alert=\"host_not_activated\"", "alert=\"store_unhealthy\""))
+        .unwrap();
     std::fs::copy(prometheus_dir().join("kmslab-alerts.test.yml"), dir.path().join("kmslab-alerts.test.yml")).unwrap();
     let out = Command::new(promtool()).args(["test", "rules", "kmslab-alerts.test.yml"]).current_dir(dir.path()).output().unwrap();
     assert!(!out.status.success(), "a broken rules file passed its tests");
