@@ -1,4 +1,4 @@
-//! Table-driven checks of the host ledger against every number in kms-reference.
+//! Table-driven checks of the host ledger against every number in docs/kms-behaviour.md.
 
 mod support;
 
@@ -156,7 +156,7 @@ fn refusals_carry_the_reference_codes() {
 
 #[test]
 fn each_key_group_against_each_product() {
-    // (host key group, products it serves), from the reference "Host key groups" and
+    // (host key group, products it serves), from docs/kms-behaviour.md "Host key groups" and
     // Microsoft's product key groups: Vista and Windows 7 clients everywhere; Server 2008
     // editions in the same Groups A, B and C as their 2008 R2 counterparts.
     let clients = [
