@@ -7,6 +7,9 @@
 //! difference of the instruction counts by the difference of N: that removes the cost of
 //! opening the registry.
 //!
+//! With `KMSLAB_COST_DB=PATH` the registry is written at PATH and kept (to give a host a
+//! registry of a million clients, say).
+//!
 //! ```sh
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/request_cost 2000
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/examples/request_cost 12000
@@ -45,7 +48,8 @@ fn main() {
     let pool: Option<u64> = args.next().and_then(|a| a.parse().ok()).filter(|&p| p > 0);
     let synchronous = if std::env::args().any(|a| a == "normal") { Synchronous::Normal } else { Synchronous::Full };
     let dir = tempfile::tempdir_in(std::env::current_dir().unwrap()).unwrap();
-    let store = Store::open(&dir.path().join("cost.sqlite"), StoreOptions { synchronous, ..StoreOptions::default() }).unwrap();
+    let path = std::env::var_os("KMSLAB_COST_DB").map_or_else(|| dir.path().join("cost.sqlite"), std::path::PathBuf::from);
+    let store = Store::open(&path, StoreOptions { synchronous, ..StoreOptions::default() }).unwrap();
     let mut sent = 0u64;
     while sent < n {
         let wave: Vec<_> = (sent..(sent + WAVE).min(n))
