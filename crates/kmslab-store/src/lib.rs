@@ -94,7 +94,7 @@ pub const DEFAULT_EVENT_RETENTION: u64 = 100_000;
 /// Default cap on writes per group commit.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
 
-/// How hard a commit tries to reach the disk (SQLite's `PRAGMA synchronous`).
+/// How hard a commit tries to reach the disk before its writes are completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
     /// fsync the WAL after every commit, before its writes are completed: a completed
