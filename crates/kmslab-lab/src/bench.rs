@@ -184,7 +184,7 @@ fn round3(x: f64) -> f64 {
 async fn load(target: SocketAddr, args: &BenchArgs, template: &Request, psk: Option<FrameKey>) -> Outcome {
     let next = Arc::new(AtomicU64::new(0));
     let total = args.requests;
-    // One pool per run, so a second run (the baselines) sends the same mix.
+    // A pool per load (the echo baselines ignore CMIDs, so theirs does not matter).
     let pool: Arc<Vec<Uuid>> = Arc::new((0..args.cmids).map(|_| Uuid::new_v4()).collect());
     let start = Instant::now();
     // Per-request spacing when --rate paces the load: request k is due at start + k/rate.
