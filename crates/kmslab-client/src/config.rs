@@ -199,15 +199,9 @@ impl ClientConfig {
         let gvlk = args.gvlk.or(file.gvlk);
         let product = match (product_name, gvlk) {
             (Some(_), Some(_)) => return Err(bad("--product", "give either --product or --gvlk, not both")),
-            (Some(name), None) => Some(catalog.product_by_name(&name).cloned().ok_or_else(|| {
-                bad(
-                    "--product",
-                    format!(
-                        "unknown product {name:?}; the products are: {}",
-                        catalog.products().iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-                    ),
-                )
-            })?),
+            (Some(name), None) => {
+                Some(catalog.product_by_name(&name).cloned().ok_or_else(|| bad("--product", catalog.unknown_product(&name)))?)
+            }
             (None, Some(key)) => Some(catalog.product_by_gvlk(&key).cloned().ok_or_else(|| {
                 let code = HResult::INVALID_PRODUCT_KEY;
                 let meaning = code.info().map_or("invalid product key", |i| i.meaning);

@@ -301,6 +301,25 @@ impl Catalog {
         self.products.iter().find(|p| p.name.eq_ignore_ascii_case(name))
     }
 
+    /// Why `name` is no product: the nearest product names and where the list is, e.g.
+    /// `unknown product "win7-ultimate" (did you mean win7-enterprise? \`kmslab products\`
+    /// lists them all)`.
+    pub fn unknown_product(&self, name: &str) -> String {
+        let typed = name.to_ascii_lowercase();
+        let mut near: Vec<(f64, &str)> = self
+            .products
+            .iter()
+            .map(|p| (strsim::jaro_winkler(&typed, &p.name), p.name.as_str()))
+            .filter(|(similarity, _)| *similarity >= 0.85)
+            .collect();
+        near.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+        let near: Vec<&str> = near.into_iter().take(3).map(|(_, n)| n).collect();
+        match near.as_slice() {
+            [] => format!("unknown product {name:?} (`kmslab products` lists them all)"),
+            names => format!("unknown product {name:?} (did you mean {}? `kmslab products` lists them all)", names.join(" or ")),
+        }
+    }
+
     /// The product whose GVLK is `key`, ignoring case and dashes.
     pub fn product_by_gvlk(&self, key: &str) -> Option<&Arc<Product>> {
         let k = normalize_gvlk(key);
@@ -330,6 +349,21 @@ impl Catalog {
 
 fn invalid(entry: &str, field: &'static str, problem: &str) -> CatalogError {
     CatalogError::Invalid { entry: entry.to_owned(), field, problem: problem.to_owned() }
+}
+
+#[cfg(test)]
+mod unknown_product_tests {
+    use super::Catalog;
+
+    #[test]
+    fn an_unknown_product_suggests_the_nearest_names() {
+        let c = Catalog::builtin();
+        assert_eq!(
+            c.unknown_product("win7-enterprize"),
+            "unknown product \"win7-enterprize\" (did you mean win7-enterprise or win7-enterprise-e or win7-enterprise-n? `kmslab products` lists them all)"
+        );
+        assert_eq!(c.unknown_product("solitaire"), "unknown product \"solitaire\" (`kmslab products` lists them all)");
+    }
 }
 
 #[cfg(test)]
