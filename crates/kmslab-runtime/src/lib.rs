@@ -3,12 +3,15 @@
 //! `kmslab-core`.
 #![forbid(unsafe_code)]
 
+pub mod cidr;
 pub mod clock;
+pub mod fdlimit;
 pub mod framed;
 pub mod logging;
 pub mod notify;
 pub mod psk;
 pub mod signal;
+pub mod slots;
 
 pub use clock::SimClock;
 

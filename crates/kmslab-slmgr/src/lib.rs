@@ -12,7 +12,7 @@ pub const CLIENT_VERBS: &[&str] =
 pub const HOST_VERBS: &[&str] = &["dli", "dlv", "sai", "sri", "sprt", "sdns", "cdns", "spri", "cpri"];
 
 /// The usage text slmgr prints.
-pub const USAGE: &str = "usage: slmgr [--target ADDR] [--json] [--admin-token TOKEN] VERB [ARGS]
+pub const USAGE: &str = "usage: slmgr [--target ADDR] [--json] [--admin-token TOKEN | --admin-token-file FILE] VERB [ARGS]
 client verbs: /dli /dlv /xpr /ato /ipk KEY /upk /skms HOST[:PORT] /ckms /skms-domain FQDN /ckms-domain /skhc /ckhc /rearm
 host verbs:   /dli /dlv /sai MIN /sri MIN /sprt PORT /sdns /cdns /spri /cpri
 anywhere:     /explain CODE   (e.g. slmgr /explain 0xC004F074)";
@@ -46,7 +46,13 @@ pub fn command() -> Command {
             Arg::new("admin-token")
                 .long("admin-token")
                 .value_name("TOKEN")
-                .help("Bearer token for changes on a non-loopback admin address; env KMSLAB_ADMIN_TOKEN"),
+                .help("Bearer token for a daemon reached from outside its --admin-local-network; env KMSLAB_ADMIN_TOKEN"),
+        )
+        .arg(
+            Arg::new("admin-token-file")
+                .long("admin-token-file")
+                .value_name("FILE")
+                .help("File holding the bearer token on one line (keeps it out of `ps`); env KMSLAB_ADMIN_TOKEN_FILE"),
         )
         .arg(
             Arg::new("verb")
