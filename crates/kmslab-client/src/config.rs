@@ -400,6 +400,16 @@ mod tests {
         check(&["--log-format", "xml"], "--log-format");
         check(&["--domain", "bad domain"], "--domain");
         check(&["--psk", "/nonexistent/lab.psk"], "--psk");
+        check(&["--admin-local-network", "10.0.0.1/8"], "--admin-local-network");
+        check(&["--admin-read-network", "nowhere"], "--admin-read-network");
+        check(&["--admin-host", "bad name"], "--admin-host");
+        check(&["--admin-token", "two words"], "--admin-token");
+        check(&["--admin-token-file", "/nonexistent/token"], "--admin-token-file");
+        let c = args(&["--admin-token", "s3cret", "--admin-local-network", "10.0.0.0/8,::1", "--admin-host", "Client1.Lab.Test"]).unwrap();
+        assert!(c.admin_token.as_ref().is_some_and(|t| t.matches("s3cret")));
+        assert!(!format!("{c:?}").contains("s3cret"), "the token is not in the config's Debug");
+        assert_eq!(c.admin_local_networks.iter().map(ToString::to_string).collect::<Vec<_>>(), ["10.0.0.0/8", "::1/128"]);
+        assert_eq!(c.admin_hosts, ["client1.lab.test"]);
         let e = args(&["--gvlk", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"]).unwrap_err();
         assert!(e.to_string().contains("0xC004F050"), "{e}");
     }

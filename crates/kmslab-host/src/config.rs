@@ -778,6 +778,15 @@ mod tests {
         check_err(&["--rate-limit", "0"], "--rate-limit");
         check_err(&["--rate-limit", "5,0"], "--rate-limit");
         check_err(&["--psk", "/nonexistent/lab.psk"], "--psk");
+        check_err(&["--admin-token", "two words"], "--admin-token");
+        check_err(&["--admin-token-file", "/nonexistent/token"], "--admin-token-file");
+        check_err(&["--admin-host", "bad name"], "--admin-host");
+        check_err(&["--max-connections-per-source", "0"], "--max-connections-per-source");
+        let c = load(args(&["--admin-token", "s3cret", "--admin-host", "KMS1.lab.test.,kms1"])).map_err(|e| format!("{e:?}")).unwrap();
+        assert!(c.admin_token.as_ref().is_some_and(|t| t.matches("s3cret")));
+        assert!(!format!("{c:?}").contains("s3cret"), "the token is not in the config's Debug");
+        assert_eq!(c.admin_hosts, ["kms1.lab.test", "kms1"]);
+        assert_eq!((c.per_source_cap(1024), c.per_source_cap(40), c.per_source_cap(1)), (512, 20, 1));
         let dir = tempfile::tempdir().unwrap();
         let short = dir.path().join("short.psk");
         std::fs::write(&short, "tooshort\n").unwrap();
