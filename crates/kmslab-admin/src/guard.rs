@@ -102,7 +102,7 @@ impl AdminAccess {
             return true;
         }
         let name = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
-        !name.is_empty() && (name == "localhost" || self.names.iter().any(|n| *n == name))
+        !name.is_empty() && (name == "localhost" || self.names.contains(&name))
     }
 
     fn bearer_ok(&self, headers: &HeaderMap) -> bool {
