@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use kmslab_admin::AdminAccess;
 use kmslab_core::LicenseStatus;
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::hresult::HResult;
@@ -53,8 +54,22 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-/// The router for `--admin`.
-pub fn router(shared: Arc<Shared>) -> Router {
+/// Who may use the control API: kms-host's model (kmslab-admin's guard): the `Host`
+/// header must name this listener, state-changing requests must be same-origin JSON, then
+/// a source in `--admin-local-network` (default loopback) or a request with the right
+/// `Authorization: Bearer <--admin-token>` may do everything, sources in
+/// `--admin-read-network` may read, and `/healthz` is public.
+pub fn access_rules(config: &crate::ClientConfig, bind: std::net::SocketAddr) -> AdminAccess {
+    let mut access = AdminAccess::new("kms-client", bind);
+    access.local = config.admin_local_networks.clone();
+    access.read = config.admin_read_networks.clone();
+    access.token = config.admin_token.clone();
+    access.names = config.admin_hosts.clone();
+    access
+}
+
+/// The router for `--admin`, every route behind `access`.
+pub fn router(shared: Arc<Shared>, access: Arc<AdminAccess>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/status", get(status))
@@ -70,6 +85,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/ckhc", post(ckhc))
         .route("/api/v1/rearm", post(rearm))
         .with_state(shared)
+        .layer(axum::middleware::from_fn_with_state(access, kmslab_admin::guard::middleware))
 }
 
 fn opt<T: ToString>(v: Option<T>) -> Value {

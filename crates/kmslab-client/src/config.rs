@@ -55,6 +55,25 @@ pub struct Args {
     /// Control API address, the slmgr target [127.0.0.1:8689].
     #[arg(long, env = "KMSLAB_ADMIN", value_name = "ADDR")]
     pub admin: Option<String>,
+    /// Bearer token allowing sources outside --admin-local-network to use the control API
+    /// (slmgr sends it with --admin-token or KMSLAB_ADMIN_TOKEN).
+    #[arg(long, env = "KMSLAB_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
+    pub admin_token: Option<String>,
+    /// File holding the --admin-token on one line (keeps it out of `ps` and the environment).
+    #[arg(long, env = "KMSLAB_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Sources allowed everything on the control API without the token (repeatable or
+    /// comma separated) [127.0.0.0/8,::1/128].
+    #[arg(long, env = "KMSLAB_ADMIN_LOCAL_NETWORK", value_name = "CIDR", value_delimiter = ',')]
+    pub admin_local_network: Vec<String>,
+    /// Sources allowed to read the control API (status, events) without the token
+    /// (repeatable or comma separated) [none].
+    #[arg(long, env = "KMSLAB_ADMIN_READ_NETWORK", value_name = "CIDR", value_delimiter = ',')]
+    pub admin_read_network: Vec<String>,
+    /// A name the control API may be reached by, accepted in the `Host` header besides IP
+    /// addresses and localhost (repeatable or comma separated; DNS rebinding defence).
+    #[arg(long, env = "KMSLAB_ADMIN_HOST", value_name = "NAME", value_delimiter = ',')]
+    pub admin_host: Vec<String>,
     /// Simulated time runs this many times faster than real time [1].
     #[arg(long, env = "KMSLAB_TIME_SCALE", value_name = "F")]
     pub time_scale: Option<String>,
@@ -87,6 +106,11 @@ struct FileConfig {
     machine_name: Option<String>,
     vm: Option<bool>,
     admin: Option<String>,
+    admin_token: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    admin_local_network: Option<Vec<String>>,
+    admin_read_network: Option<Vec<String>>,
+    admin_host: Option<Vec<String>>,
     time_scale: Option<f64>,
     time_origin: Option<String>,
     log_format: Option<String>,
@@ -135,6 +159,14 @@ pub struct ClientConfig {
     pub vm: bool,
     /// Control API address.
     pub admin: SocketAddr,
+    /// Bearer token of the control API (only its digest is kept).
+    pub admin_token: Option<kmslab_admin::AdminToken>,
+    /// Sources the control API treats as local (`--admin-local-network`, default loopback).
+    pub admin_local_networks: Vec<kmslab_runtime::cidr::Cidr>,
+    /// Non-local sources that may read the control API (`--admin-read-network`).
+    pub admin_read_networks: Vec<kmslab_runtime::cidr::Cidr>,
+    /// Names accepted in the control API's `Host` header (`--admin-host`), lower case.
+    pub admin_hosts: Vec<String>,
     /// Simulated time scale.
     pub time_scale: f64,
     /// Simulated time origin.
@@ -160,6 +192,10 @@ impl Default for ClientConfig {
             machine_name: None,
             vm: false,
             admin: DEFAULT_ADMIN.parse().expect("valid default"),
+            admin_token: None,
+            admin_local_networks: kmslab_runtime::cidr::Cidr::loopback(),
+            admin_read_networks: Vec::new(),
+            admin_hosts: Vec::new(),
             time_scale: 1.0,
             time_origin: None,
             log_format: LogFormat::Text,
@@ -229,6 +265,25 @@ impl ClientConfig {
         let vm = args.vm || file.vm.unwrap_or(false);
         let admin_text = args.admin.or(file.admin).unwrap_or_else(|| DEFAULT_ADMIN.to_owned());
         let admin = admin_text.parse::<SocketAddr>().map_err(|_| bad("--admin", format!("{admin_text:?} is not IP:PORT")))?;
+        let admin_token = match (args.admin_token.or(file.admin_token), args.admin_token_file.or(file.admin_token_file)) {
+            (Some(_), Some(_)) => return Err(bad("--admin-token", "give either --admin-token or --admin-token-file, not both")),
+            // The value is never quoted: it is a secret.
+            (Some(t), None) => Some(kmslab_admin::AdminToken::new(&t).map_err(|e| bad("--admin-token", e.to_string()))?),
+            (None, Some(path)) => Some(kmslab_admin::AdminToken::from_file(&path).map_err(|e| bad("--admin-token-file", e.to_string()))?),
+            (None, None) => None,
+        };
+        let cidrs =
+            |key: &str, cli: Vec<String>, file: Option<Vec<String>>| -> Result<Option<Vec<kmslab_runtime::cidr::Cidr>>, ConfigError> {
+                // A list comes whole from one place (flags and env, else the file).
+                let list = if cli.is_empty() { file } else { Some(cli) };
+                list.map(|l| l.iter().map(|v| v.trim().parse().map_err(|e: String| bad(key, format!("{v:?}: {e}")))).collect()).transpose()
+            };
+        let admin_local_networks = cidrs("--admin-local-network", args.admin_local_network, file.admin_local_network)?
+            .unwrap_or_else(kmslab_runtime::cidr::Cidr::loopback);
+        let admin_read_networks = cidrs("--admin-read-network", args.admin_read_network, file.admin_read_network)?.unwrap_or_default();
+        let host_list = if args.admin_host.is_empty() { file.admin_host.unwrap_or_default() } else { args.admin_host };
+        let admin_hosts =
+            host_list.iter().map(|h| validate_domain(h).map_err(|r| bad("--admin-host", r))).collect::<Result<Vec<_>, _>>()?;
         let time_scale = match args.time_scale {
             Some(text) => text.parse::<f64>().map_err(|_| bad("--time-scale", format!("{text:?} is not a number")))?,
             None => file.time_scale.unwrap_or(1.0),
@@ -264,6 +319,10 @@ impl ClientConfig {
             machine_name,
             vm,
             admin,
+            admin_token,
+            admin_local_networks,
+            admin_read_networks,
+            admin_hosts,
             time_scale,
             time_origin,
             log_format,
@@ -338,6 +397,16 @@ mod tests {
         check(&["--log-format", "xml"], "--log-format");
         check(&["--domain", "bad domain"], "--domain");
         check(&["--psk", "/nonexistent/lab.psk"], "--psk");
+        check(&["--admin-local-network", "10.0.0.1/8"], "--admin-local-network");
+        check(&["--admin-read-network", "nowhere"], "--admin-read-network");
+        check(&["--admin-host", "bad name"], "--admin-host");
+        check(&["--admin-token", "two words"], "--admin-token");
+        check(&["--admin-token-file", "/nonexistent/token"], "--admin-token-file");
+        let c = args(&["--admin-token", "s3cret", "--admin-local-network", "10.0.0.0/8,::1", "--admin-host", "Client1.Lab.Test"]).unwrap();
+        assert!(c.admin_token.as_ref().is_some_and(|t| t.matches("s3cret")));
+        assert!(!format!("{c:?}").contains("s3cret"), "the token is not in the config's Debug");
+        assert_eq!(c.admin_local_networks.iter().map(ToString::to_string).collect::<Vec<_>>(), ["10.0.0.0/8", "::1/128"]);
+        assert_eq!(c.admin_hosts, ["client1.lab.test"]);
         let e = args(&["--gvlk", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"]).unwrap_err();
         assert!(e.to_string().contains("0xC004F050"), "{e}");
     }

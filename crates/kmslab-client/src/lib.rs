@@ -70,10 +70,18 @@ pub async fn run(config: ClientConfig, admin: TcpListener, shutdown: Cancellatio
     }
     let net = net::Net::new(config.dns_server.map_or(DnsServerChoice::System, DnsServerChoice::Server), config.timeouts)
         .with_psk(config.psk.clone());
-    let app = api::router(shared.clone());
+    let app = api::router(shared.clone(), Arc::new(api::access_rules(&config, admin.local_addr().map_err(RunError::Admin)?)));
     let server_token = shutdown.clone();
-    let server =
-        tokio::spawn(async move { axum::serve(admin, app).with_graceful_shutdown(async move { server_token.cancelled().await }).await });
+    // The control API's connections are capped (in total, per source) and must send their
+    // headers in time: a slow or silent peer cannot hold it (kmslab-admin).
+    let (_, admin_cap) =
+        kmslab_runtime::fdlimit::share(kmslab_runtime::fdlimit::nofile_limit(), usize::MAX, kmslab_admin::serve::DEFAULT_MAX_CONNECTIONS);
+    let limits = kmslab_admin::ServeLimits { max_connections: admin_cap, ..Default::default() };
+    let stats = Arc::new(kmslab_admin::ServeStats::default());
+    let server = tokio::spawn(async move {
+        kmslab_admin::serve(admin, app, limits, stats, server_token).await;
+        Ok::<(), std::io::Error>(())
+    });
     daemon::drive(shared, net, shutdown).await;
     // Open slmgr connections get a bounded grace period to finish.
     match tokio::time::timeout(std::time::Duration::from_secs(5), server).await {

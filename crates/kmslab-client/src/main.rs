@@ -20,6 +20,8 @@ fn main() -> ExitCode {
         }
     };
     kmslab_runtime::logging::init(config.log_format, "info");
+    // Every descriptor the hard limit allows: the admin caps are sized from it (`run`).
+    kmslab_runtime::fdlimit::raise_nofile_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {

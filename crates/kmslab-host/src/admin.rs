@@ -6,16 +6,16 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use kmslab_admin::AdminAccess;
 use kmslab_core::ledger::validate_interval;
 use kmslab_core::{LicenseStatus, Timestamp, Uuid};
 use kmslab_store::{ClientQuery, ClientRow, EventQuery};
@@ -40,11 +40,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/clients", get(clients))
         .route("/api/v1/events", get(events))
         .route("/api/v1/settings", post(settings))
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), access_control))
-        .with_state(state)
+        .with_state(Arc::clone(&state))
+        .layer(middleware::from_fn_with_state(Arc::new(access_rules(&state)), kmslab_admin::guard::middleware))
 }
 
-/// The admin API's access rules, judged on each request's SOURCE address (not on the
+/// The admin API's rules (kmslab-admin's guard, docs/reliability.md "Threat model"):
+/// the `Host` header must name this listener, state-changing requests must be same-origin
+/// JSON, then the per-source rules, judged on each request's SOURCE address (not on the
 /// address the API is bound to):
 /// - a source in `--admin-local-network` (default loopback) may do everything;
 /// - a request with the right `Authorization: Bearer <--admin-token>` may do everything;
@@ -54,35 +56,14 @@ pub fn router(state: AppState) -> Router {
 ///
 /// A request that did not come through a socket (the router driven in-process) is judged
 /// by the bind address instead.
-async fn access_control(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let source: IpAddr = req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(state.admin_addr.ip(), |c| c.0.ip());
-    if crate::access::any_contains(&state.config.admin_local_networks, source) || bearer_ok(&state, req.headers()) {
-        return next.run(req).await;
-    }
-    let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
-    if read_only {
-        if req.uri().path() == "/healthz" || crate::access::any_contains(&state.config.admin_read_networks, source) {
-            return next.run(req).await;
-        }
-        tracing::debug!(%source, path = %req.uri().path(), "admin read refused: source not in --admin-read-network");
-        return error(
-            StatusCode::FORBIDDEN,
-            "0x80070005",
-            format!("{source} may not read this admin API: add its network with --admin-read-network, or send the --admin-token"),
-        );
-    }
-    tracing::warn!(%source, method = %req.method(), path = %req.uri().path(), "mutating admin request refused from a non-local source");
-    if state.config.admin_token.is_none() {
-        return error(StatusCode::FORBIDDEN, "0x80070005", "mutating requests from non-local sources need --admin-token on the host");
-    }
-    error(StatusCode::UNAUTHORIZED, "0x80070005", "missing or wrong bearer token (--admin-token)")
-}
-
-fn bearer_ok(state: &HostState, headers: &HeaderMap) -> bool {
-    let Some(token) = &state.config.admin_token else { return false };
-    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    // Compared in constant time: the token guards the API from the network.
-    given.is_some_and(|g| g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
+pub fn access_rules(state: &HostState) -> AdminAccess {
+    let mut access = AdminAccess::new("kms-host", state.admin_addr);
+    access.local = state.config.admin_local_networks.clone();
+    access.read = state.config.admin_read_networks.clone();
+    access.token = state.config.admin_token.clone();
+    access.names = state.config.admin_hosts.clone();
+    access.csp = crate::dashboard::CONTENT_SECURITY_POLICY.as_str();
+    access
 }
 
 fn error(code: StatusCode, hresult: &str, message: impl Into<String>) -> Response {

@@ -73,8 +73,15 @@ pub struct Cli {
     pub catalog: Option<PathBuf>,
     /// Bearer token required by mutating admin requests from sources outside
     /// --admin-local-network (it also grants read access from anywhere).
-    #[arg(long, env = "KMSLAB_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(long, env = "KMSLAB_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
     pub admin_token: Option<String>,
+    /// File holding the --admin-token on one line (keeps it out of `ps` and the environment).
+    #[arg(long, env = "KMSLAB_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// A name the admin API may be reached by, accepted in the `Host` header besides IP
+    /// addresses and localhost (repeatable or comma separated; DNS rebinding defence).
+    #[arg(long, env = "KMSLAB_ADMIN_HOST", value_name = "NAME", value_delimiter = ',')]
+    pub admin_host: Vec<String>,
     /// Network whose sources may read the admin API, /metrics and the dashboard without the
     /// token (repeatable or comma separated) [none: only local sources may read].
     #[arg(long, env = "KMSLAB_ADMIN_READ_NETWORK", value_name = "CIDR", value_delimiter = ',')]
@@ -101,9 +108,13 @@ pub struct Cli {
     /// Simulated time origin (RFC 3339) [process start].
     #[arg(long, env = "KMSLAB_TIME_ORIGIN", value_name = "T")]
     pub time_origin: Option<String>,
-    /// Most concurrent KMS connections [1024].
+    /// Most concurrent KMS connections [1024, lowered to fit the open-files limit].
     #[arg(long, env = "KMSLAB_MAX_CONNECTIONS", value_name = "N")]
     pub max_connections: Option<String>,
+    /// Most concurrent KMS connections from one source address; more are closed at
+    /// accept [half of --max-connections].
+    #[arg(long, env = "KMSLAB_MAX_CONNECTIONS_PER_SOURCE", value_name = "N")]
+    pub max_connections_per_source: Option<String>,
     /// Seconds a KMS connection may stay idle [30].
     #[arg(long, env = "KMSLAB_IDLE_TIMEOUT", value_name = "SECS")]
     pub idle_timeout: Option<String>,
@@ -159,6 +170,8 @@ pub struct FileConfig {
     keep_count: Option<bool>,
     catalog: Option<PathBuf>,
     admin_token: Option<String>,
+    admin_token_file: Option<PathBuf>,
+    admin_host: Option<Vec<String>>,
     admin_read_network: Option<Vec<String>>,
     admin_local_network: Option<Vec<String>>,
     allow: Option<Vec<String>>,
@@ -167,6 +180,7 @@ pub struct FileConfig {
     time_scale: Option<f64>,
     time_origin: Option<String>,
     max_connections: Option<u64>,
+    max_connections_per_source: Option<u64>,
     idle_timeout: Option<u64>,
     log_format: Option<String>,
     registry_sync: Option<String>,
@@ -211,8 +225,10 @@ pub struct HostConfig {
     pub keep_count: bool,
     /// Products known to the host.
     pub catalog: Arc<Catalog>,
-    /// Bearer token for mutating admin endpoints.
-    pub admin_token: Option<String>,
+    /// Bearer token for mutating admin endpoints (only its digest is kept).
+    pub admin_token: Option<kmslab_admin::AdminToken>,
+    /// Names accepted in the admin API's `Host` header (`--admin-host`), lower case.
+    pub admin_hosts: Vec<String>,
     /// Non-local sources that may read the admin API (`--admin-read-network`).
     pub admin_read_networks: Vec<Cidr>,
     /// Sources the admin API treats as local (`--admin-local-network`, default loopback).
@@ -229,6 +245,8 @@ pub struct HostConfig {
     pub time_origin: Option<Timestamp>,
     /// Connection cap.
     pub max_connections: usize,
+    /// Per-source connection cap (`--max-connections-per-source`); `None`: half the cap.
+    pub max_connections_per_source: Option<usize>,
     /// Idle timeout per connection.
     pub idle_timeout: Duration,
     /// Log format.
@@ -260,6 +278,7 @@ impl HostConfig {
             keep_count: false,
             catalog: Arc::new(Catalog::builtin()),
             admin_token: None,
+            admin_hosts: Vec::new(),
             admin_read_networks: Vec::new(),
             admin_local_networks: Cidr::loopback(),
             allow: Vec::new(),
@@ -268,6 +287,7 @@ impl HostConfig {
             time_scale: 1.0,
             time_origin: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_source: None,
             idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
             log_format: LogFormat::Text,
             shutdown_grace: SHUTDOWN_GRACE,
@@ -280,6 +300,11 @@ impl HostConfig {
     /// The simulated clock this configuration asks for.
     pub fn clock(&self) -> SimClock {
         SimClock::new(self.time_scale, self.time_origin).expect("validated scale")
+    }
+
+    /// The per-source KMS connection cap in force for a total cap of `max_connections`.
+    pub fn per_source_cap(&self, max_connections: usize) -> usize {
+        self.max_connections_per_source.unwrap_or(max_connections.div_ceil(2)).clamp(1, max_connections.max(1))
     }
 
     /// Path of the registry database.
@@ -355,6 +380,17 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
         "false" | "0" | "no" | "off" => Ok(false),
         other => Err(bad(name, other, "expected true or false")),
     }
+}
+
+/// An `--admin-host` name: a DNS name (letters, digits, `-`, `_`, dots), lower case,
+/// without a final dot.
+fn admin_host_name(name: &str, v: &str) -> Result<String, ConfigError> {
+    let n = v.trim().strip_suffix('.').unwrap_or(v.trim()).to_ascii_lowercase();
+    let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if n.is_empty() || n.len() > 253 || !n.split('.').all(label_ok) {
+        return Err(bad(name, v, "expected a DNS name such as kms1.lab.test (IP addresses are always accepted)"));
+    }
+    Ok(n)
 }
 
 fn parse_addr(name: &str, v: &str) -> Result<SocketAddr, ConfigError> {
@@ -513,11 +549,30 @@ fn resolve_values(
         }
         config.epid = Some(v);
     }
-    if let Some((v, name)) = r.pick("admin_token", cli.admin_token, file.admin_token) {
-        if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(ConfigError(format!("invalid {name}: must be non-empty, without spaces")));
+    let token_file = r.pick(
+        "admin_token_file",
+        cli.admin_token_file.map(|p| p.display().to_string()),
+        file.admin_token_file.map(|p| p.display().to_string()),
+    );
+    match (r.pick("admin_token", cli.admin_token, file.admin_token), token_file) {
+        (Some((_, a)), Some((_, b))) => return Err(ConfigError(format!("invalid {a}: give either it or {b}, not both"))),
+        // The value is never quoted: it is a secret.
+        (Some((v, name)), None) => {
+            config.admin_token = Some(kmslab_admin::AdminToken::new(&v).map_err(|e| ConfigError(format!("invalid {name}: {e}")))?)
         }
-        config.admin_token = Some(v);
+        (None, Some((v, name))) => {
+            outside.may_read(&name, &v)?;
+            let token = kmslab_admin::AdminToken::from_file(Path::new(&v)).map_err(|e| ConfigError(format!("invalid {name}: {e}")))?;
+            config.admin_token = Some(token);
+        }
+        (None, None) => {}
+    }
+    let admin_hosts = match r.source("admin_host") {
+        Some(from) if !cli.admin_host.is_empty() => Some((cli.admin_host.clone(), r.name("admin_host", from))),
+        _ => file.admin_host.clone().map(|l| (l, r.name("admin_host", From3::File))),
+    };
+    if let Some((list, name)) = admin_hosts {
+        config.admin_hosts = list.iter().map(|v| admin_host_name(&name, v)).collect::<Result<_, _>>()?;
     }
     for (id, cli_v, file_v) in [
         ("admin_read_network", cli.admin_read_network, file.admin_read_network),
@@ -558,6 +613,15 @@ fn resolve_values(
             return Err(bad(&name, &v, "must be between 1 and 1000000"));
         }
         config.max_connections = n;
+    }
+    if let Some((v, name)) =
+        r.pick("max_connections_per_source", cli.max_connections_per_source, file.max_connections_per_source.map(|n| n.to_string()))
+    {
+        let n: usize = v.trim().parse().map_err(|_| bad(&name, &v, "expected a number 1..=1000000"))?;
+        if !(1..=1_000_000).contains(&n) {
+            return Err(bad(&name, &v, "must be between 1 and 1000000"));
+        }
+        config.max_connections_per_source = Some(n);
     }
     if let Some((v, name)) = r.pick("idle_timeout", cli.idle_timeout, file.idle_timeout.map(|n| n.to_string())) {
         let n: u64 = v.trim().parse().map_err(|_| bad(&name, &v, "expected seconds 1..=86400"))?;
@@ -714,6 +778,15 @@ mod tests {
         check_err(&["--rate-limit", "0"], "--rate-limit");
         check_err(&["--rate-limit", "5,0"], "--rate-limit");
         check_err(&["--psk", "/nonexistent/lab.psk"], "--psk");
+        check_err(&["--admin-token", "two words"], "--admin-token");
+        check_err(&["--admin-token-file", "/nonexistent/token"], "--admin-token-file");
+        check_err(&["--admin-host", "bad name"], "--admin-host");
+        check_err(&["--max-connections-per-source", "0"], "--max-connections-per-source");
+        let c = load(args(&["--admin-token", "s3cret", "--admin-host", "KMS1.lab.test.,kms1"])).map_err(|e| format!("{e:?}")).unwrap();
+        assert!(c.admin_token.as_ref().is_some_and(|t| t.matches("s3cret")));
+        assert!(!format!("{c:?}").contains("s3cret"), "the token is not in the config's Debug");
+        assert_eq!(c.admin_hosts, ["kms1.lab.test", "kms1"]);
+        assert_eq!((c.per_source_cap(1024), c.per_source_cap(40), c.per_source_cap(1)), (512, 20, 1));
         let dir = tempfile::tempdir().unwrap();
         let short = dir.path().join("short.psk");
         std::fs::write(&short, "tooshort\n").unwrap();
@@ -795,6 +868,7 @@ renewal_interval = 10080
 epid = "55041-00168-305-123456-03-1033-7600.0000-0012026"
 keep_count = true
 admin_token = "s3cret-token"
+admin_host = ["kms1.lab.test", "kms1"]
 admin_read_network = ["10.1.0.0/16", "fd00::/8"]
 admin_local_network = ["127.0.0.0/8", "::1/128"]
 allow = ["10.0.0.0/8", "192.168.1.0/24", "::1"]
@@ -802,6 +876,7 @@ rate_limit = "0.5,10"
 time_scale = 86400.0
 time_origin = "2026-01-01T09:30:00.250+02:00"
 max_connections = 1024
+max_connections_per_source = 512
 idle_timeout = 30
 log_format = "json"
 registry_sync = "normal"

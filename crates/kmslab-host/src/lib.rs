@@ -46,7 +46,20 @@ pub async fn run(
     let admin_addr = admin.local_addr()?;
     let srv_port = kms_addrs.first().map(|a| a.port());
     let grace = config.shutdown_grace;
-    let max_connections = config.max_connections;
+    // The open-files limit is shared out so that admin connections can never take the
+    // descriptors the KMS listener needs (docs/reliability.md, "Threat model").
+    let fd_limit = kmslab_runtime::fdlimit::nofile_limit();
+    let (max_connections, admin_cap) =
+        kmslab_runtime::fdlimit::share(fd_limit, config.max_connections, kmslab_admin::serve::DEFAULT_MAX_CONNECTIONS);
+    if max_connections < config.max_connections {
+        tracing::warn!(
+            max_connections = config.max_connections,
+            lowered_to = max_connections,
+            open_files_limit = fd_limit,
+            "--max-connections lowered to fit the open-files limit (raise LimitNOFILE / ulimit -n)"
+        );
+    }
+    let per_source = kmslab_runtime::slots::PerSource::new(config.per_source_cap(max_connections));
     let state = {
         // Opening the registry blocks (SQLite, first ePID write).
         let config = config.clone();
@@ -63,6 +76,7 @@ pub async fn run(
             listener,
             Arc::clone(&state),
             Arc::clone(&limit),
+            Arc::clone(&per_source),
             tracker.clone(),
             shutdown.clone(),
         )));
@@ -72,12 +86,11 @@ pub async fn run(
     let dns_task = srv_port.map(|port| tokio::spawn(publish::run(Arc::clone(&state), port, dns_shutdown.clone())));
     let admin_shutdown = shutdown.clone();
     tokio::spawn(dashboard::alerts::watch(Arc::clone(&state), shutdown.clone()));
+    let admin_limits = kmslab_admin::ServeLimits { max_connections: admin_cap, ..Default::default() };
     let admin_task = tokio::spawn(async move {
-        // With the peer address: the admin API's access rules are per source (admin.rs).
-        let app = admin::router(Arc::clone(&state)).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        if let Err(err) = axum::serve(admin, app).with_graceful_shutdown(async move { admin_shutdown.cancelled().await }).await {
-            tracing::error!(error = %err, "admin API stopped");
-        }
+        // Each request carries its peer address: the admin API's rules are per source.
+        let app = admin::router(Arc::clone(&state));
+        kmslab_admin::serve(admin, app, admin_limits, Arc::clone(&state.metrics.admin), admin_shutdown).await;
         state
     });
     let allow: Vec<String> = config.allow.iter().map(ToString::to_string).collect();
@@ -87,6 +100,10 @@ pub async fn run(
         rate_limit = ?config.rate_limit.map(|l| (l.per_second, l.burst)),
         psk = config.psk.is_some(),
         admin_read_network = %admin_read.join(","),
+        admin_token = config.admin_token.is_some(),
+        max_connections,
+        max_connections_per_source = per_source.cap(),
+        admin_max_connections = admin_cap,
         "access control"
     );
     tracing::info!("kms-host running");

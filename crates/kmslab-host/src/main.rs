@@ -19,6 +19,9 @@ fn main() -> ExitCode {
         }
     };
     kmslab_runtime::logging::init(config.log_format, "info");
+    // Every descriptor the hard limit allows: the connection caps are sized from it (`run`).
+    let open_files = kmslab_runtime::fdlimit::raise_nofile_limit();
+    tracing::debug!(open_files, "open-files limit");
     let mut config = config;
     if !config.listen_explicit
         && let Some(port) = kmslab_host::stored_port(&config)

@@ -60,6 +60,13 @@ pub struct HostMetrics {
     pub connections_total: AtomicU64,
     /// Connections closed at accept because `--allow` does not cover the source.
     pub refused_not_allowed: AtomicU64,
+    /// Connections closed at accept because their source already held
+    /// `--max-connections-per-source`.
+    pub refused_per_source: AtomicU64,
+    /// Answers not written within the idle timeout (the peer does not read): closed.
+    pub write_timeouts: AtomicU64,
+    /// The admin listener's own counts.
+    pub admin: std::sync::Arc<kmslab_admin::ServeStats>,
     /// Requests refused by `--rate-limit`.
     pub rate_limited: AtomicU64,
     /// Frames refused for a missing, unexpected or wrong MAC (`--psk`).
@@ -119,8 +126,26 @@ impl HostMetrics {
         );
         let _ = writeln!(
             out,
-            "# HELP kmslab_host_refused_connections_total KMS connections closed at accept, by reason.\n# TYPE kmslab_host_refused_connections_total counter\nkmslab_host_refused_connections_total{{reason=\"not_allowed\"}} {}",
-            self.refused_not_allowed.load(Ordering::Relaxed)
+            "# HELP kmslab_host_refused_connections_total KMS connections closed at accept, by reason.\n# TYPE kmslab_host_refused_connections_total counter\nkmslab_host_refused_connections_total{{reason=\"not_allowed\"}} {}\nkmslab_host_refused_connections_total{{reason=\"per_source\"}} {}",
+            self.refused_not_allowed.load(Ordering::Relaxed),
+            self.refused_per_source.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kmslab_host_write_timeouts_total KMS connections closed because an answer could not be written within the idle timeout (the peer does not read); also counted as malformed.\n# TYPE kmslab_host_write_timeouts_total counter\nkmslab_host_write_timeouts_total {}",
+            self.write_timeouts.load(Ordering::Relaxed)
+        );
+        let admin = &self.admin;
+        let _ = writeln!(
+            out,
+            "# HELP kmslab_host_admin_open_connections Admin API connections open now.\n# TYPE kmslab_host_admin_open_connections gauge\nkmslab_host_admin_open_connections {}",
+            admin.open.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kmslab_host_admin_refused_connections_total Admin API connections closed without a request, by reason (per_source: closed at accept; header_timeout: no request headers in time).\n# TYPE kmslab_host_admin_refused_connections_total counter\nkmslab_host_admin_refused_connections_total{{reason=\"per_source\"}} {}\nkmslab_host_admin_refused_connections_total{{reason=\"header_timeout\"}} {}",
+            admin.refused_per_source.load(Ordering::Relaxed),
+            admin.header_timeouts.load(Ordering::Relaxed)
         );
         let _ = writeln!(
             out,

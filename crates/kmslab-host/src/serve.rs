@@ -1,5 +1,6 @@
-//! KMS listeners: the accept loop (connection cap, back-off) and one task per connection
-//! (several requests per connection, idle timeout, malformed frames answered and closed).
+//! KMS listeners: the accept loop (connection cap, per-source cap, back-off) and one task
+//! per connection (several requests per connection, idle timeout on reads and writes,
+//! malformed frames answered and closed).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -11,6 +12,7 @@ use std::time::Duration;
 use kmslab_core::HResult;
 use kmslab_core::wire::{ErrorFrame, Message};
 use kmslab_runtime::framed::{FrameError, read_message_with, write_message_with};
+use kmslab_runtime::slots::PerSource;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -25,6 +27,7 @@ pub(crate) async fn accept_loop(
     listener: TcpListener,
     state: Arc<HostState>,
     limit: Arc<Semaphore>,
+    per_source: Arc<PerSource>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -62,6 +65,12 @@ pub(crate) async fn accept_loop(
             // Not in --allow: closed before a byte is read (counted and logged by `admit`).
             continue;
         }
+        let Some(source_slot) = per_source.try_acquire(peer.ip()) else {
+            // The source holds its share of the slots: closed at once, so that one machine
+            // cannot take every slot (counted and logged by `note_per_source`).
+            crate::access::note_per_source(&state, peer, per_source.cap());
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
         let shutdown = shutdown.clone();
@@ -70,7 +79,7 @@ pub(crate) async fn accept_loop(
             state.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
             serve_connection(stream, peer, &state, &shutdown).await;
             state.metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
-            drop(permit);
+            drop((permit, source_slot));
         });
     }
 }
@@ -142,9 +151,22 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
             }
         };
         answered += 1;
-        if let Err(err) = write_message_with(&mut stream, &answer, &mut wbuf, state.config.psk.as_ref().filter(|_| !plain_reply)).await {
-            tracing::debug!(%peer, error = %err, "could not write the answer");
-            return;
+        // The idle timeout covers writes too: a peer that sends requests and never reads
+        // its answers fills both socket buffers, and the write would wait forever.
+        let write = write_message_with(&mut stream, &answer, &mut wbuf, state.config.psk.as_ref().filter(|_| !plain_reply));
+        match tokio::time::timeout(idle, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                tracing::debug!(%peer, error = %err, "could not write the answer");
+                return;
+            }
+            Err(_) => {
+                state.metrics.write_timeouts.fetch_add(1, Ordering::Relaxed);
+                // Logged once per connection: it is closed right after; a failed request.
+                tracing::warn!(%peer, answered, "closing a connection whose peer does not read its answers (write not done within the idle timeout)");
+                state.record_malformed().await;
+                return;
+            }
         }
         state.metrics.request_latency.observe(started.elapsed());
         if close_after {

@@ -601,7 +601,8 @@ fn report_and_assert(ratios: &[Ratio]) {
 async fn hostile_input_is_refused_counted_logged_once_and_does_not_slow_a_good_client() {
     let _serial = SERIAL.lock().await;
     ensure_nofile(std::process::id(), 10_600);
-    let host = spawn_host(&["--max-connections", "10100"]);
+    // One source (this process) plays every attacker: it may hold every slot.
+    let host = spawn_host(&["--max-connections", "10100", "--max-connections-per-source", "10100"]);
     ensure_nofile(host.child.id(), 10_600);
     let good = GoodClient::start(host.kms);
     tokio::time::sleep(Duration::from_millis(300)).await; // warm up
@@ -736,7 +737,7 @@ async fn a_connection_flood_beyond_the_cap_is_closed_counted_and_does_not_slow_a
     const FLOOD: usize = 150;
     let _serial = SERIAL.lock().await;
     ensure_nofile(std::process::id(), 2 * FLOOD as u64);
-    let host = spawn_host(&["--max-connections", &CAP.to_string()]);
+    let host = spawn_host(&["--max-connections", &CAP.to_string(), "--max-connections-per-source", &CAP.to_string()]);
     let good = GoodClient::start(host.kms);
     tokio::time::sleep(Duration::from_millis(300)).await;
     good.pace(ATTACK_WINDOW).await;

@@ -32,6 +32,8 @@ fn units_pass_systemd_analyze_verify() {
         }
         let text = std::fs::read_to_string(units.join(unit)).unwrap();
         assert!(text.contains("Type=notify") && text.contains("DynamicUser=yes") && text.contains("ProtectSystem=strict"));
+        // The connection caps are sized from the open-files limit (docs/reliability.md).
+        assert!(text.lines().any(|l| l.starts_with("LimitNOFILE=")), "{unit} sets LimitNOFILE");
         let text = text.replace(&format!("/usr/local/bin/{}", bin.file_name().unwrap().to_str().unwrap()), bin.to_str().unwrap());
         let (ok, messages) = verify(&text, unit, &dir);
         assert!(ok, "{unit}: {messages}");

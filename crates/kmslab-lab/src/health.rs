@@ -60,7 +60,9 @@ fn get_status(address: &str, path: &str, timeout: Duration) -> anyhow::Result<u1
     let mut stream = TcpStream::connect_timeout(&sockaddr, timeout).with_context(|| format!("cannot connect to {sockaddr}"))?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n")?;
+    // The address connected to, not the URL's name: the daemons accept any IP address in
+    // `Host` but only the names given with --admin-host (their DNS rebinding defence).
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {sockaddr}\r\nConnection: close\r\n\r\n")?;
     // The status line is all we need; 64 bytes always hold "HTTP/1.x NNN".
     let mut head = [0u8; 64];
     let mut got = 0;

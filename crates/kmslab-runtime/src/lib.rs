@@ -3,13 +3,16 @@
 //! `kmslab-core`.
 #![forbid(unsafe_code)]
 
+pub mod cidr;
 pub mod clock;
+pub mod fdlimit;
 pub mod framed;
 pub mod logging;
 pub mod notify;
 pub mod process_metrics;
 pub mod psk;
 pub mod signal;
+pub mod slots;
 pub mod usage;
 
 pub use clock::SimClock;

@@ -69,7 +69,10 @@ impl Ctx {
         stream.set_read_timeout(Some(self.timeout))?;
         stream.set_write_timeout(Some(self.timeout))?;
         let payload = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n", self.target);
+        // The Host header names the address connected to, not the --target text: the daemons
+        // accept any IP address there but only names they were given (--admin-host), their
+        // defence against DNS rebinding, and slmgr must work with any name that resolves.
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n");
         if let Some(t) = &self.token {
             head.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }

@@ -53,7 +53,7 @@ pub fn split_machine(args: &[String]) -> Result<(Option<Machine>, &[String]), St
 }
 
 /// The usage text slmgr prints.
-pub const USAGE: &str = "usage: slmgr [--target ADDR] [--json] [--admin-token TOKEN] VERB [ARGS]
+pub const USAGE: &str = "usage: slmgr [--target ADDR] [--json] [--admin-token TOKEN | --admin-token-file FILE] VERB [ARGS]
        slmgr HOST[:PORT] [USER PASSWORD] VERB [ARGS]   (slmgr.vbs's machine form; PASSWORD is the admin token)
 client verbs: /dli /dlv /xpr /ato /ipk KEY /upk /skms HOST[:PORT] /ckms /skms-domain FQDN /ckms-domain /skhc /ckhc /rearm
 host verbs:   /dli /dlv /sai MIN /sri MIN /sprt PORT /sdns /cdns /spri /cpri
@@ -88,7 +88,13 @@ pub fn command() -> Command {
             Arg::new("admin-token")
                 .long("admin-token")
                 .value_name("TOKEN")
-                .help("Bearer token for changes on a non-loopback admin address; env KMSLAB_ADMIN_TOKEN"),
+                .help("Bearer token for a daemon reached from outside its --admin-local-network; env KMSLAB_ADMIN_TOKEN"),
+        )
+        .arg(
+            Arg::new("admin-token-file")
+                .long("admin-token-file")
+                .value_name("FILE")
+                .help("File holding the bearer token on one line (keeps it out of `ps`); env KMSLAB_ADMIN_TOKEN_FILE"),
         )
         .arg(
             Arg::new("verb")

@@ -23,6 +23,14 @@ fn main() -> ExitCode {
     let mut target = std::env::var("KMSLAB_SLMGR_TARGET").unwrap_or_else(|_| "127.0.0.1:8689".into());
     let mut json = false;
     let mut token = std::env::var("KMSLAB_ADMIN_TOKEN").ok();
+    if token.is_none()
+        && let Ok(path) = std::env::var("KMSLAB_ADMIN_TOKEN_FILE")
+    {
+        match read_token_file(&path) {
+            Ok(t) => token = Some(t),
+            Err(e) => return usage_error(&format!("KMSLAB_ADMIN_TOKEN_FILE: {e}")),
+        }
+    }
     let mut rest = Vec::new();
     let mut it = args.into_iter();
     while let Some(a) = it.next() {
@@ -34,6 +42,13 @@ fn main() -> ExitCode {
             "--admin-token" => match it.next() {
                 Some(t) => token = Some(t),
                 None => return usage_error("--admin-token needs a value"),
+            },
+            "--admin-token-file" => match it.next() {
+                Some(path) => match read_token_file(&path) {
+                    Ok(t) => token = Some(t),
+                    Err(e) => return usage_error(&e),
+                },
+                None => return usage_error("--admin-token-file needs a file"),
             },
             "--json" => json = true,
             "-h" | "--help" | "/?" | "-?" => {
@@ -92,6 +107,16 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The token of a `--admin-token-file`: its one line (the daemons read the same format).
+fn read_token_file(path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let line = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    if line.is_empty() || line.contains(['\n', ' ', '\t']) {
+        return Err(format!("{path} must hold the token alone, on one line"));
+    }
+    Ok(line.to_owned())
 }
 
 fn usage_error(reason: &str) -> ExitCode {

@@ -1,5 +1,6 @@
 //! kms-client integration tests: real sockets on 127.0.0.1, a real BIND9 for discovery.
 
+mod admin_access;
 mod cli;
 mod discovery;
 mod lifecycle;

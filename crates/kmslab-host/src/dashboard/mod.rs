@@ -26,6 +26,19 @@ use crate::state::HostState;
 
 type AppState = Arc<HostState>;
 
+/// The dashboard's `Content-Security-Policy` (sent with every admin answer): nothing is
+/// loaded from elsewhere, the one inline script of `base.html` runs by its hash (no other
+/// script can: injected markup runs nothing), inline styles are allowed (the page's
+/// stylesheet and the SVG charts), forms submit only here, and no page may frame it.
+pub static CONTENT_SECURITY_POLICY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let base = include_str!("../../templates/base.html");
+    let script = base.split_once("<script>").and_then(|(_, rest)| rest.split_once("</script>")).map_or("", |(s, _)| s);
+    format!(
+        "default-src 'none'; script-src {}; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        kmslab_admin::guard::inline_source_hash(script)
+    )
+});
+
 /// Why a page could not be shown.
 #[derive(Debug)]
 pub(crate) enum PageError {

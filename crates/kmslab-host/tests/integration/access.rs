@@ -62,7 +62,7 @@ async fn admin_access_is_decided_per_source_address() {
     let mut c = config(dir.path());
     c.admin_local_networks = vec!["127.0.0.1/32".parse().unwrap()];
     c.admin_read_networks = vec!["127.0.0.2/32".parse().unwrap()];
-    c.admin_token = Some("s3cret-token".into());
+    c.admin_token = Some(kmslab_admin::AdminToken::new("s3cret-token").unwrap());
     let host = TestHost::start(c).await;
     let a = host.admin;
     let local = [127, 0, 0, 1];

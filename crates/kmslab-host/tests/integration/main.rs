@@ -10,3 +10,4 @@ mod dns_support;
 mod full_disk;
 mod serving;
 mod support;
+mod surfaces;
