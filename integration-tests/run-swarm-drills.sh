@@ -19,7 +19,7 @@ if ! command -v docker >/dev/null 2>&1 || ! timeout 20 docker info >/dev/null 2>
   echo "swarm drills: SKIPPED (no Docker engine answers \`docker info\`)"
   exit 0
 fi
-for tool in curl jq nsenter; do
+for tool in curl jq nsenter iptables; do
   command -v "$tool" >/dev/null || { echo "swarm drills: FAILED: $tool is needed" >&2; exit 1; }
 done
 
@@ -35,7 +35,9 @@ SECRET=kmslab_tsig_key
 total_start=$SECONDS
 summary=()
 
-if [[ ${SWARM_SKIP_BUILD:-0} != 1 ]]; then
+if [[ ${SWARM_SKIP_BUILD:-0} == 1 ]]; then
+  [[ -n $(docker image ls -q "$KMSLAB_IMAGE") ]] || { echo "swarm drills: FAILED: image $KMSLAB_IMAGE missing (SWARM_SKIP_BUILD=1): run scripts/build-image.sh" >&2; exit 1; }
+else
   t=$SECONDS
   bash scripts/build-image.sh >/dev/null || { echo "swarm drills: FAILED: the image did not build" >&2; exit 1; }
   summary+=("image: $((SECONDS - t)) s")
@@ -227,12 +229,25 @@ drill_partition() {
   wait_for 180 "$want machines Licensed (host caching on and off)" all_licensed "$want" 2 fleet fleet-ckhc || return 1
   wait_for 60 "kms1 knowing all $want" known_at_least kms1 "$want" || return 1
   c=$(tasks kms1 | head -n1)
-  log "partition: cutting kms1 (task ${c:0:12}) off $net; it keeps running"
-  docker network disconnect -f "$net" "$c" || { fail "docker network disconnect"; return 1; }
+  # Not `docker network disconnect`: it works on a task, but `docker network connect`
+  # afterwards gives the container a plain endpoint outside the service (no service alias,
+  # no virtual-IP backend; docker 20.10 even handed it the service's virtual IP), so the
+  # host could not rejoin as kms1. Dropping every packet on the task's overlay interface,
+  # inside its network namespace, cuts it off the same way and is undone exactly.
+  local pid iface
+  pid=$(docker inspect -f '{{.State.Pid}}' "$c")
+  local ip
+  ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").IPAddress}}" "$c")
+  iface=$(nsenter -t "$pid" -n ip -o -4 addr show | awk -v ip="$ip" 'index($4, ip "/") == 1 {print $2; exit}')
+  [[ -n $iface ]] || { fail "no interface of kms1 on $net"; return 1; }
+  log "partition: cutting kms1 (task ${c:0:12}, $iface) off $net; it keeps running"
+  nsenter -t "$pid" -n iptables -I INPUT -i "$iface" -j DROP && nsenter -t "$pid" -n iptables -I OUTPUT -o "$iface" -j DROP ||
+    { fail "iptables in kms1's namespace"; return 1; }
   wait_for $((renewal_s * 6 + 60)) "every machine renewed through kms2" licensed_while "$want" known_at_least kms2 "$want" || return 1
   [[ $(docker inspect -f '{{.State.Running}}' "$c") == true ]] || { fail "kms1's task stopped during the partition"; return 1; }
   log "partition: every machine renewed through kms2, none left Licensed; reconnecting kms1"
-  docker network connect "$net" "$c" || { fail "docker network connect"; return 1; }
+  nsenter -t "$pid" -n iptables -D INPUT -i "$iface" -j DROP && nsenter -t "$pid" -n iptables -D OUTPUT -o "$iface" -j DROP ||
+    { fail "iptables in kms1's namespace"; return 1; }
   since=$(host_get kms1 /api/v1/status | jq -r .now) || { fail "no status from kms1 after reconnecting"; return 1; }
   # /ckhc machines look the hosts up at each renewal and take kms1 (priority 0) again;
   # cached ones keep renewing with kms2, where they last succeeded.
