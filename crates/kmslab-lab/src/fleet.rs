@@ -65,6 +65,10 @@ pub struct FleetArgs {
     /// Milliseconds (real time) an SRV answer or host address is reused.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub srv_cache_ms: u64,
+    /// Machine names are PREFIX00000, PREFIX00001, ... (tells fleets apart in a host's
+    /// registry).
+    #[arg(long, value_name = "PREFIX", default_value = "FLEET-")]
+    pub name_prefix: String,
     /// Serve /metrics and /healthz on this address.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
@@ -118,6 +122,7 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return usage(format!("--dns-server: {e}")),
     };
     config.host_caching = !args.no_host_caching;
+    config.name_prefix = args.name_prefix.clone();
     config.seed = args.seed.unwrap_or_else(random_seed);
     config.concurrency = args.concurrency;
     config.srv_cache = Duration::from_millis(args.srv_cache_ms);
