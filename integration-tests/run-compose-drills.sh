@@ -25,7 +25,7 @@ if ! command -v jq >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
 fi
 
 drills=("$@")
-((${#drills[@]})) || drills=(failover host-restart dns-outage scale partition)
+((${#drills[@]})) || drills=(failover host-restart dns-outage scale partition fleets)
 
 total_start=$SECONDS
 image_start=$SECONDS
