@@ -2,30 +2,37 @@
 # Installs kmslab: the four binaries, their man pages and shell completions, and (only with
 # --systemd) the systemd units. Documented in docs/operations.md ("Installing").
 #
-#   scripts/install.sh [--no-build] [--from DIR] [--systemd] [PREFIX]
+#   scripts/install.sh [--no-build] [--from DIR] [--small] [--systemd] [--unitdir DIR] [PREFIX]
 #
 #   PREFIX        install root [/usr/local]: PREFIX/bin, PREFIX/share/man/man1,
 #                 PREFIX/share/bash-completion/completions, PREFIX/share/zsh/site-functions,
 #                 PREFIX/share/fish/vendor_completions.d, PREFIX/share/doc/kmslab
-#   --no-build    do not run `cargo build --profile small`; use binaries already built
-#   --from DIR    take the binaries from DIR [target/small]
-#   --systemd     also install packaging/systemd/*.service into /etc/systemd/system (their
-#                 ExecStart points at PREFIX/bin) and run `systemctl daemon-reload`
+#   --no-build    do not build; use binaries already built
+#   --from DIR    take the binaries from DIR [target/dist, or target/small with --small]
+#   --small       build the `small` profile (fat LTO, size-optimised: the smallest idle
+#                 memory, a slower build) instead of `dist` (thin LTO)
+#   --systemd     also install packaging/systemd/*.service (their ExecStart points at
+#                 PREFIX/bin) and run `systemctl daemon-reload`
+#   --unitdir DIR where --systemd puts the units [/etc/systemd/system]
 #   DESTDIR       (environment) staging root prepended to every path, for packagers
 set -euo pipefail
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=1
 from=""
 systemd=0
+profile=dist
+unitdir_in=/etc/systemd/system
 prefix=/usr/local
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-build) build=0 ;;
         --from) [ $# -ge 2 ] || { echo "install.sh: --from needs a directory" >&2; exit 2; }; from=$2; shift ;;
         --systemd) systemd=1 ;;
+        --small) profile=small ;;
+        --unitdir) [ $# -ge 2 ] || { echo "install.sh: --unitdir needs a directory" >&2; exit 2; }; unitdir_in=$2; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
         *) prefix=$1 ;;
@@ -37,12 +44,12 @@ destdir=${DESTDIR:-}
 bins="kms-host kms-client slmgr kmslab"
 
 if [ "$build" = 1 ]; then
-    # The deployment profile (Cargo.toml [profile.small]): fat LTO, size-optimised, stripped;
-    # an idle kms-host stays under 8 MB resident (docs/reliability.md).
-    (cd "$root" && cargo build --profile small --bins)
+    # Cargo.toml [profile.dist] (thin LTO, stripped), or [profile.small] (fat LTO,
+    # size-optimised: an idle kms-host stays under 8 MB resident, docs/reliability.md).
+    (cd "$root" && cargo build --locked --profile "$profile" --bins)
 fi
 if [ -z "$from" ]; then
-    from=${CARGO_TARGET_DIR:-$root/target}/small
+    from=${CARGO_TARGET_DIR:-$root/target}/$profile
 fi
 for b in $bins; do
     [ -x "$from/$b" ] || { echo "install.sh: $from/$b missing (build first, or drop --no-build)" >&2; exit 1; }
@@ -83,7 +90,7 @@ install -m 0644 "$root"/README.md "$root"/CHANGELOG.md "$root"/docs/*.md "$docdi
 echo "installed documentation in $docdir"
 
 if [ "$systemd" = 1 ]; then
-    unitdir=$destdir/etc/systemd/system
+    unitdir=$destdir$unitdir_in
     install -d "$unitdir"
     for unit in "$root"/packaging/systemd/*.service; do
         sed -e "s|/usr/local/bin/|$prefix/bin/|g" -e "s|/usr/share/doc/kmslab/|$prefix/share/doc/kmslab/|g" "$unit" > "$tmp/$(basename "$unit")"

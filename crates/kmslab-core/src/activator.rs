@@ -16,7 +16,7 @@
 //! User commands (`slmgr`) are inputs too: [`Activator::activate_now`], `install_product`,
 //! `uninstall_product`, `rearm`, and the host-choice setters.
 //!
-//! # Rules (kms-reference "Client timing and states", "Discovery")
+//! # Rules (docs/kms-behaviour.md "Client timing and states", "Discovery")
 //! - Installing a GVLK: initial grace for 30 days, and an attempt at once.
 //! - Not activated: an attempt every activation interval (120 minutes by default).
 //! - Activated: valid 180 days, renewed every renewal interval (7 days); each success
@@ -30,7 +30,10 @@
 //!   the one that answered is cached. An answering host ends the attempt, whatever it says
 //!   (only hosts that cannot be reached make the client move on; our choice). Every host
 //!   failed: 0xC004F074. A DNS failure ends the attempt with the DNS HRESULT.
-//! - Rearm: new CMID, initial grace again, rearm count minus one; at 0, 0xC004D307.
+//! - Rearm: new CMID, initial grace again, rearm count minus one; at 0, 0xC004D307. A
+//!   fresh machine starts with its product's rearm count ([`Product::rearm_count`]).
+//! - Client family: a Vista-family product ignores SRV priority and weight (a random order
+//!   of all the records; [`crate::catalog::ClientFamily::srv_policy`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -44,7 +47,7 @@ use crate::hresult::HResult;
 use crate::ledger::{DEFAULT_ACTIVATION_INTERVAL, DEFAULT_RENEWAL_INTERVAL, INTERVAL_RANGE};
 use crate::license::LicenseStatus;
 use crate::rng::KmsRng;
-use crate::srv::{self, SrvCandidate};
+use crate::srv::{self, SrvCandidate, SrvPolicy};
 use crate::time::{DAY_MS, MINUTE_MS, Timestamp};
 use crate::wire::{ErrorFrame, KMS_PROTOCOL_V4, Request, Response};
 
@@ -56,7 +59,8 @@ pub const VALIDITY_MS: i64 = 180 * DAY_MS;
 pub const ADDITIONAL_GRACE_MS: i64 = 30 * DAY_MS;
 /// Interval of the Notification reminder.
 pub const REMINDER_MS: i64 = 60 * MINUTE_MS;
-/// Rearms a fresh Windows 7 installation allows (our choice: 3).
+/// Rearms a fresh Windows 7 installation allows (our choice: 3). Other client families
+/// have their own figure: [`Product::rearm_count`].
 pub const DEFAULT_REARM_COUNT: u32 = 3;
 
 /// Identifies one activation attempt so late answers to an old one are ignored.
@@ -242,6 +246,7 @@ pub struct Activator {
 impl Activator {
     /// A fresh machine with `product` installed at `now` (initial grace, attempt due now).
     pub fn new(product: Arc<Product>, cmid: Uuid, machine_name: impl Into<String>, now: Timestamp) -> Self {
+        let rearm_count = product.rearm_count();
         let mut a = Activator::from_state(
             ActivatorState {
                 product: None,
@@ -254,7 +259,7 @@ impl Activator {
                 activation_interval: DEFAULT_ACTIVATION_INTERVAL,
                 renewal_interval: DEFAULT_RENEWAL_INTERVAL,
                 next_attempt: None,
-                rearm_count: DEFAULT_REARM_COUNT,
+                rearm_count,
                 manual_host: None,
                 cached_host: None,
                 host_caching: true,
@@ -491,12 +496,14 @@ impl Activator {
         result: Result<Vec<SrvCandidate>, HResult>,
         rng: &mut impl KmsRng,
     ) {
+        // Vista-family clients ignore priority and weight; the product says which family.
+        let policy = self.product.as_ref().map_or(SrvPolicy::PriorityWeight, |p| p.client_family.srv_policy());
         let Some(a) = self.attempt.as_mut().filter(|a| a.id == attempt && a.discovering) else { return };
         a.discovering = false;
         match result {
             Err(code) => self.finish_attempt(now, code, None),
             Ok(records) => {
-                for r in srv::order(records, rng) {
+                for r in srv::order_with(records, policy, rng) {
                     if !a.tried.contains(&r.target) && !a.candidates.iter().any(|(h, _)| h == &r.target) {
                         a.candidates.push_back((r.target, HostSource::Dns));
                     }

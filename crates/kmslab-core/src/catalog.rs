@@ -1,7 +1,9 @@
 //! The product catalog as data: products, counted groups and host key groups.
 //!
-//! The built-in catalog (`catalog.toml`, compiled into every binary) covers Windows 7,
-//! Windows Server 2008 R2 and Office 2010. A user file in the same TOML format adds
+//! The built-in catalog (`catalog.toml`, compiled into every binary) covers every product a
+//! Windows 7-era KMS host serves: Windows Vista, Windows 7, Windows Server 2008 and 2008 R2,
+//! and the Office 2010 volume products. Each product names its [`ClientFamily`], which
+//! carries what those clients do differently (SRV ordering, rearms). A user file in the same TOML format adds
 //! products without a code change ([`Catalog::extend_from_toml`]). GVLK lookup ignores
 //! case and dashes.
 
@@ -10,6 +12,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use uuid::Uuid;
+
+use crate::srv::SrvPolicy;
 
 /// The catalog that ships inside the binaries.
 pub const BUILTIN_TOML: &str = include_str!("catalog.toml");
@@ -54,6 +58,53 @@ pub enum ProductKind {
     Office,
 }
 
+/// The generation of licensing client a product runs on: where Microsoft documents a
+/// difference between them, the activator follows the family of its product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientFamily {
+    /// Windows 7 and Windows Server 2008 R2 (the default for a product that names none).
+    #[default]
+    Windows7,
+    /// Windows Vista (SP1 and later) and Windows Server 2008: priority and weight of SRV
+    /// records are ignored; no reduced-functionality mode (Notification, as Windows 7).
+    Vista,
+    /// The Office 2010 volume products: rearm five times. Nothing else documented differs,
+    /// so the rest is Windows 7's.
+    Office2010,
+}
+
+impl ClientFamily {
+    /// The name used in catalog files (`client_family = "vista"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientFamily::Windows7 => "windows7",
+            ClientFamily::Vista => "vista",
+            ClientFamily::Office2010 => "office2010",
+        }
+    }
+
+    /// How clients of this family order the SRV records discovery found. Only Windows 7
+    /// and Windows Server 2008 R2 use priority and weight (Volume Activation Planning
+    /// Guide, "Client discovery of KMS"); nothing says Office 2010 differs from Windows 7.
+    pub fn srv_policy(self) -> SrvPolicy {
+        match self {
+            ClientFamily::Vista => SrvPolicy::IgnorePriorityWeight,
+            ClientFamily::Windows7 | ClientFamily::Office2010 => SrvPolicy::PriorityWeight,
+        }
+    }
+
+    /// Rearms a fresh installation allows unless the product says otherwise: Windows Vista
+    /// Business and Windows Server 2008 three (Volume Activation 2.0 Operations Guide),
+    /// Office 2010 five; Windows 7 three (our choice, no source gives it).
+    pub fn default_rearm_count(self) -> u32 {
+        match self {
+            ClientFamily::Windows7 | ClientFamily::Vista => 3,
+            ClientFamily::Office2010 => 5,
+        }
+    }
+}
+
 /// One volume-licensed product.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -80,6 +131,12 @@ pub struct Product {
     pub served_by: Vec<String>,
     /// Where the IDs come from (`microsoft` or `kmslab`).
     pub id_source: String,
+    /// The client family (`windows7` when the entry names none).
+    #[serde(default)]
+    pub client_family: ClientFamily,
+    /// Rearms a fresh installation allows, when it differs from the family's default.
+    #[serde(default)]
+    pub rearm_count: Option<u32>,
     /// The counted group's KMS counted ID, filled in when the catalog is built.
     #[serde(skip)]
     pub kms_counted_id: Uuid,
@@ -94,6 +151,11 @@ impl Product {
         // inside it would panic.
         let start = k.char_indices().rev().nth(4).map_or(0, |(i, _)| i);
         &k[start..]
+    }
+
+    /// Rearms a fresh installation of this product allows.
+    pub fn rearm_count(&self) -> u32 {
+        self.rearm_count.unwrap_or_else(|| self.client_family.default_rearm_count())
     }
 
     /// True when a host with any of `key_groups` installed can activate this product.
@@ -156,7 +218,7 @@ impl Catalog {
     /// Adds the entries of a catalog file. Names, GVLKs and activation IDs must be new;
     /// nothing is added unless the whole file is valid.
     pub fn extend_from_toml(&mut self, text: &str) -> Result<(), CatalogError> {
-        let file: CatalogFile = toml::from_str(text).map_err(|e| CatalogError::Syntax(e.to_string().trim().replace('\n', " ")))?;
+        let file: CatalogFile = toml::from_str(text).map_err(|e| CatalogError::Syntax(crate::toml_error::describe(text, &e)))?;
         let mut next = self.clone();
         for g in file.counted_group {
             if next.counted_groups.iter().any(|x| x.name == g.name || x.kms_counted_id == g.kms_counted_id) {
@@ -191,6 +253,9 @@ impl Catalog {
         }
         if !(1..=1000).contains(&p.required_count) {
             return Err(invalid(n, "required_count", "must be between 1 and 1000"));
+        }
+        if p.rearm_count.is_some_and(|r| r > 1000) {
+            return Err(invalid(n, "rearm_count", "must be between 0 and 1000"));
         }
         if self.counted_group_by_name(&p.counted_group).is_none() {
             return Err(invalid(n, "counted_group", &format!("names no counted group ({:?})", p.counted_group)));
@@ -288,6 +353,34 @@ mod tests {
             ("server2008r2-datacenter", "74YFP-3QFB3-KQT8W-PMXWJ-7M648", 5),
             ("server2008r2-itanium", "GT63C-RJFQ3-4GMB6-BRFB9-CB83V", 5),
             ("office2010-proplus", "VYBBJ-TRJPB-QFQRF-QFT4D-H3GVB", 5),
+            ("vista-business", "YFKBB-PQJJV-G996G-VWGXY-2V3X8", 25),
+            ("vista-business-n", "HMBQG-8H2RH-C77VX-27R82-VMQBT", 25),
+            ("vista-enterprise", "VKK3X-68KWM-X2YGT-QR4M6-4BWMV", 25),
+            ("vista-enterprise-n", "VTC42-BM838-43QHV-84HX6-XJXKV", 25),
+            ("server2008-web", "WYR28-R7TFJ-3X2YQ-YCY4H-M249D", 5),
+            ("server2008-hpc", "RCTX3-KWVHP-BR6TB-RB6DM-6X7HP", 5),
+            ("server2008-standard", "TM24T-X9RMF-VWXK6-X8JC9-BFGM2", 5),
+            ("server2008-standard-no-hyperv", "W7VD6-7JFBR-RX26B-YKQ3Y-6FFFJ", 5),
+            ("server2008-enterprise", "YQGMW-MPWTJ-34KDK-48M3W-X4Q6V", 5),
+            ("server2008-enterprise-no-hyperv", "39BXF-X8Q23-P2WWT-38T2F-G3FPG", 5),
+            ("server2008-datacenter", "7M67G-PC374-GR742-YH8V4-TCBY3", 5),
+            ("server2008-datacenter-no-hyperv", "22XQ2-VRXRG-P8D42-K34TD-G3QQC", 5),
+            ("server2008-itanium", "4DWFP-JF3DJ-B7DTH-78FJB-PDRHK", 5),
+            ("office2010-standard", "V7QKV-4XVVR-XYV4D-F7DFM-8R6BM", 5),
+            ("office2010-project-professional", "YGX6F-PGV49-PGW3J-9BTGG-VHKC6", 5),
+            ("office2010-project-standard", "4HP3K-88W3F-W2K3D-6677X-F9PGB", 5),
+            ("office2010-visio-premium", "D9DWC-HPYVV-JGF4P-BTWQB-WX8BJ", 5),
+            ("office2010-visio-professional", "7MCW8-VRQVK-G677T-PDJCM-Q8TCP", 5),
+            ("office2010-visio-standard", "767HD-QGMWX-8QTDB-9G3R2-KHFGJ", 5),
+            ("office2010-access", "V7Y44-9T38C-R2VJK-666HK-T7DDX", 5),
+            ("office2010-excel", "H62QG-HXVKF-PP4HP-66KMR-CW9BM", 5),
+            ("office2010-sharepoint-workspace", "QYYW6-QP4CB-MBV6G-HYMCJ-4T3J4", 5),
+            ("office2010-infopath", "K96W8-67RPQ-62T9Y-J8FQJ-BT37T", 5),
+            ("office2010-onenote", "Q4Y4M-RHWJM-PY37F-MTKWH-D3XHX", 5),
+            ("office2010-outlook", "7YDC2-CWM8M-RRTJC-8MDVC-X3DWQ", 5),
+            ("office2010-powerpoint", "RC8FX-88JRY-3PF7C-X8P67-P4VTT", 5),
+            ("office2010-publisher", "BFK7F-9MYHM-V68C7-DRQ66-83YTP", 5),
+            ("office2010-word", "HVHB3-C6FV7-KQX9W-YQG79-CRY7T", 5),
         ];
         assert_eq!(c.products().len(), expected.len());
         for (name, gvlk, n) in expected {
@@ -302,6 +395,83 @@ mod tests {
         let office = c.product_by_name("office2010-proplus").unwrap();
         assert_ne!(office.kms_counted_id, windows, "Office is counted separately");
         assert!(c.products().iter().filter(|p| p.kind != ProductKind::Office).all(|p| p.kms_counted_id == windows));
+        assert!(c.products().iter().filter(|p| p.kind == ProductKind::Office).all(|p| p.kms_counted_id == office.kms_counted_id));
+    }
+
+    #[test]
+    fn each_product_names_its_client_family_and_rearms() {
+        let c = Catalog::builtin();
+        // (name prefix, family, SRV policy, rearms of a fresh installation)
+        let cases = [
+            ("win7-", ClientFamily::Windows7, SrvPolicy::PriorityWeight, 3),
+            ("server2008r2-", ClientFamily::Windows7, SrvPolicy::PriorityWeight, 3),
+            ("vista-business", ClientFamily::Vista, SrvPolicy::IgnorePriorityWeight, 3),
+            ("vista-enterprise", ClientFamily::Vista, SrvPolicy::IgnorePriorityWeight, 5),
+            ("server2008-", ClientFamily::Vista, SrvPolicy::IgnorePriorityWeight, 3),
+            ("office2010-", ClientFamily::Office2010, SrvPolicy::PriorityWeight, 5),
+        ];
+        for p in c.products() {
+            let (_, family, policy, rearms) =
+                cases.iter().find(|(prefix, ..)| p.name.starts_with(prefix)).unwrap_or_else(|| panic!("{}", p.name));
+            assert_eq!((p.client_family, p.client_family.srv_policy(), p.rearm_count()), (*family, *policy, *rearms), "{}", p.name);
+        }
+        // Vista and Server 2008 editions show apart from Windows 7 and 2008 R2 in reports.
+        let names: std::collections::HashSet<_> = c.products().iter().map(|p| p.display_name.as_str()).collect();
+        assert_eq!(names.len(), c.products().len(), "display names are unique");
+    }
+
+    #[test]
+    fn a_user_product_without_a_family_is_windows_7() {
+        let mut c = Catalog::builtin();
+        let entry = |name: &str, key: &str, id: &str, extra: &str| {
+            format!(
+                r#"
+                [[product]]
+                name = "{name}"
+                display_name = "{name}"
+                description = "d"
+                gvlk = "{key}"
+                application_id = "55c92734-d682-4d71-983e-d6ec3f16059f"
+                activation_id = "{id}"
+                counted_group = "windows"
+                required_count = 25
+                kind = "client"
+                served_by = ["kms-c"]
+                id_source = "kmslab"
+                {extra}
+                "#
+            )
+        };
+        c.extend_from_toml(&entry("lab-old", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE", "00000000-0000-4000-8000-000000000001", "")).unwrap();
+        let p = c.product_by_name("lab-old").unwrap();
+        assert_eq!((p.client_family, p.rearm_count()), (ClientFamily::Windows7, 3));
+        let vista = entry(
+            "lab-vista",
+            "AAAAA-BBBBB-CCCCC-DDDDD-FFFFF",
+            "00000000-0000-4000-8000-000000000002",
+            "client_family = \"vista\"\nrearm_count = 7",
+        );
+        c.extend_from_toml(&vista).unwrap();
+        let p = c.product_by_name("lab-vista").unwrap();
+        assert_eq!((p.client_family, p.rearm_count()), (ClientFamily::Vista, 7));
+        let e = c
+            .extend_from_toml(&entry(
+                "lab-x",
+                "AAAAA-BBBBB-CCCCC-DDDDD-GGGGG",
+                "00000000-0000-4000-8000-000000000003",
+                "client_family = \"xp\"",
+            ))
+            .unwrap_err();
+        assert!(e.to_string().contains("client_family") || e.to_string().contains("xp"), "{e}");
+        let e = c
+            .extend_from_toml(&entry(
+                "lab-y",
+                "AAAAA-BBBBB-CCCCC-DDDDD-HHHHH",
+                "00000000-0000-4000-8000-000000000004",
+                "rearm_count = 5000",
+            ))
+            .unwrap_err();
+        assert!(e.to_string().contains("`rearm_count`"), "{e}");
     }
 
     #[test]

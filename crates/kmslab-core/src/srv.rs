@@ -4,6 +4,10 @@
 //! 0 are placed first, a number is drawn uniformly from `0..=sum_of_weights`, and the first
 //! record whose running sum of weights is at least that number is taken next. Repeat until
 //! every record of the priority is ordered. Exactly as the RFC's "Usage rules".
+//!
+//! Only Windows 7 / Windows Server 2008 R2 clients use priority and weight; Windows Vista and
+//! Windows Server 2008 clients pick a host at random from all the records and, when it does
+//! not answer, another one at random ([`SrvPolicy`], chosen by the product's client family).
 
 use crate::hostaddr::HostAddr;
 use crate::rng::KmsRng;
@@ -17,6 +21,35 @@ pub struct SrvCandidate {
     pub weight: u16,
     /// The host and port the record points at.
     pub target: HostAddr,
+}
+
+/// How a client family orders the SRV records it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SrvPolicy {
+    /// RFC 2782: lowest priority first, weighted random order within a priority
+    /// (Windows 7 and Windows Server 2008 R2).
+    PriorityWeight,
+    /// Priority and weight are ignored: every record is equally likely at each pick
+    /// (Windows Vista and Windows Server 2008).
+    IgnorePriorityWeight,
+}
+
+/// Orders `records` for trying, the way a client of `policy` does.
+pub fn order_with(records: Vec<SrvCandidate>, policy: SrvPolicy, rng: &mut impl KmsRng) -> Vec<SrvCandidate> {
+    match policy {
+        SrvPolicy::PriorityWeight => order(records, rng),
+        SrvPolicy::IgnorePriorityWeight => shuffle(records, rng),
+    }
+}
+
+/// A uniformly random order (Fisher-Yates): a random pick among all records, then a random
+/// pick among the rest, which is what a client that ignores priority and weight does.
+fn shuffle(mut records: Vec<SrvCandidate>, rng: &mut impl KmsRng) -> Vec<SrvCandidate> {
+    for i in (1..records.len()).rev() {
+        let j = rng.below_or_equal(i as u64) as usize;
+        records.swap(i, j);
+    }
+    records
 }
 
 /// Orders `records` for trying, per RFC 2782.
@@ -74,6 +107,32 @@ mod tests {
         // With a sum of 0 the draw is always 0, so the first remaining record is taken.
         let names: Vec<_> = o.iter().map(|r| r.target.host.as_str()).collect();
         assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn ignoring_priority_and_weight_makes_every_record_equally_likely_first() {
+        let mut rng = SplitMix64::new(13);
+        let records = vec![rec(0, 90, "a"), rec(10, 10, "b"), rec(20, 0, "c")];
+        let mut first = std::collections::HashMap::new();
+        for _ in 0..9_000 {
+            let o = order_with(records.clone(), SrvPolicy::IgnorePriorityWeight, &mut rng);
+            assert_eq!(o.len(), 3, "every record is kept");
+            *first.entry(o[0].target.host.clone()).or_insert(0) += 1;
+        }
+        // About 3,000 each; RFC 2782 would put "a" first every time.
+        for host in ["a", "b", "c"] {
+            let n = first.get(host).copied().unwrap_or(0);
+            assert!((2_700..=3_300).contains(&n), "{host} first {n} times");
+        }
+    }
+
+    #[test]
+    fn the_priority_weight_policy_is_rfc_2782() {
+        let records = vec![rec(10, 100, "b"), rec(0, 1, "a"), rec(20, 0, "c")];
+        let (mut r1, mut r2) = (SplitMix64::new(3), SplitMix64::new(3));
+        for _ in 0..100 {
+            assert_eq!(order_with(records.clone(), SrvPolicy::PriorityWeight, &mut r1), order(records.clone(), &mut r2));
+        }
     }
 
     #[test]

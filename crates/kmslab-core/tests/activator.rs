@@ -165,6 +165,32 @@ fn rearm_gives_a_new_cmid_three_times_then_fails() {
 }
 
 #[test]
+fn each_client_family_rearms_as_documented_then_fails() {
+    // (product, rearms): Vista Business and Server 2008 three, Vista SP1 Enterprise five
+    // (Volume Activation 2.0 Operations Guide), Office 2010 five, Windows 7 three (ours).
+    let cases = [
+        ("win7-enterprise", 3),
+        ("vista-business", 3),
+        ("vista-business-n", 3),
+        ("vista-enterprise", 5),
+        ("vista-enterprise-n", 5),
+        ("server2008-enterprise", 3),
+        ("office2010-proplus", 5),
+        ("office2010-visio-standard", 5),
+    ];
+    for (product, rearms) in cases {
+        let mut a = machine(product);
+        let mut rng = SplitMix64::new(2);
+        for _ in 0..rearms {
+            a.rearm(t0(), &mut rng).unwrap_or_else(|e| panic!("{product}: {e}"));
+            assert_eq!(a.status(), LicenseStatus::InitialGrace, "{product}");
+            assert_eq!(a.state().grace_end, Some(t0().plus_days(30)), "{product}: 30-day initial grace");
+        }
+        assert_eq!(a.rearm(t0(), &mut rng), Err(HResult::REARM_LIMIT), "{product} after {rearms} rearms");
+    }
+}
+
+#[test]
 fn ipk_and_upk() {
     let c = catalog();
     let mut a = machine("win7-enterprise");

@@ -1,4 +1,4 @@
-//! Table-driven checks of the host ledger against every number in kms-reference.
+//! Table-driven checks of the host ledger against every number in docs/kms-behaviour.md.
 
 mod support;
 
@@ -27,6 +27,12 @@ fn count_is_the_number_of_distinct_cmids_including_the_requester() {
         ("server2008r2-standard", 4, 4, false),
         ("server2008r2-standard", 5, 5, true),
         ("office2010-proplus", 5, 5, true),
+        ("vista-enterprise", 24, 24, false),
+        ("vista-business", 25, 25, true),
+        ("server2008-standard", 4, 4, false),
+        ("server2008-datacenter-no-hyperv", 5, 5, true),
+        ("office2010-visio-premium", 4, 4, false),
+        ("office2010-word", 5, 5, true),
     ];
     let catalog = catalog();
     for (product, n, expected, meets) in cases {
@@ -35,6 +41,18 @@ fn count_is_the_number_of_distinct_cmids_including_the_requester() {
         let required = catalog.product_by_name(product).unwrap().required_count;
         assert_eq!(count >= required, meets, "{product} x{n} against {required}");
     }
+}
+
+#[test]
+fn vista_windows_7_and_both_servers_share_one_count_and_office_has_its_own() {
+    let mut l = ledger(&["kms-c", "office-2010"]);
+    let ids = cmids(6, 13);
+    let products = ["vista-business", "win7-enterprise", "server2008-enterprise", "server2008r2-web", "vista-enterprise-n"];
+    for (i, (p, c)) in products.iter().zip(&ids).enumerate() {
+        assert_eq!(l.handle_request(&request(p, *c, t0()), t0()).unwrap().current_count, i as u32 + 1, "{p}");
+    }
+    let got = l.handle_request(&request("office2010-project-standard", ids[5], t0()), t0()).unwrap().current_count;
+    assert_eq!(got, 1, "Office 2010 products are counted apart from Windows");
 }
 
 #[test]
@@ -138,23 +156,72 @@ fn refusals_carry_the_reference_codes() {
 
 #[test]
 fn each_key_group_against_each_product() {
-    // (host key group, products it serves), from kms-reference "Host key groups".
-    let win7 =
-        ["win7-professional", "win7-professional-n", "win7-professional-e", "win7-enterprise", "win7-enterprise-n", "win7-enterprise-e"];
-    let group_a = ["server2008r2-web", "server2008r2-hpc"];
-    let group_b = ["server2008r2-standard", "server2008r2-enterprise"];
-    let group_c = ["server2008r2-datacenter", "server2008r2-itanium"];
+    // (host key group, products it serves), from docs/kms-behaviour.md "Host key groups" and
+    // Microsoft's product key groups: Vista and Windows 7 clients everywhere; Server 2008
+    // editions in the same Groups A, B and C as their 2008 R2 counterparts.
+    let clients = [
+        "win7-professional",
+        "win7-professional-n",
+        "win7-professional-e",
+        "win7-enterprise",
+        "win7-enterprise-n",
+        "win7-enterprise-e",
+        "vista-business",
+        "vista-business-n",
+        "vista-enterprise",
+        "vista-enterprise-n",
+    ];
+    let group_a = ["server2008r2-web", "server2008r2-hpc", "server2008-web", "server2008-hpc"];
+    let group_b = [
+        "server2008r2-standard",
+        "server2008r2-enterprise",
+        "server2008-standard",
+        "server2008-standard-no-hyperv",
+        "server2008-enterprise",
+        "server2008-enterprise-no-hyperv",
+    ];
+    let group_c = [
+        "server2008r2-datacenter",
+        "server2008r2-itanium",
+        "server2008-datacenter",
+        "server2008-datacenter-no-hyperv",
+        "server2008-itanium",
+    ];
+    let office = [
+        "office2010-proplus",
+        "office2010-standard",
+        "office2010-project-professional",
+        "office2010-project-standard",
+        "office2010-visio-premium",
+        "office2010-visio-professional",
+        "office2010-visio-standard",
+        "office2010-access",
+        "office2010-excel",
+        "office2010-sharepoint-workspace",
+        "office2010-infopath",
+        "office2010-onenote",
+        "office2010-outlook",
+        "office2010-powerpoint",
+        "office2010-publisher",
+        "office2010-word",
+    ];
     let serves = |g: &str| -> Vec<&str> {
         match g {
-            "client-vl" => win7.to_vec(),
-            "kms-a" => [&win7[..], &group_a[..]].concat(),
-            "kms-b" => [&win7[..], &group_a[..], &group_b[..]].concat(),
-            "kms-c" => [&win7[..], &group_a[..], &group_b[..], &group_c[..]].concat(),
-            "office-2010" => vec!["office2010-proplus"],
+            "client-vl" => clients.to_vec(),
+            "kms-a" => [&clients[..], &group_a[..]].concat(),
+            "kms-b" => [&clients[..], &group_a[..], &group_b[..]].concat(),
+            "kms-c" => [&clients[..], &group_a[..], &group_b[..], &group_c[..]].concat(),
+            "office-2010" => office.to_vec(),
             _ => unreachable!(),
         }
     };
     let catalog = catalog();
+    // Every product of the catalog is in the table: a new product cannot skip the matrix.
+    let listed: Vec<&str> = [&clients[..], &group_a[..], &group_b[..], &group_c[..], &office[..]].concat();
+    for product in catalog.products() {
+        assert!(listed.contains(&product.name.as_str()), "{} is missing from the key-group matrix", product.name);
+    }
+    assert_eq!(listed.len(), catalog.products().len());
     for group in ["client-vl", "kms-a", "kms-b", "kms-c", "office-2010"] {
         for product in catalog.products() {
             let mut l = ledger(&[group]);

@@ -164,6 +164,49 @@ fn with_priorities_0_and_10_every_request_goes_to_priority_0_while_it_answers() 
 }
 
 #[test]
+fn vista_and_server_2008_machines_ignore_priority_and_use_both_hosts() {
+    // The lab of the test above, with Windows Server 2008 machines: Vista-family clients
+    // pick at random among all the records, so priority 10 gets about half the requests.
+    let mut w = World::new(catalog(), t0(), 12);
+    w.add_host(HostAddr::new("kms1.lab.test", 1688), host_settings(&["kms-b"], 1, t0()));
+    w.add_host(HostAddr::new("kms2.lab.test", 1688), host_settings(&["kms-b"], 2, t0()));
+    w.publish("lab.test", 0, 0, 0);
+    w.publish("lab.test", 1, 10, 0);
+    w.default_domain = Some("lab.test".into());
+    add_machines(&mut w, "server2008-standard", 20);
+    for c in &mut w.clients {
+        c.set_host_caching(false);
+    }
+    w.run_days(60);
+    let (first, second) = (w.answered_by[0], w.answered_by[1]);
+    let share = second as f64 / (first + second) as f64;
+    assert!((0.4..=0.6).contains(&share), "priority 10 answered {second} of {}", first + second);
+    assert_eq!(w.count_in(LicenseStatus::Licensed), 20, "both hosts count them and activate them");
+}
+
+#[test]
+fn vista_machines_split_across_two_hosts_stay_below_threshold_until_caching_is_off() {
+    // 30 Vista machines, two published hosts: each machine caches whichever host answered
+    // first, so neither host sees 25 of them. Windows 7 machines would all use priority 0.
+    let mut w = World::new(catalog(), t0(), 13);
+    w.add_host(HostAddr::new("kms1.lab.test", 1688), host_settings(&["kms-b"], 1, t0()));
+    w.add_host(HostAddr::new("kms2.lab.test", 1688), host_settings(&["kms-b"], 2, t0()));
+    w.publish("lab.test", 0, 0, 0);
+    w.publish("lab.test", 1, 10, 0);
+    w.default_domain = Some("lab.test".into());
+    add_machines(&mut w, "vista-enterprise", 30);
+    w.run_days(10);
+    assert_eq!(w.count_in(LicenseStatus::Licensed), 0);
+    assert!(w.answered_by.iter().all(|n| *n > 0), "both hosts answered: {:?}", w.answered_by);
+    // `slmgr /ckhc`: every attempt chooses again, both hosts come to count all 30.
+    for c in &mut w.clients {
+        c.set_host_caching(false);
+    }
+    w.run_days(3);
+    assert_eq!(w.count_in(LicenseStatus::Licensed), 30);
+}
+
+#[test]
 fn weights_75_25_split_within_3_points_over_10000_choices() {
     let mut rng = SplitMix64::new(2026);
     let records = vec![

@@ -1,4 +1,5 @@
-//! `kmslab bench`: drives a KMS host with distinct random CMIDs over real TCP and reports
+//! `kmslab bench`: drives a KMS host with distinct random CMIDs (or a pool of `--cmids N`
+//! machines, so that most requests are renewals) over real TCP and reports
 //! rate, latency percentiles and errors by HRESULT; `--baseline` measures a minimal echo
 //! server with the same frame sizes the same way, so the host's rate can be given as a ratio.
 
@@ -45,6 +46,11 @@ pub struct BenchArgs {
     /// Cap the offered load at this many requests per second in all (0 = as fast as possible).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
+    /// Draw CMIDs from a pool of this many machines instead of a new CMID per request, so
+    /// that once each machine has been seen most requests are renewals of known CMIDs (what
+    /// a real fleet sends); 0 = a new CMID for every request.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    cmids: u64,
     /// Product the simulated clients ask for.
     #[arg(long, default_value = "win7-enterprise")]
     product: String,
@@ -105,7 +111,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         client_time: wall_now(),
         machine_name: "bench-client".into(),
     };
-    let mode = if args.new_connection { "new connection per request" } else { "keep-alive" };
+    let connection_mode = if args.new_connection { "new connection per request" } else { "keep-alive" };
+    let mode = if args.cmids > 0 { format!("{connection_mode}, CMIDs from a pool of {}", args.cmids) } else { connection_mode.to_owned() };
     let psk = args.psk.as_deref().map(kmslab_runtime::psk::load).transpose().map_err(|e| anyhow::anyhow!("--psk {e}"))?;
     let ours = load(args.target, &args, &template, psk).await;
     let mut baseline = None;
@@ -177,6 +184,8 @@ fn round3(x: f64) -> f64 {
 async fn load(target: SocketAddr, args: &BenchArgs, template: &Request, psk: Option<FrameKey>) -> Outcome {
     let next = Arc::new(AtomicU64::new(0));
     let total = args.requests;
+    // A pool per load (the echo baselines ignore CMIDs, so theirs does not matter).
+    let pool: Arc<Vec<Uuid>> = Arc::new((0..args.cmids).map(|_| Uuid::new_v4()).collect());
     let start = Instant::now();
     // Per-request spacing when --rate paces the load: request k is due at start + k/rate.
     let spacing = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
@@ -186,6 +195,7 @@ async fn load(target: SocketAddr, args: &BenchArgs, template: &Request, psk: Opt
         let template = template.clone();
         let new_connection = args.new_connection;
         let psk = psk.clone();
+        let pool = Arc::clone(&pool);
         workers.push(tokio::spawn(async move {
             let mut out = Outcome::default();
             let mut conn: Option<TcpStream> = None;
@@ -199,7 +209,9 @@ async fn load(target: SocketAddr, args: &BenchArgs, template: &Request, psk: Opt
                     tokio::time::sleep_until(start + s * (k as u32)).await;
                 }
                 let mut req = template.clone();
-                req.cmid = Uuid::new_v4();
+                // Request k goes to machine k mod N: every machine is seen once in each
+                // round of N requests, as a fleet renewing on a schedule would be.
+                req.cmid = if pool.is_empty() { Uuid::new_v4() } else { pool[(k % pool.len() as u64) as usize] };
                 req.client_time = wall_now();
                 let t0 = Instant::now();
                 let result = one_request(&mut conn, target, &req, &mut rbuf, &mut wbuf, psk.as_ref()).await;

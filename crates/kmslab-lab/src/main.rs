@@ -1,4 +1,4 @@
-//! `kmslab`: the lab tool: `up`, `fleet`, `sim`, `drill`, `dns`, `bench`, and the
+//! `kmslab`: the lab tool: `up`, `fleet`, `sim`, `drill`, `dns`, `bench`, `products`, and the
 //! generators of shell completions and man pages. One module per subcommand.
 #![forbid(unsafe_code)]
 
@@ -7,6 +7,7 @@ mod dns;
 mod fleet;
 mod health;
 mod manpages;
+mod products;
 mod sim;
 mod up;
 
@@ -37,6 +38,8 @@ enum Command {
     Fleet(fleet::FleetArgs),
     /// Scripted troubleshooting scenarios over real in-process daemons (`--list`).
     Drill(kmslab_lab::drill::DrillArgs),
+    /// The product catalog: names, display names, channel, counted group, threshold, GVLK.
+    Products(products::ProductsArgs),
     /// Shell completions for every kmslab binary.
     Completions(manpages::CompletionsArgs),
     /// Man pages for every kmslab binary.
@@ -46,22 +49,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
-            {
-                e.exit();
-            }
-            let text = e.to_string();
-            // One line; clap puts the names of missing arguments on the line after a colon.
-            let mut lines = text.lines();
-            let first = lines.next().unwrap_or("bad usage").trim_start_matches("error: ");
-            match lines.next().filter(|_| first.ends_with(':')) {
-                Some(next) => eprintln!("kmslab: {first} {}", next.trim()),
-                None => eprintln!("kmslab: {first}"),
-            }
-            return ExitCode::from(2);
-        }
+        Err(e) => return kmslab_runtime::usage::exit_on_clap_error("kmslab", &e),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -76,6 +64,7 @@ fn main() -> ExitCode {
         Command::Man(args) => manpages::man(args, Cli::command()),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Sim(args) => sim::run(args),
+        Command::Products(args) => products::run(args),
         Command::Fleet(args) => runtime.block_on(fleet::run(args)),
         Command::Drill(args) => runtime.block_on(kmslab_lab::drill::run(args)),
         Command::Dns(args) => runtime.block_on(dns::run(args)),

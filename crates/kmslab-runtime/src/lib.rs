@@ -7,8 +7,10 @@ pub mod clock;
 pub mod framed;
 pub mod logging;
 pub mod notify;
+pub mod process_metrics;
 pub mod psk;
 pub mod signal;
+pub mod usage;
 
 pub use clock::SimClock;
 

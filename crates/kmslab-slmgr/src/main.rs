@@ -47,6 +47,15 @@ fn main() -> ExitCode {
             _ => rest.push(a),
         }
     }
+    let rest = match kmslab_slmgr::split_machine(&rest) {
+        Ok((Some(machine), verb_and_args)) => {
+            target = machine.target;
+            token = machine.token.or(token);
+            verb_and_args.to_vec()
+        }
+        Ok((None, _)) => rest,
+        Err(reason) => return usage_error(&reason),
+    };
     let Some(first) = rest.first() else { return usage_error("no verb given") };
     let verb = first.trim_start_matches(['/', '-']).to_ascii_lowercase();
     let verb_args = &rest[1..];
@@ -54,7 +63,10 @@ fn main() -> ExitCode {
         return explain::run(verb_args.first().map(String::as_str), json);
     }
     if !CLIENT_VERBS.contains(&verb.as_str()) && !HOST_VERBS.contains(&verb.as_str()) {
-        return usage_error(&format!("unknown verb {first:?}"));
+        return match kmslab_slmgr::nearest_verb(first) {
+            Some(meant) => usage_error(&format!("unknown verb {first:?} (did you mean /{meant}?)")),
+            None => usage_error(&format!("unknown verb {first:?}")),
+        };
     }
     let ctx = Ctx { target, json, token, timeout: Duration::from_secs(120) };
     let role = match ctx.get("/api/v1/status").and_then(|r| r.ok()) {

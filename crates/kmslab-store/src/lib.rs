@@ -11,8 +11,9 @@
 //!
 //! # Durability
 //! Writes go to one writer thread that commits everything queued in one transaction
-//! (group commit) on a WAL database with `synchronous=FULL`. Each write returns a
-//! [`Pending`] that resolves only after its transaction committed: a host sends its
+//! (group commit) on a WAL database; with [`Synchronous::Full`] a syncer thread then
+//! `fdatasync`s the WAL (one flush for every batch committed meanwhile). Each write returns
+//! a [`Pending`] that resolves only after its transaction is committed and on the disk: a host sends its
 //! response after the client's row is durable, so a `kill -9` loses nothing a client was
 //! told. If the disk fails or fills, the affected writes fail with [`StoreError::Full`] /
 //! [`StoreError::Io`], [`Store::health`] reports it, and later writes succeed again once
@@ -93,25 +94,17 @@ pub const DEFAULT_EVENT_RETENTION: u64 = 100_000;
 /// Default cap on writes per group commit.
 pub const DEFAULT_MAX_BATCH: usize = 1024;
 
-/// How hard a commit tries to reach the disk (SQLite's `PRAGMA synchronous`).
+/// How hard a commit tries to reach the disk before its writes are completed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Synchronous {
-    /// fsync the WAL at every commit: a commit survives a power cut. The default, and what
-    /// the "answered only after durable" promise means.
+    /// fsync the WAL after every commit, before its writes are completed: a completed
+    /// write survives a power cut. The default, and what the "answered only after durable"
+    /// promise means.
     #[default]
     Full,
     /// fsync only at checkpoints: a commit survives a process crash (`kill -9`) but maybe
     /// not a power cut. For benchmarks and throwaway labs.
     Normal,
-}
-
-impl Synchronous {
-    fn pragma_value(self) -> &'static str {
-        match self {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
-        }
-    }
 }
 
 /// How to open a [`Store`].
@@ -170,11 +163,12 @@ impl Store {
     /// Opens (creating if needed) the registry at `path`, migrates its schema, switches it
     /// to WAL and starts the writer thread. The parent directory is created too.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        let writer_conn = schema::open_writer(path, options.synchronous.pragma_value(), options.max_page_count)?;
+        let writer_conn = schema::open_writer(path, options.max_page_count)?;
         let reader = schema::open_reader(path)?;
         let shared = Arc::new(Shared::new());
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(writer_conn, rx, Arc::clone(&shared), options.max_batch, options.event_retention);
+        let durable = options.synchronous == Synchronous::Full;
+        let writer = Writer::new(writer_conn, rx, Arc::clone(&shared), options.max_batch, options.event_retention, durable)?;
         let handle =
             std::thread::Builder::new().name("kmslab-store-writer".into()).spawn(move || writer.run()).map_err(|_| StoreError::Closed)?;
         let checkpointer = checkpoint::Checkpointer::start(path)?;

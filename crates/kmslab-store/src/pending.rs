@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 use crate::StoreError;
 
 /// A queued write. Resolves to `Ok(())` only after the transaction holding the write has
-/// committed (with `synchronous=FULL`, after the fsync), so a host may answer its client
+/// committed (with [`Synchronous::Full`](crate::Synchronous::Full), after the WAL's fsync), so a host may answer its client
 /// then without risk of losing the row.
 ///
 /// `.await` it from async code, or call [`Pending::wait`] from a plain thread. Dropping it

@@ -74,7 +74,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX clients_by_last_activation ON clients (last_activation_ms, cmid);
     CREATE INDEX clients_by_name ON clients (machine_name, last_seen_ms, cmid);
     ",
+    // Version 3: fewer b-tree entries written per request (each index entry is more
+    // writer CPU and more WAL pages on every request). The substring search scans the
+    // table again: `clients_by_name` made that scan narrower at the price of an index
+    // update on every request. The index by event id leaves out the 12290 events, nearly
+    // the whole log, so it is written only for the rare DNS events it is there to find; a
+    // filter on 12290 walks `events_by_time` instead.
+    "
+    DROP INDEX IF EXISTS clients_by_name;
+    DROP INDEX IF EXISTS events_by_id_time;
+    CREATE INDEX events_by_id_time ON events (event_id, time_ms, seq) WHERE event_id <> 12290;
+    ",
 ];
+
+/// Event id of the 12290 "request received" event, the one left out of the partial index
+/// `events_by_id_time` (schema version 3). A query for another id must say
+/// `event_id <> 12290` for SQLite to use that index.
+pub(crate) const REQUEST_RECEIVED_EVENT: u32 = 12290;
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -111,8 +127,13 @@ fn writer_busy(attempt: i32) -> bool {
     true
 }
 
-/// Opens the writer connection: WAL, the requested `synchronous` level, migrations.
-pub(crate) fn open_writer(path: &Path, synchronous: &str, max_page_count: Option<u64>) -> Result<Connection, StoreError> {
+/// Opens the writer connection: WAL, `synchronous=NORMAL`, migrations.
+///
+/// NORMAL for both [`Synchronous`](crate::Synchronous) levels: COMMIT then only writes the
+/// WAL, and with `Synchronous::Full` the writer's syncer thread fsyncs it before any caller
+/// is completed (`writer.rs`), which is what FULL does inside COMMIT, off the writer's
+/// thread. Checkpoints still fsync the WAL before and the database file after copying.
+pub(crate) fn open_writer(path: &Path, max_page_count: Option<u64>) -> Result<Connection, StoreError> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|err| StoreError::CreateDir { path: dir.display().to_string(), message: err.to_string() })?;
     }
@@ -122,7 +143,7 @@ pub(crate) fn open_writer(path: &Path, synchronous: &str, max_page_count: Option
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::NoWal(mode));
     }
-    conn.execute_batch(&format!("PRAGMA synchronous = {synchronous};"))?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
     // Checkpoints run on the checkpointer thread; SQLite's own (every 1000 pages, inline in
     // the committing batch) would stall every caller of that batch. Durability is
     // unchanged: commits are fsynced in the WAL either way.
@@ -186,4 +207,104 @@ pub fn integrity_check(path: &Path) -> Result<String, StoreError> {
     let mut stmt = conn.prepare("PRAGMA integrity_check")?;
     let lines = stmt.query_map([], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
     Ok(lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::{EventQuery, Store, StoreOptions};
+
+    /// A registry as the previous release wrote it (schema version 2, by its own SQL and
+    /// with rows as its writer stored them) opens, migrates, and keeps its clients, ePID,
+    /// counters, settings and events; the new indexes answer the same queries.
+    #[test]
+    fn a_version_2_registry_keeps_its_clients_epid_and_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.sqlite");
+        let cmid = Uuid::from_u128(0x1234_5678_9abc_def0_1122_3344_5566_7788);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+            for sql in &MIGRATIONS[..2] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(&format!(
+                "PRAGMA user_version = 2;
+                 INSERT INTO host_identity VALUES (1, '55041-00168-305-123456-03-1033-7600.0000-0012026');
+                 INSERT INTO settings VALUES ('activation_interval', '90');
+                 UPDATE counters SET total = 3, failed = 1, status_1 = 3 WHERE id = 1;
+                 INSERT INTO clients VALUES ('{cmid}', 'LAB-PC7', 'ae2ee509-1b34-41c0-acb7-6d4650168915',
+                     '55c92734-d682-4d71-983e-d6ec3f16059f', '7fde5219-fbfa-484a-82c9-34d1ad53e856',
+                     1, 43200, 100, 300, 3, '192.0.2.10:50000', 0, 200);
+                 INSERT INTO events (event_id, time_ms, fields_json) VALUES (12290, 100, '{{\"n\":1}}'),
+                     (12294, 150, '{{\"zone\":\"lab.test\"}}'), (12290, 300, '{{\"n\":3}}');"
+            ))
+            .unwrap();
+        }
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let epid = store.get_or_init_epid(|| panic!("the stored ePID is kept")).unwrap();
+        assert_eq!(epid, "55041-00168-305-123456-03-1033-7600.0000-0012026");
+        let row = store.client(cmid).unwrap().expect("client kept");
+        assert_eq!(
+            (row.machine_name.as_str(), row.request_count, row.first_seen_ms, row.last_activation_ms),
+            ("LAB-PC7", 3, 100, Some(200))
+        );
+        assert_eq!(store.counters().unwrap().total, 3);
+        assert_eq!(store.get_setting("activation_interval").unwrap().as_deref(), Some("90"));
+        let dns = store.events(&EventQuery { event_id: Some(12294), ..EventQuery::default() }).unwrap();
+        assert_eq!(dns.iter().map(|e| e.time_ms).collect::<Vec<_>>(), vec![150]);
+        let requests = store.events(&EventQuery { event_id: Some(12290), ..EventQuery::default() }).unwrap();
+        assert_eq!(requests.iter().map(|e| e.time_ms).collect::<Vec<_>>(), vec![100, 300]);
+        assert_eq!(store.latest_event(&[12293, 12294]).unwrap().map(|e| e.time_ms), Some(150));
+        let search = store.clients(&crate::ClientQuery { search: Some("pc7".into()), ..crate::ClientQuery::default() }).unwrap();
+        assert_eq!(search.rows.iter().map(|r| r.cmid).collect::<Vec<_>>(), vec![cmid]);
+        // New writes go on in the migrated file.
+        let mut renewal = crate::RequestRecord {
+            cmid,
+            machine_name: "LAB-PC7".into(),
+            activation_id: row.activation_id,
+            application_id: row.application_id,
+            counted_id: row.counted_id,
+            license_status: 1,
+            minutes_to_expiry: 43_200,
+            time_ms: 400,
+            source: None,
+            result: 0,
+            failed: false,
+            activated_at_ms: Some(400),
+            event: None,
+        };
+        renewal.event = Some(crate::EventRecord { event_id: 12290, time_ms: 400, fields_json: "{}".into() });
+        store.record_request(renewal).wait().unwrap();
+        assert_eq!(store.client(cmid).unwrap().unwrap().request_count, 4);
+        store.close();
+        assert_eq!(integrity_check(&path).unwrap(), "ok");
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let name_index: i64 =
+            conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'clients_by_name'", [], |r| r.get(0)).unwrap();
+        assert_eq!(name_index, 0);
+    }
+
+    /// A query for a DNS event walks the partial index; one for 12290 walks the time index
+    /// (the queries of `read::events` and `report::latest_event`), never a sort.
+    #[test]
+    fn event_filters_use_the_partial_index_only_for_other_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("host.sqlite"), StoreOptions::default()).unwrap();
+        store.close();
+        let conn = Connection::open(dir.path().join("host.sqlite")).unwrap();
+        let plan = |sql: &str| -> String {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            stmt.query_map([12294], |row| row.get::<_, String>(3)).unwrap().map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        let dns = plan("SELECT seq FROM events WHERE event_id = ?1 AND event_id <> 12290 ORDER BY time_ms DESC, seq DESC LIMIT 1");
+        assert!(dns.contains("events_by_id_time"), "{dns}");
+        let requests = plan("SELECT seq FROM events INDEXED BY events_by_time WHERE event_id = ?1 ORDER BY time_ms DESC, seq DESC LIMIT 1");
+        assert!(!requests.contains("TEMP B-TREE"), "{requests}");
+        assert!(requests.contains("events_by_time"), "{requests}");
+    }
 }

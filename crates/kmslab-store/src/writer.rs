@@ -3,12 +3,23 @@
 //! SQLite allows one writer at a time and a durable commit costs an fsync, so the store
 //! funnels all writes through one thread. It takes the first queued write, then whatever
 //! else is already queued (up to `max_batch`), applies them all in one transaction and
-//! completes every caller only after COMMIT has returned. Under load the fsync is shared
-//! by the whole batch; when idle a lone write commits at once.
+//! commits. Under load the fsync is shared by the whole batch; when idle a lone write
+//! commits at once.
+//!
+//! With [`Synchronous::Full`](crate::Synchronous::Full) the fsync is not done inside
+//! COMMIT: the connection commits with `synchronous=NORMAL` (the commit is in the WAL file,
+//! not yet on the disk) and hands the batch's callers to the syncer thread ([`Syncer`]),
+//! which `fdatasync`s the WAL file and only then completes them. The writer meanwhile
+//! applies the next batch, so the disk's flush and the next batch's CPU overlap instead of
+//! adding up, and the syncer covers every batch committed during one flush with the next
+//! one. A caller is still told "done" only once its commit is on the disk.
 
+use std::fs::File;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 use rusqlite::{Connection, params};
@@ -70,15 +81,36 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     max_batch: usize,
     event_retention: u64,
+    /// Where committed batches wait for their fsync; `None` with `Synchronous::Normal`,
+    /// whose callers are completed as soon as COMMIT returns.
+    syncer: Option<Syncer>,
 }
 
 impl Writer {
-    pub(crate) fn new(conn: Connection, rx: Receiver<Command>, shared: Arc<Shared>, max_batch: usize, event_retention: u64) -> Self {
-        Writer { conn, rx, shared, max_batch: max_batch.max(1), event_retention }
+    /// `durable`: complete callers only after the WAL file is fsynced (the connection itself
+    /// must then commit with `synchronous=NORMAL`, see the module doc).
+    pub(crate) fn new(
+        conn: Connection,
+        rx: Receiver<Command>,
+        shared: Arc<Shared>,
+        max_batch: usize,
+        event_retention: u64,
+        durable: bool,
+    ) -> Result<Self, StoreError> {
+        let syncer = if durable { Some(Syncer::start(wal_path(&conn), Arc::clone(&shared))?) } else { None };
+        Ok(Writer { conn, rx, shared, max_batch: max_batch.max(1), event_retention, syncer })
     }
 
-    /// Runs until [`Command::Shutdown`] or until every sender is gone.
+    /// Runs until [`Command::Shutdown`] or until every sender is gone, then waits until the
+    /// syncer has completed every caller.
     pub(crate) fn run(mut self) {
+        self.serve();
+        if let Some(syncer) = self.syncer.take() {
+            syncer.stop();
+        }
+    }
+
+    fn serve(&mut self) {
         let mut batch: Vec<(Op, Reply)> = Vec::with_capacity(self.max_batch);
         loop {
             // Block for the first command, then take what is already queued without
@@ -121,38 +153,40 @@ impl Writer {
         let result = self.transaction(&ops);
         match result {
             Ok(()) => {
-                self.record_commit(started, batch.len());
-                for (_, reply) in batch.drain(..) {
-                    self.complete(reply, Ok(()));
-                }
+                let writes = batch.len();
+                let replies = batch.drain(..).map(|(_, reply)| (reply, Ok(()))).collect();
+                self.finish(Committed { started, transactions: 1, writes, replies });
             }
             Err(batch_err) => {
-                self.record_failure(&batch_err);
+                record_failure(&self.shared, &batch_err);
                 tracing::warn!(
                     error = %batch_err,
                     writes = batch.len(),
                     "registry group commit failed; retrying the writes one by one"
                 );
+                let mut replies = Vec::with_capacity(batch.len());
+                let mut writes = 0;
                 for (op, reply) in batch.drain(..) {
-                    let started = Instant::now();
                     let result = self.transaction(&[&op]);
                     match &result {
-                        Ok(()) => self.record_commit(started, 1),
-                        Err(err) => self.record_failure(err),
+                        Ok(()) => writes += 1,
+                        Err(err) => record_failure(&self.shared, err),
                     }
-                    self.complete(reply, result);
+                    replies.push((reply, result));
                 }
+                // One transaction per committed write.
+                self.finish(Committed { started, transactions: writes, writes, replies });
             }
         }
     }
 
-    fn complete(&self, reply: Reply, result: Result<(), StoreError>) {
-        let stats = &self.shared.stats;
-        if result.is_err() {
-            stats.writes_failed.fetch_add(1, Ordering::Relaxed);
+    /// Completes the callers of a committed batch: after the WAL's fsync when durable, at
+    /// once otherwise.
+    fn finish(&self, committed: Committed) {
+        match &self.syncer {
+            Some(syncer) => syncer.submit(committed),
+            None => committed.deliver(&self.shared, Ok(())),
         }
-        stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
-        reply.send(result);
     }
 
     fn transaction(&mut self, ops: &[&Op]) -> Result<(), StoreError> {
@@ -171,26 +205,144 @@ impl Writer {
         tx.commit()?;
         Ok(())
     }
+}
 
-    fn record_commit(&self, started: Instant, writes: usize) {
-        let stats = &self.shared.stats;
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        let writes = writes as u64;
-        stats.commits.fetch_add(1, Ordering::Relaxed);
-        stats.writes_committed.fetch_add(writes, Ordering::Relaxed);
-        stats.last_batch_size.store(writes, Ordering::Relaxed);
-        stats.max_batch_size.fetch_max(writes, Ordering::Relaxed);
-        stats.last_commit_micros.store(micros, Ordering::Relaxed);
-        stats.total_commit_micros.fetch_add(micros, Ordering::Relaxed);
-        self.shared.set_healthy();
+fn record_failure(shared: &Shared, err: &StoreError) {
+    shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+    if err.is_storage_failure() {
+        shared.set_unhealthy(err);
     }
+}
 
-    fn record_failure(&self, err: &StoreError) {
-        self.shared.stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-        if err.is_storage_failure() {
-            self.shared.set_unhealthy(err);
+/// The callers of one committed batch (or of one batch retried write by write), waiting
+/// for their commit to be durable.
+struct Committed {
+    /// When the batch's transaction began (commit latency is measured to its fsync).
+    started: Instant,
+    /// Transactions committed.
+    transactions: usize,
+    /// Writes committed (a failed write's caller is in `replies` with its error).
+    writes: usize,
+    replies: Vec<(Reply, Result<(), StoreError>)>,
+}
+
+impl Committed {
+    /// Completes every caller; `synced` is the outcome of the fsync that covered the batch.
+    fn deliver(self, shared: &Shared, synced: Result<(), StoreError>) {
+        let stats = &shared.stats;
+        match &synced {
+            Ok(()) if self.writes > 0 => {
+                let micros = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let writes = self.writes as u64;
+                // Writes per transaction: the batch, or 1 when it was retried write by write.
+                let batch_size = writes / (self.transactions as u64).max(1);
+                stats.commits.fetch_add(self.transactions as u64, Ordering::Relaxed);
+                stats.writes_committed.fetch_add(writes, Ordering::Relaxed);
+                stats.last_batch_size.store(batch_size, Ordering::Relaxed);
+                stats.max_batch_size.fetch_max(batch_size, Ordering::Relaxed);
+                stats.last_commit_micros.store(micros, Ordering::Relaxed);
+                stats.total_commit_micros.fetch_add(micros, Ordering::Relaxed);
+                shared.set_healthy();
+            }
+            Ok(()) => {}
+            Err(err) => record_failure(shared, err),
+        }
+        for (reply, result) in self.replies {
+            // A write whose commit may not have reached the disk must not be acknowledged.
+            let result = result.and_then(|()| synced.clone());
+            if result.is_err() {
+                stats.writes_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+            reply.send(result);
         }
     }
+}
+
+/// The `-wal` file SQLite keeps next to the database.
+fn wal_path(conn: &Connection) -> PathBuf {
+    let mut path = conn.path().unwrap_or_default().to_owned();
+    path.push_str("-wal");
+    PathBuf::from(path)
+}
+
+/// The syncer thread: makes committed batches durable with one `fdatasync` of the WAL file
+/// for every batch committed since the previous one, then completes their callers.
+///
+/// This is what `synchronous=FULL` does inside COMMIT (sync the WAL after the commit
+/// frame is written), moved off the writer thread. The WAL file keeps its inode while the
+/// store's connections are open (SQLite rewrites it from the start, and deletes it only
+/// when the last connection closes), so one descriptor, opened at the first sync, serves
+/// the store's lifetime; and any fsync that starts after a commit returned covers it.
+/// What FULL adds besides (a sync of the WAL header when the WAL starts over) only orders
+/// writes that no caller has been told about yet; a power cut before the fsync loses those
+/// commits whole, as SQLite's NORMAL level does, and never an acknowledged one.
+///
+/// If the fsync fails, every caller of the batches it covered is told the write failed,
+/// although their rows may be visible until a power cut: a caller is never told "done"
+/// for a commit not known to be on the disk.
+struct Syncer {
+    tx: Sender<Committed>,
+    handle: JoinHandle<()>,
+}
+
+impl Syncer {
+    fn start(wal: PathBuf, shared: Arc<Shared>) -> Result<Syncer, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        // Allocated here rather than on the syncer thread: glibc gives each thread that
+        // first calls malloc an arena of its own, which costs an idle host resident memory.
+        let waiting = Vec::with_capacity(SYNCER_BACKLOG);
+        let handle = std::thread::Builder::new()
+            .name("kmslab-store-sync".into())
+            .spawn(move || run_syncer(&wal, &rx, &shared, waiting))
+            .map_err(|_| StoreError::Closed)?;
+        Ok(Syncer { tx, handle })
+    }
+
+    fn submit(&self, committed: Committed) {
+        // The syncer stops only after the writer dropped its sender (`stop`).
+        let _ = self.tx.send(committed);
+    }
+
+    /// Lets the syncer complete everything submitted, then waits for it.
+    fn stop(self) {
+        drop(self.tx);
+        if self.handle.join().is_err() {
+            tracing::error!("registry syncer thread panicked");
+        }
+    }
+}
+
+/// Committed batches the syncer holds without allocating (more are queued only while one
+/// fsync takes as long as that many commits).
+const SYNCER_BACKLOG: usize = 256;
+
+fn run_syncer(wal: &std::path::Path, rx: &Receiver<Committed>, shared: &Shared, mut waiting: Vec<Committed>) {
+    let mut file: Option<File> = None;
+    while let Ok(first) = rx.recv() {
+        waiting.push(first);
+        while let Ok(more) = rx.try_recv() {
+            waiting.push(more);
+        }
+        let synced = if waiting.iter().any(|c| c.writes > 0) { sync_wal(wal, &mut file) } else { Ok(()) };
+        for committed in waiting.drain(..) {
+            committed.deliver(shared, synced.clone());
+        }
+    }
+}
+
+fn sync_wal(wal: &std::path::Path, file: &mut Option<File>) -> Result<(), StoreError> {
+    let io_error = |err: std::io::Error| StoreError::Io(format!("fdatasync of {}: {err}", wal.display()));
+    if file.is_none() {
+        *file = Some(File::open(wal).map_err(io_error)?);
+    }
+    let Some(open) = file.as_ref() else { return Ok(()) };
+    open.sync_data().map_err(|err| {
+        // After a failed fsync the kernel may have dropped the dirty pages: reopen next time
+        // rather than trust this descriptor's error state.
+        *file = None;
+        io_error(err)
+    })
 }
 
 /// What the writes of one transaction leave to do once, at its end, rather than per write.

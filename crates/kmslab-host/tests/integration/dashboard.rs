@@ -164,6 +164,45 @@ async fn pages_and_reports_match_the_api() {
     host.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vista_and_server_2008_clients_show_in_the_reports_by_product_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(config(dir.path())).await;
+    let mut conn = KmsConn::connect(host.kms).await;
+    // 24 Windows 7 machines, then the 25th (a Vista machine) and a Server 2008 machine: one
+    // combined count, so both activate, as on a Windows 7-era host.
+    let mut machines: Vec<(String, &str)> = (0..24).map(|i| (format!("w7-{i:02}"), "win7-enterprise")).collect();
+    machines.push(("VISTA-01".into(), "vista-enterprise"));
+    machines.push(("SRV2008-01".into(), "server2008-standard"));
+    for (name, product) in &machines {
+        let mut r = at_host_time(&host, request(product)).await;
+        r.machine_name = name.clone();
+        conn.ask(&r).await;
+    }
+    let cases = [
+        ("vista-enterprise", "VISTA-01", "Windows(TM) Vista, Enterprise edition"),
+        ("server2008-standard", "SRV2008-01", "Windows Server(R) 2008, ServerStandard edition"),
+    ];
+    let by_product = page(&host, "/reports/04A").await;
+    let expiring = page(&host, "/reports/02B?range=180&per=500").await;
+    for (name, machine, display) in cases {
+        let api = get_json(host.admin, &format!("/api/v1/clients?product={name}")).await;
+        assert_eq!(api_total(&api), 1, "{name}");
+        assert_eq!(api["clients"][0]["machine_name"], machine);
+        assert!(!api["clients"][0]["last_activation"].is_null(), "{machine} activated: {api}");
+        let row = format!("<a href=\"/reports/04B?product={name}\">{display}</a></td><td class=\"num\">1</td>");
+        assert!(by_product.contains(&row), "04A row {row}");
+        let list = page(&host, &format!("/reports/04B?product={name}")).await;
+        assert!(list.contains(&format!("Machines with {display}")) && list.contains(machine), "04B for {name}");
+        let at = expiring.find(machine).unwrap_or_else(|| panic!("02B lists {machine}"));
+        let line_end = at + expiring[at..].find("</tr>").unwrap();
+        assert!(expiring[at..line_end].contains(display), "02B shows {machine} as {display}");
+        let detail = page(&host, &format!("/reports/02C?cmid={}", api["clients"][0]["cmid"].as_str().unwrap())).await;
+        assert!(detail.contains(&format!("{display} ({name})")), "02C names the product");
+    }
+    host.stop().await;
+}
+
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok()))
 }

@@ -213,7 +213,7 @@ fn schema_from_a_newer_build_is_refused() {
     open(dir.path()).close();
     set_user_version_in_header(&db_path(dir.path()), 99);
     let err = Store::open(&db_path(dir.path()), StoreOptions::default()).unwrap_err();
-    assert_eq!(err, StoreError::SchemaTooNew { found: 99, supported: 2 });
+    assert_eq!(err, StoreError::SchemaTooNew { found: 99, supported: 3 });
 }
 
 /// Bumps `user_version` with the sqlite3 file format itself: the header's user version is
