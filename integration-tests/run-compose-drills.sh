@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every docker-compose drill (failover, host restart, dns outage, scale) when a Docker
+# Runs every docker-compose drill (failover, host restart, dns outage, scale, partition) when a Docker
 # engine answers; otherwise prints one line saying they were skipped and exits 0. Builds
 # the image first (scripts/build-image.sh, offline). Exits non-zero if any drill fails;
 # prints each drill's time and the total. Called by scripts/test.sh (and so by CI).
@@ -25,7 +25,7 @@ if ! command -v jq >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
 fi
 
 drills=("$@")
-((${#drills[@]})) || drills=(failover host-restart dns-outage scale)
+((${#drills[@]})) || drills=(failover host-restart dns-outage scale partition fleets)
 
 total_start=$SECONDS
 image_start=$SECONDS

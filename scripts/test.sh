@@ -26,3 +26,7 @@ cargo test --release --locked -p kmslab-host --test hostile -- --ignored
 # Each fuzz target briefly over its committed corpus (skipped without a nightly toolchain).
 bash fuzz/ci.sh 10
 bash integration-tests/run-compose-drills.sh  # docker-compose drills (docs/compose.md); one "SKIPPED" line without a Docker engine
+# Swarm drills on a single-node swarm (docs/deploy.md); the image is the one just built.
+SWARM_SKIP_BUILD=1 bash integration-tests/run-swarm-drills.sh
+# Kubernetes manifests: validated offline against the API schemas, not run.
+bash deploy/kubernetes/validate.sh

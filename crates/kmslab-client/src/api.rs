@@ -141,7 +141,7 @@ pub fn status_json(shared: &Shared, inner: &Inner) -> Value {
         "current_count": s.last.current_count,
         "host_caching": s.host_caching,
         "domain": s.domain,
-        "dns_server": opt(shared.dns_server),
+        "dns_server": opt(shared.dns_server.as_ref()),
         "rearm_count": s.rearm_count,
         "machine_name": s.machine_name,
         "vm": s.vm,

@@ -40,8 +40,8 @@ pub struct Args {
     /// SRV lookup domain (like `slmgr /skms-domain`).
     #[arg(long, env = "KMSLAB_DOMAIN", value_name = "FQDN")]
     pub domain: Option<String>,
-    /// DNS server to ask [system resolver].
-    #[arg(long, env = "KMSLAB_DNS_SERVER", value_name = "IP:PORT")]
+    /// DNS server to ask, IP:PORT or NAME:PORT (resolved on first use and after a failure) [system resolver].
+    #[arg(long, env = "KMSLAB_DNS_SERVER", value_name = "IP:PORT|NAME:PORT")]
     pub dns_server: Option<String>,
     /// Turn KMS host caching off (like `slmgr /ckhc`).
     #[arg(long, env = "KMSLAB_NO_HOST_CACHING")]
@@ -150,7 +150,7 @@ pub struct ClientConfig {
     /// SRV lookup domain.
     pub domain: Option<String>,
     /// DNS server; `None` is the system resolver.
-    pub dns_server: Option<SocketAddr>,
+    pub dns_server: Option<kmslab_dns::DnsServerChoice>,
     /// Host caching, when given.
     pub host_caching: Option<bool>,
     /// Machine name, when given.
@@ -254,7 +254,7 @@ impl ClientConfig {
             None => None,
         };
         let dns_server = match args.dns_server.or(file.dns_server) {
-            Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| bad("--dns-server", format!("{text:?} is not IP:PORT")))?),
+            Some(text) => Some(kmslab_dns::DnsServerChoice::parse_server(&text).map_err(|e| bad("--dns-server", e))?),
             None => None,
         };
         let host_caching = if args.no_host_caching { Some(false) } else { file.host_caching };

@@ -82,7 +82,7 @@ pub struct Shared {
     /// Where state is saved.
     pub state_dir: Option<PathBuf>,
     /// The DNS server in use (for status).
-    pub dns_server: Option<std::net::SocketAddr>,
+    pub dns_server: Option<kmslab_dns::DnsServerChoice>,
 }
 
 impl Shared {
@@ -92,7 +92,7 @@ impl Shared {
         clock: SimClock,
         catalog: Arc<Catalog>,
         state_dir: Option<PathBuf>,
-        dns_server: Option<std::net::SocketAddr>,
+        dns_server: Option<kmslab_dns::DnsServerChoice>,
     ) -> Self {
         Shared {
             inner: Mutex::new(Inner {

@@ -60,7 +60,8 @@ pub async fn run(config: ClientConfig, admin: TcpListener, shutdown: Cancellatio
         first_start,
         "kms-client starting"
     );
-    let shared = Arc::new(daemon::Shared::new(activator, rng, clock, config.catalog.clone(), config.state_dir.clone(), config.dns_server));
+    let shared =
+        Arc::new(daemon::Shared::new(activator, rng, clock, config.catalog.clone(), config.state_dir.clone(), config.dns_server.clone()));
     {
         let mut g = shared.lock();
         shared.save_if_changed(&mut g)?;
@@ -68,8 +69,7 @@ pub async fn run(config: ClientConfig, admin: TcpListener, shutdown: Cancellatio
             shared.mark_saved(&mut g);
         }
     }
-    let net = net::Net::new(config.dns_server.map_or(DnsServerChoice::System, DnsServerChoice::Server), config.timeouts)
-        .with_psk(config.psk.clone());
+    let net = net::Net::new(config.dns_server.clone().unwrap_or(DnsServerChoice::System), config.timeouts).with_psk(config.psk.clone());
     let app = api::router(shared.clone(), Arc::new(api::access_rules(&config, admin.local_addr().map_err(RunError::Admin)?)));
     let server_token = shutdown.clone();
     // The control API's connections are capped (in total, per source) and must send their

@@ -4,7 +4,9 @@
 //! discovery after a host stops answering, and the lab changes records between lookups, so
 //! an answer cached from an earlier call would hide exactly the change being tested.
 
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_net::runtime::TokioRuntimeProvider;
@@ -36,13 +38,114 @@ pub struct SrvTarget {
 }
 
 /// Which DNS server a lookup asks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DnsServerChoice {
     /// The name servers of `/etc/resolv.conf`, like an unconfigured Windows client.
     System,
     /// One server, like `kms-client --dns-server IP:PORT`; asked over UDP, then TCP when a
     /// reply is truncated.
     Server(SocketAddr),
+    /// One server given by name, like `--dns-server dns:53` (a compose or Swarm service).
+    Named(NamedServer),
+}
+
+impl From<SocketAddr> for DnsServerChoice {
+    fn from(address: SocketAddr) -> Self {
+        DnsServerChoice::Server(address)
+    }
+}
+
+impl fmt::Display for DnsServerChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DnsServerChoice::System => f.write_str("system resolver"),
+            DnsServerChoice::Server(address) => write!(f, "{address}"),
+            DnsServerChoice::Named(named) => write!(f, "{}:{}", named.inner.name, named.inner.port),
+        }
+    }
+}
+
+impl DnsServerChoice {
+    /// Parses a `--dns-server` value: `IP:PORT`, `[IPv6]:PORT` or `NAME:PORT`. A name is
+    /// only checked here; it is resolved when first used (see [`NamedServer`]).
+    pub fn parse_server(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Ok(address) = text.parse::<SocketAddr>() {
+            return Ok(DnsServerChoice::Server(address));
+        }
+        let expected = || format!("{text:?} is not IP:PORT or NAME:PORT (IPv6 as [::1]:53)");
+        let (name, port) = text.rsplit_once(':').ok_or_else(expected)?;
+        let port = port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(expected)?;
+        let name = name.trim_end_matches('.');
+        let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(expected());
+        }
+        Ok(DnsServerChoice::Named(NamedServer { inner: Arc::new(NamedInner { name: name.to_owned(), port, resolved: Mutex::new(None) }) }))
+    }
+
+    /// The address queries go to: `None` for the system resolver. A named server is
+    /// resolved on first use and after [`forget_address`](Self::forget_address).
+    pub async fn server_address(&self, timeout: Duration) -> Result<Option<SocketAddr>, LookupError> {
+        match self {
+            DnsServerChoice::System => Ok(None),
+            DnsServerChoice::Server(address) => Ok(Some(*address)),
+            DnsServerChoice::Named(named) => named.address(timeout).await.map(Some),
+        }
+    }
+
+    /// After a failure through a named server: the next use resolves its name again (a
+    /// restarted container or a rescheduled Swarm task may have a new address).
+    pub fn forget_address(&self) {
+        if let DnsServerChoice::Named(named) = self {
+            *named.inner.resolved.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+}
+
+/// A DNS server known by name (`dns:53`). The name is resolved by the system resolver
+/// (`/etc/hosts`, then the servers of `/etc/resolv.conf`: inside a container, the
+/// engine's embedded DNS that knows the service names) with hickory rather than
+/// getaddrinfo, so a static binary in a `FROM scratch` image needs no NSS modules. Clones
+/// share the resolved address, so one failure makes every user resolve again.
+#[derive(Clone, Debug)]
+pub struct NamedServer {
+    inner: Arc<NamedInner>,
+}
+
+#[derive(Debug)]
+struct NamedInner {
+    name: String,
+    port: u16,
+    resolved: Mutex<Option<SocketAddr>>,
+}
+
+impl PartialEq for NamedServer {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.inner.name, self.inner.port) == (&other.inner.name, other.inner.port)
+    }
+}
+
+impl Eq for NamedServer {}
+
+impl NamedServer {
+    async fn address(&self, timeout: Duration) -> Result<SocketAddr, LookupError> {
+        if let Some(address) = *self.inner.resolved.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(address);
+        }
+        let shown = format!("{}:{}", self.inner.name, self.inner.port);
+        let ips = match literal_or_localhost(&self.inner.name) {
+            Some(ips) => ips,
+            None => resolve_through(None, ResolveHosts::Auto, &self.inner.name, timeout).await.map_err(|error| {
+                LookupError::ServerFailure { name: shown.clone(), detail: format!("cannot resolve the server's name: {error}") }
+            })?,
+        };
+        let ip = ips.iter().find(|ip| ip.is_ipv4()).unwrap_or(&ips[0]);
+        let address = SocketAddr::new(*ip, self.inner.port);
+        tracing::info!(server = %shown, %address, "DNS server name resolved");
+        *self.inner.resolved.lock().unwrap_or_else(|p| p.into_inner()) = Some(address);
+        Ok(address)
+    }
 }
 
 /// Why a discovery lookup found nothing usable.
@@ -111,10 +214,12 @@ pub async fn lookup_vlmcs(server: &DnsServerChoice, domain: &str, timeout: Durat
     let display_name = owner.trim_end_matches('.').to_owned();
     let name = parse_name(&owner, domain)?;
 
-    let resolver = build_resolver(server, timeout, ResolveHosts::Never)?;
+    let address = server.server_address(timeout).await?;
+    let resolver = build_resolver(address, timeout, ResolveHosts::Never)?;
     let lookup = with_deadline(timeout, &display_name, resolver.srv_lookup(name))
-        .await?
-        .map_err(|error| map_net_error(error, &display_name, "SRV"))?;
+        .await
+        .and_then(|r| r.map_err(|error| map_net_error(error, &display_name, "SRV")))
+        .inspect_err(|error| forget_after(server, error))?;
 
     let targets: Vec<SrvTarget> = lookup
         .answers()
@@ -139,22 +244,46 @@ pub async fn lookup_vlmcs(server: &DnsServerChoice, domain: &str, timeout: Durat
 /// and `localhost` is `127.0.0.1`, as Windows resolves it without DNS.
 pub async fn resolve_host(server: &DnsServerChoice, name: &str, timeout: Duration) -> Result<Vec<IpAddr>, LookupError> {
     let trimmed = name.trim();
-    let unbracketed = trimmed.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).unwrap_or(trimmed);
-    if let Ok(ip) = unbracketed.parse::<IpAddr>() {
-        return Ok(vec![ip]);
+    if let Some(ips) = literal_or_localhost(trimmed) {
+        return Ok(ips);
     }
-    let host = trimmed.trim_end_matches('.');
-    if host.eq_ignore_ascii_case("localhost") {
-        return Ok(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]);
-    }
-    let parsed = parse_name(trimmed, trimmed)?;
-
     // With the system resolver the hosts file counts, as it does for any program on the
     // machine; a server given by hand is asked directly.
     let hosts = match server {
         DnsServerChoice::System => ResolveHosts::Auto,
-        DnsServerChoice::Server(_) => ResolveHosts::Never,
+        DnsServerChoice::Server(_) | DnsServerChoice::Named(_) => ResolveHosts::Never,
     };
+    let address = server.server_address(timeout).await?;
+    resolve_through(address, hosts, trimmed, timeout).await.inspect_err(|error| forget_after(server, error))
+}
+
+/// An IP literal (bracketed or not) as itself, `localhost` as 127.0.0.1; `None` for a
+/// name that needs a lookup.
+fn literal_or_localhost(name: &str) -> Option<Vec<IpAddr>> {
+    let unbracketed = name.strip_prefix('[').and_then(|rest| rest.strip_suffix(']')).unwrap_or(name);
+    if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+        return Some(vec![ip]);
+    }
+    name.trim_end_matches('.').eq_ignore_ascii_case("localhost").then(|| vec![IpAddr::V4(Ipv4Addr::LOCALHOST)])
+}
+
+/// A lookup through a named server that failed at the transport (no answer, unreachable)
+/// makes the next one resolve the server's name again.
+fn forget_after(server: &DnsServerChoice, error: &LookupError) {
+    if matches!(error, LookupError::ServerFailure { .. }) {
+        server.forget_address();
+    }
+}
+
+/// A/AAAA lookup of `name` at `server` (`None`: the system's servers).
+async fn resolve_through(
+    server: Option<SocketAddr>,
+    hosts: ResolveHosts,
+    name: &str,
+    timeout: Duration,
+) -> Result<Vec<IpAddr>, LookupError> {
+    let host = name.trim_end_matches('.');
+    let parsed = parse_name(name, name)?;
     let resolver = build_resolver(server, timeout, hosts)?;
     let lookup = with_deadline(timeout, host, resolver.lookup_ip(parsed)).await?.map_err(|error| map_net_error(error, host, "A/AAAA"))?;
     let addresses: Vec<IpAddr> = lookup.iter().collect();
@@ -198,10 +327,14 @@ pub(crate) fn name_without_dot(name: &Name) -> String {
     name.to_ascii().trim_end_matches('.').to_owned()
 }
 
-fn build_resolver(server: &DnsServerChoice, timeout: Duration, hosts: ResolveHosts) -> Result<Resolver<TokioRuntimeProvider>, LookupError> {
+fn build_resolver(
+    server: Option<SocketAddr>,
+    timeout: Duration,
+    hosts: ResolveHosts,
+) -> Result<Resolver<TokioRuntimeProvider>, LookupError> {
     let (config, mut options) = match server {
-        DnsServerChoice::System => system_resolver_config()?,
-        DnsServerChoice::Server(address) => {
+        None => system_resolver_config()?,
+        Some(address) => {
             let mut udp = ConnectionConfig::udp();
             udp.port = address.port();
             let mut tcp = ConnectionConfig::tcp();
@@ -313,6 +446,37 @@ mod tests {
         check("[2001:db8::1]", "2001:db8::1".parse().unwrap()).await;
         check("localhost", IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
         check("LOCALHOST.", IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
+    }
+
+    #[test]
+    fn dns_servers_parse_as_addresses_or_names_with_a_port() {
+        let check = |text: &str, expected: Result<&str, ()>| {
+            let parsed = DnsServerChoice::parse_server(text);
+            match expected {
+                Ok(shown) => assert_eq!(parsed.unwrap().to_string(), shown, "{text:?}"),
+                Err(()) => assert!(parsed.unwrap_err().contains("NAME:PORT"), "{text:?}"),
+            }
+        };
+        check("127.0.0.1:53", Ok("127.0.0.1:53"));
+        check("[::1]:5353", Ok("[::1]:5353"));
+        check("dns:53", Ok("dns:53"));
+        check(" ns1.lab.test.:5353 ", Ok("ns1.lab.test:5353"));
+        check("tasks.dns_service:53", Ok("tasks.dns_service:53"));
+        assert!(matches!(DnsServerChoice::parse_server("dns:53"), Ok(DnsServerChoice::Named(_))));
+        for bad in ["dns", "localhost", "dns:0", "dns:99999", ":53", "a b:53", "dns..x:53", "127.0.0.1"] {
+            check(bad, Err(()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_named_server_resolves_through_the_system_and_an_unknown_name_is_a_server_failure() {
+        let timeout = Duration::from_secs(2);
+        let local = DnsServerChoice::parse_server("localhost:5353").unwrap();
+        assert_eq!(local.server_address(timeout).await.unwrap(), Some("127.0.0.1:5353".parse().unwrap()));
+        let unknown = DnsServerChoice::parse_server("no-such-dns-server.invalid:53").unwrap();
+        let error = lookup_vlmcs(&unknown, "lab.test", timeout).await.unwrap_err();
+        assert_eq!(error.hresult(), 0x8007_232A, "{error}");
+        assert!(error.to_string().contains("no-such-dns-server.invalid:53: cannot resolve the server's name"), "{error}");
     }
 
     #[tokio::test]

@@ -6,7 +6,10 @@
 //!    `_vlmcs._tcp.<domain>` and returns them as [`SrvTarget`]s; [`resolve_host`] turns a
 //!    target into addresses; [`system_search_domains`] gives the search list a client falls
 //!    back to when no domain is set. The server is the system's ([`DnsServerChoice::System`])
-//!    or one given by hand ([`DnsServerChoice::Server`]). No cache is kept between calls.
+//!    or one given by hand, as an address ([`DnsServerChoice::Server`]) or a name such as a
+//!    container service's `dns:53` ([`DnsServerChoice::Named`], resolved by the system
+//!    resolver on first use and again after a lookup through it failed). No cache of
+//!    answers is kept between calls.
 //!    Failures are [`LookupError`]s: NXDOMAIN, no records, no server configured, server
 //!    failure, each with its KMS-lab HRESULT ([`LookupError::hresult`]).
 //! 2. **Publishing (host side).** A [`Publisher`] built from a [`PublisherConfig`] sends
@@ -44,7 +47,9 @@ mod publish;
 mod server;
 mod tsig;
 
-pub use discovery::{DnsServerChoice, LookupError, SrvTarget, VLMCS_PREFIX, lookup_vlmcs, resolve_host, system_search_domains};
+pub use discovery::{
+    DnsServerChoice, LookupError, NamedServer, SrvTarget, VLMCS_PREFIX, lookup_vlmcs, resolve_host, system_search_domains,
+};
 pub use publish::{PublishError, PublishZone, PublishZoneError, Publisher, PublisherConfig};
 pub use server::{LabDnsConfig, LabDnsServer, ServeError};
 pub use tsig::{TsigAlg, TsigKey, TsigKeyError};

@@ -125,8 +125,8 @@ pub struct Cli {
     /// `normal` (survives kill -9, not a power cut) [full].
     #[arg(long, env = "KMSLAB_REGISTRY_SYNC", value_name = "MODE")]
     pub registry_sync: Option<String>,
-    /// DNS server receiving RFC 2136 updates (IP:PORT).
-    #[arg(long, env = "KMSLAB_DNS_SERVER", value_name = "IP:PORT")]
+    /// DNS server receiving RFC 2136 updates (IP:PORT, or NAME:PORT resolved when publishing).
+    #[arg(long, env = "KMSLAB_DNS_SERVER", value_name = "IP:PORT|NAME:PORT")]
     pub dns_server: Option<String>,
     /// Publish list entry ZONE[,PRIORITY[,WEIGHT]] (repeatable; in KMSLAB_DNS_ZONE separate entries by spaces or `;`).
     #[arg(long, env = "KMSLAB_DNS_ZONE", value_name = "Z[,PRIO[,WEIGHT]]")]
@@ -134,8 +134,8 @@ pub struct Cli {
     /// SRV target FQDN [the system host name, completed with the first zone when it has no dot].
     #[arg(long, env = "KMSLAB_DNS_HOSTNAME", value_name = "FQDN")]
     pub dns_hostname: Option<String>,
-    /// Also publish an A/AAAA record with this address for --dns-hostname.
-    #[arg(long, env = "KMSLAB_DNS_ADDRESS", value_name = "IP")]
+    /// Also publish an A/AAAA record with this address for --dns-hostname (a name: the address it resolves to when publishing).
+    #[arg(long, env = "KMSLAB_DNS_ADDRESS", value_name = "IP|NAME")]
     pub dns_address: Option<String>,
     /// TTL of the published records, seconds [600].
     #[arg(long, env = "KMSLAB_DNS_TTL", value_name = "SECS")]
@@ -649,11 +649,21 @@ fn resolve_values(
         let entries = list.iter().flat_map(|v| v.split([';', ' '])).filter(|v| !v.trim().is_empty());
         entries.map(|v| v.parse().map_err(|e| bad(&name, v, e))).collect::<Result<Vec<_>, _>>()
     });
-    let dns_server = r.pick("dns_server", cli.dns_server, file.dns_server).map(|(v, name)| parse_addr(&name, &v)).transpose()?;
+    let dns_server = r
+        .pick("dns_server", cli.dns_server, file.dns_server)
+        .map(|(v, name)| kmslab_dns::DnsServerChoice::parse_server(&v).map_err(|e| ConfigError(format!("invalid {name}: {e}"))))
+        .transpose()?;
     let dns_hostname = r.pick("dns_hostname", cli.dns_hostname, file.dns_hostname);
-    let dns_address = match r.pick("dns_address", cli.dns_address, file.dns_address) {
-        Some((v, name)) => Some(v.trim().parse::<IpAddr>().map_err(|_| bad(&name, &v, "expected an IPv4 or IPv6 address"))?),
-        None => None,
+    // An IP, or a name looked up when publishing (a Swarm service name: its virtual IP).
+    let (dns_address, dns_address_name) = match r.pick("dns_address", cli.dns_address, file.dns_address) {
+        Some((v, name)) => match v.trim().parse::<IpAddr>() {
+            Ok(ip) => (Some(ip), None),
+            Err(_) => match v.trim().parse::<kmslab_core::hostaddr::HostAddr>() {
+                Ok(h) if !v.contains(':') && h.host.chars().any(|c| c.is_ascii_alphabetic()) => (None, Some(h.host)),
+                _ => return Err(bad(&name, &v, "expected an IPv4 or IPv6 address or a host name")),
+            },
+        },
+        None => (None, None),
     };
     let dns_ttl = r.pick("dns_ttl", cli.dns_ttl, file.dns_ttl.map(|n| n.to_string()));
     let no_publish = r.pick("no_dns_publish", cli.no_dns_publish, file.no_dns_publish.map(|b| b.to_string()));
@@ -665,6 +675,7 @@ fn resolve_values(
     dns.server = dns_server;
     dns.zones = dns_zones.transpose()?.unwrap_or_default();
     dns.address = dns_address;
+    dns.address_name = dns_address_name;
     if let Some((v, name)) = dns_ttl {
         let n: u32 = v.trim().parse().map_err(|_| bad(&name, &v, "expected seconds 1..=604800"))?;
         if !(1..=604_800).contains(&n) {
@@ -729,7 +740,8 @@ mod tests {
         check_err(&["--dns-zone", "lab.test,high"], "--dns-zone");
         check_err(&["--dns-zone", "lab.test"], "--dns-server");
         check_err(&["--dns-server", "127.0.0.1:53", "--dns-zone", "lab.test", "--dns-hostname", "kms1"], "--dns-hostname");
-        check_err(&["--dns-address", "kms1"], "--dns-address");
+        check_err(&["--dns-address", "kms1:1688"], "--dns-address");
+        check_err(&["--dns-address", "a b"], "--dns-address");
         check_err(&["--dns-ttl", "0"], "--dns-ttl");
         check_err(&["--tsig-key", "ddns-key:hmac-md5:AAAA"], "--tsig-key");
         check_err(&["--tsig-key-file", "/nonexistent/key"], "--tsig-key-file");

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use kmslab_core::Timestamp;
 use kmslab_core::events::{DNS_PUBLISH_FAILED, DNS_PUBLISH_SUCCEEDED};
-use kmslab_dns::{PublishError, PublishZone, Publisher, PublisherConfig, TsigKey};
+use kmslab_dns::{DnsServerChoice, PublishError, PublishZone, Publisher, PublisherConfig, TsigKey};
 use kmslab_store::EventRecord;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -39,8 +39,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// The validated DNS publishing settings.
 #[derive(Debug, Clone)]
 pub struct DnsConfig {
-    /// Server receiving the updates (`--dns-server`); no publishing without it.
-    pub server: Option<SocketAddr>,
+    /// Server receiving the updates (`--dns-server`, an address or a name resolved before
+    /// each publishing round that follows a failure); no publishing without it.
+    pub server: Option<DnsServerChoice>,
     /// The publish list (`--dns-zone`, repeatable); when empty and the host name has a
     /// domain, the host publishes in its own domain.
     pub zones: Vec<PublishZone>,
@@ -50,8 +51,11 @@ pub struct DnsConfig {
     pub publish: bool,
     /// Signing key (`--tsig-key`, `--tsig-key-file`).
     pub tsig: Option<TsigKey>,
-    /// Address record for the host name (`--dns-address`).
+    /// Address record for the host name (`--dns-address IP`).
     pub address: Option<IpAddr>,
+    /// `--dns-address NAME`: the A record gets the address this name resolves to (in a
+    /// Swarm, the host's service name: its virtual IP), looked up at every publishing round.
+    pub address_name: Option<String>,
     /// TTL of the records (`--dns-ttl`).
     pub ttl: u32,
     /// Remove the record on a clean shutdown (`--unpublish-on-exit`).
@@ -71,6 +75,7 @@ impl Default for DnsConfig {
             publish: true,
             tsig: None,
             address: None,
+            address_name: None,
             ttl: DEFAULT_TTL,
             unpublish_on_exit: false,
             timeout: Duration::from_secs(3),
@@ -85,20 +90,42 @@ impl DnsConfig {
         self.publish && self.server.is_some() && !self.zones.is_empty() && self.hostname.is_some()
     }
 
-    /// The publisher for SRV records pointing at `port`.
-    pub fn publisher(&self, port: u16) -> Result<Option<Publisher>, PublishError> {
-        let (Some(server), Some(hostname)) = (self.server, &self.hostname) else { return Ok(None) };
+    /// The publisher for SRV records pointing at `port`, sending to `server` (the
+    /// configured server's address, resolved by [`resolve_publisher`] for a name).
+    pub fn publisher(&self, port: u16, server: SocketAddr, address: Option<IpAddr>) -> Result<Option<Publisher>, PublishError> {
+        let Some(hostname) = &self.hostname else { return Ok(None) };
         Publisher::new(PublisherConfig {
             server,
             hostname: hostname.clone(),
             port,
             ttl: self.ttl,
             tsig: self.tsig.clone(),
-            address: self.address,
+            address: address.or(self.address),
             timeout: self.timeout,
         })
         .map(Some)
     }
+}
+
+/// The publisher of one publishing round: the server's and the A record's names (when
+/// given as names) are resolved now, so a container that came back with a new address
+/// is found again. A name that does not resolve is a failed attempt like any other.
+async fn resolve_publisher(config: &DnsConfig, port: u16) -> Result<Option<Publisher>, PublishError> {
+    let Some(server) = &config.server else { return Ok(None) };
+    let unresolved =
+        |detail: String| PublishError::Other { zone: config.zones.first().map(|z| z.zone.clone()).unwrap_or_default(), detail };
+    let address = server.server_address(config.timeout).await.map_err(|e| unresolved(e.to_string()))?;
+    let address = address.ok_or_else(|| unresolved("no DNS server to publish in".to_owned()))?;
+    let record = match &config.address_name {
+        Some(name) => {
+            let ips = kmslab_dns::resolve_host(&DnsServerChoice::System, name, config.timeout)
+                .await
+                .map_err(|e| unresolved(format!("cannot resolve --dns-address {name}: {e}")))?;
+            Some(*ips.iter().find(|ip| ip.is_ipv4()).unwrap_or(&ips[0]))
+        }
+        None => None,
+    };
+    config.publisher(port, address, record)
 }
 
 /// Completes and checks the DNS settings once every value is read: the host name and the
@@ -155,7 +182,8 @@ pub(crate) fn finish_config_with(
         }
     }
     // Check the host name and key now, before anything is bound (port is filled in later).
-    dns.publisher(1688).map_err(|e| ConfigError(format!("invalid --dns-hostname: {e}")))?;
+    let any_server = SocketAddr::from(([127, 0, 0, 1], 53));
+    dns.publisher(1688, any_server, None).map_err(|e| ConfigError(format!("invalid --dns-hostname: {e}")))?;
     Ok(())
 }
 
@@ -242,10 +270,10 @@ impl DnsStatus {
         json!({
             "configured": config.active(),
             "enabled": enabled,
-            "server": config.server.map(|s| s.to_string()),
+            "server": config.server.as_ref().map(|s| s.to_string()),
             "hostname": config.hostname,
             "port": *self.port.lock().unwrap_or_else(|p| p.into_inner()),
-            "address": config.address.map(|a| a.to_string()),
+            "address": config.address.map(|a| a.to_string()).or_else(|| config.address_name.clone()),
             "ttl": config.ttl,
             "tsig_key": config.tsig.as_ref().map(|k| k.name.clone()),
             "unpublish_on_exit": config.unpublish_on_exit,
@@ -285,15 +313,8 @@ pub(crate) async fn run(state: std::sync::Arc<HostState>, port: u16, shutdown: C
     if !config.active() {
         return;
     }
-    let publisher = match config.publisher(port) {
-        Ok(Some(p)) => p,
-        Ok(None) => return,
-        Err(e) => {
-            // Checked at start-up; only reachable for a configuration built by hand.
-            tracing::error!(error = %e, "DNS publishing not started");
-            return;
-        }
-    };
+    // Built again for the round after a failed attempt (see resolve_publisher).
+    let mut publisher: Option<Publisher> = None;
     *state.dns.port.lock().unwrap_or_else(|p| p.into_inner()) = Some(port);
     {
         let mut zones = state.dns.zones();
@@ -317,8 +338,23 @@ pub(crate) async fn run(state: std::sync::Arc<HostState>, port: u16, shutdown: C
         was_enabled = enabled;
         if enabled {
             for s in schedule.iter_mut().filter(|s| s.due <= Instant::now()) {
+                let attempt = async {
+                    if publisher.is_none() {
+                        match resolve_publisher(&config, port).await {
+                            Ok(Some(p)) => publisher = Some(p),
+                            Ok(None) => return Ok(()),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    let p = publisher.as_ref().expect("built above");
+                    let result = p.publish(&s.zone).await;
+                    if result.is_err() {
+                        publisher = None;
+                    }
+                    result
+                };
                 let result = tokio::select! {
-                    r = publisher.publish(&s.zone) => r,
+                    r = attempt => r,
                     () = shutdown.cancelled() => break,
                 };
                 publish_done(&state, &config, port, s, result).await;
@@ -337,8 +373,17 @@ pub(crate) async fn run(state: std::sync::Arc<HostState>, port: u16, shutdown: C
     }
     // Also after `/cdns`: the flag asks that no record of a stopped host is left behind.
     if config.unpublish_on_exit {
+        let publisher = match publisher {
+            Some(p) => Ok(Some(p)),
+            None => resolve_publisher(&config, port).await,
+        };
         for z in &config.zones {
-            match publisher.unpublish(z).await {
+            let result = match &publisher {
+                Ok(Some(p)) => p.unpublish(z).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e.clone()),
+            };
+            match result {
                 Ok(()) => tracing::info!(domain = %z.zone, "DNS record removed (--unpublish-on-exit)"),
                 Err(e) => tracing::warn!(domain = %z.zone, error = %e, "could not remove the DNS record at exit"),
             }
@@ -357,7 +402,7 @@ async fn sleep_until(at: Option<Instant>) {
 async fn publish_done(state: &HostState, config: &DnsConfig, port: u16, s: &mut Schedule, result: Result<(), PublishError>) {
     let now = state.clock.now();
     let zone = &s.zone;
-    let server = config.server.map(|a| a.to_string()).unwrap_or_default();
+    let server = config.server.as_ref().map(|a| a.to_string()).unwrap_or_default();
     let (event, next_at) = match &result {
         Ok(()) => {
             tracing::info!(
@@ -422,7 +467,7 @@ mod tests {
 
     fn check(server: Option<&str>, zones: &[&str], hostname: Option<&str>, expected: Result<(&str, &[&str]), &str>) {
         let mut dns = DnsConfig {
-            server: server.map(|s| s.parse().unwrap()),
+            server: server.map(|s| DnsServerChoice::parse_server(s).unwrap()),
             zones: zones.iter().map(|z| z.parse().unwrap()).collect(),
             ..DnsConfig::default()
         };

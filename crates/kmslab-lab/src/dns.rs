@@ -1,7 +1,7 @@
 //! `kmslab dns`: the embedded lab DNS server (`kmslab_dns::LabDnsServer`, on hickory-server)
 //! on its own, for compose fleets and hand-run labs.
 //!
-//! Key handling: `--tsig-key` wins. Otherwise, with `--data-dir`, the key saved there by an
+//! Key handling: `--tsig-key` (or `--tsig-key-file`) wins. Otherwise, with `--data-dir`, the key saved there by an
 //! earlier run (file `tsig-key`, one `NAME:ALG:BASE64` line, mode 0600) is reused, so that
 //! a restarted server keeps accepting the hosts already configured with it; the first run
 //! generates it and saves it. Without `--data-dir` a fresh key is generated and the zone
@@ -32,8 +32,12 @@ pub struct DnsArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5353")]
     pub listen: SocketAddr,
     /// The only key accepted for updates [reused from --data-dir, else generated].
-    #[arg(long, value_name = "NAME:ALG:BASE64")]
+    #[arg(long, value_name = "NAME:ALG:BASE64", conflicts_with = "tsig_key_file")]
     pub tsig_key: Option<TsigKey>,
+    /// The same, read from a file (a BIND key file or one NAME:ALG:BASE64 line; e.g. a
+    /// Swarm or Kubernetes secret under /run/secrets).
+    #[arg(long, value_name = "FILE")]
+    pub tsig_key_file: Option<PathBuf>,
     /// Zone file, update journal and generated key; records survive a restart [temporary].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -46,7 +50,18 @@ pub async fn run(args: DnsArgs) -> anyhow::Result<ExitCode> {
         None => (std::env::temp_dir().join(format!("kmslab-dns-{}", std::process::id())), true),
     };
     std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create --data-dir {}", data_dir.display()))?;
-    let (key, print_key) = match args.tsig_key.clone() {
+    let given = match (&args.tsig_key, &args.tsig_key_file) {
+        (Some(key), _) => Some(key.clone()),
+        (None, Some(path)) => match TsigKey::from_file(path) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                eprintln!("kmslab: invalid --tsig-key-file {}: {e}", path.display());
+                return Ok(ExitCode::from(2));
+            }
+        },
+        (None, None) => None,
+    };
+    let (key, print_key) = match given {
         Some(key) => (key, false),
         None => (stored_or_new_key(&data_dir, !temporary)?, true),
     };

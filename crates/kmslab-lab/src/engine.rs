@@ -141,6 +141,8 @@ pub struct FleetConfig {
     pub request_events: bool,
     /// Pre-shared key of authenticated framing (`--psk`): requests carry a MAC, answers must.
     pub psk: Option<kmslab_core::wire::FrameKey>,
+    /// KMS host caching (off: like `slmgr /ckhc` on every machine).
+    pub host_caching: bool,
 }
 
 impl FleetConfig {
@@ -161,6 +163,7 @@ impl FleetConfig {
             name_prefix: "FLEET-".into(),
             request_events: false,
             psk: None,
+            host_caching: true,
         }
     }
 }
@@ -477,6 +480,9 @@ impl Driver {
                 Target::Discover(d) => a.set_domain(Some(d.clone())),
             }
             a.set_clock_offset(config.clock_offset_ms);
+            if !config.host_caching {
+                a.set_host_caching(false);
+            }
             driver.machines.push(Machine {
                 slot: Slot::Live(Box::new(a)),
                 due: None,
@@ -715,7 +721,7 @@ impl Driver {
                     let waiting = self.waiting_for_lookup.entry(domain.clone()).or_default();
                     waiting.push((i as u32, generation, attempt));
                     if waiting.len() == 1 {
-                        let (dns, timeout, tx) = (self.config.dns, self.config.timeouts.dns, self.done_tx.clone());
+                        let (dns, timeout, tx) = (self.config.dns.clone(), self.config.timeouts.dns, self.done_tx.clone());
                         tokio::spawn(async move {
                             let result = Box::pin(discover(&dns, &domain, timeout)).await;
                             let _ = tx.send(Done::Lookup { domain, result });
@@ -726,8 +732,13 @@ impl Driver {
                 Action::Send { attempt, host, request } => {
                     let generation = self.occupy(i);
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                    let (dns, timeouts, ttl, cache, tx) =
-                        (self.config.dns, self.config.timeouts, self.config.srv_cache, Arc::clone(&self.addr_cache), self.done_tx.clone());
+                    let (dns, timeouts, ttl, cache, tx) = (
+                        self.config.dns.clone(),
+                        self.config.timeouts,
+                        self.config.srv_cache,
+                        Arc::clone(&self.addr_cache),
+                        self.done_tx.clone(),
+                    );
                     let index = i as u32;
                     let psk = self.config.psk.clone();
                     tokio::spawn(async move {

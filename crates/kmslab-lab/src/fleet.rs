@@ -29,9 +29,14 @@ pub struct FleetArgs {
     /// Find hosts by SRV lookup in this domain (like `slmgr /skms-domain`).
     #[arg(long, value_name = "FQDN")]
     pub domain: Option<String>,
-    /// DNS server for discovery [system resolver].
-    #[arg(long, value_name = "IP:PORT")]
-    pub dns_server: Option<SocketAddr>,
+    /// DNS server for discovery, IP:PORT or NAME:PORT (resolved on first use and again
+    /// after a failure) [system resolver].
+    #[arg(long, value_name = "IP:PORT|NAME:PORT")]
+    pub dns_server: Option<String>,
+    /// Turn KMS host caching off on every machine (like `slmgr /ckhc`): each renewal
+    /// discovers the hosts again and takes them by priority.
+    #[arg(long)]
+    pub no_host_caching: bool,
     /// Number of simulated machines.
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
@@ -50,15 +55,20 @@ pub struct FleetArgs {
     /// Simulated time origin, RFC 3339 (use the hosts' value) [process start].
     #[arg(long, value_name = "T")]
     pub time_origin: Option<String>,
-    /// Seed for CMIDs and SRV choices.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed for CMIDs and SRV choices [random: fleet containers started from one service
+    /// definition must not share their CMIDs, or the host would count them once].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Most concurrent lookups and TCP exchanges.
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub concurrency: usize,
     /// Milliseconds (real time) an SRV answer or host address is reused.
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     pub srv_cache_ms: u64,
+    /// Machine names are PREFIX00000, PREFIX00001, ... (tells fleets apart in a host's
+    /// registry).
+    #[arg(long, value_name = "PREFIX", default_value = "FLEET-")]
+    pub name_prefix: String,
     /// Serve /metrics and /healthz on this address.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
@@ -107,8 +117,13 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<ExitCode> {
     }
     let mut config = FleetConfig::new(args.clients, mix, target, clock);
     config.clones = args.clones.min(args.clients);
-    config.dns = args.dns_server.map_or(DnsServerChoice::System, DnsServerChoice::Server);
-    config.seed = args.seed;
+    config.dns = match args.dns_server.as_deref().map(DnsServerChoice::parse_server).transpose() {
+        Ok(choice) => choice.unwrap_or(DnsServerChoice::System),
+        Err(e) => return usage(format!("--dns-server: {e}")),
+    };
+    config.host_caching = !args.no_host_caching;
+    config.name_prefix = args.name_prefix.clone();
+    config.seed = args.seed.unwrap_or_else(random_seed);
     config.concurrency = args.concurrency;
     config.srv_cache = Duration::from_millis(args.srv_cache_ms);
     if let Some(path) = &args.psk {
@@ -166,6 +181,16 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<ExitCode> {
         print_summary(&summary);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A seed that differs between processes (and between containers of one image): the
+/// hasher's per-process random keys, mixed with the wall clock and the process id.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// `/metrics` (Prometheus text) and `/healthz` of a fleet.

@@ -103,7 +103,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             }
             // Real KMS defaults: a failed client retries every 120 minutes.
             c.activation_interval = None;
-            c.dns.server = Some(dns_addr);
+            c.dns.server = Some(dns_addr.into());
             c.dns.zones = vec![PublishZone { zone: ZONE.into(), priority: (i as u16) * 10, weight: 0 }];
             c.dns.hostname = Some(format!("{name}.{ZONE}"));
             c.dns.address = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));

@@ -53,7 +53,8 @@ async fn the_cli_discovers_through_dns_serves_metrics_and_ends_with_the_json_sum
     let host = LabHost::start("kms1", time, |_| {}).await.unwrap();
     dns.publish(&host, Some(dns.key.clone())).await.unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kmslab"))
-        .args(["fleet", "--domain", ZONE, "--dns-server", &dns.addr().to_string()])
+        // The DNS server by name (`localhost:PORT`), as a container names the `dns` service.
+        .args(["fleet", "--domain", ZONE, "--dns-server", &format!("localhost:{}", dns.addr().port())])
         .args(["--clients", "10", "--products", "win7-enterprise=50,server2008r2-standard=50", "--duration", "6h"])
         .args(["--time-scale", "1800", "--time-origin", &time.origin.to_string(), "--admin", "127.0.0.1:0", "--json"])
         .stdout(Stdio::piped())
@@ -84,4 +85,27 @@ async fn the_cli_discovers_through_dns_serves_metrics_and_ends_with_the_json_sum
     assert!(summary["errors"]["0xC004F038"].as_u64().unwrap() >= 5, "{summary}");
     assert!(summary["requests"].as_u64().unwrap() >= 10, "{summary}");
     host.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_server_name_that_does_not_resolve_fails_discovery_and_a_missing_port_is_refused() {
+    let run = |dns_server: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kmslab"))
+            .args(["fleet", "--domain", ZONE, "--dns-server", dns_server, "--clients", "3", "--duration", "5h"])
+            .args(["--time-scale", "3600", "--json"])
+            .output()
+            .unwrap()
+    };
+    let output = tokio::task::spawn_blocking(move || run("no-such-dns-server.invalid:53")).await.unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let summary: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!((summary["clients"].as_u64(), summary["licensed"].as_u64()), (Some(3), Some(0)), "{summary}");
+    // Every attempt failed as a DNS server failure, and was retried.
+    assert!(summary["errors"]["0x8007232A"].as_u64().unwrap() >= 6, "{summary}");
+
+    let output = tokio::task::spawn_blocking(move || run("localhost")).await.unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--dns-server") && stderr.contains("NAME:PORT"), "{stderr}");
 }

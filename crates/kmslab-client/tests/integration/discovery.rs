@@ -41,7 +41,7 @@ async fn failover_with_and_without_host_caching_and_a_missing_record() {
     let mut cfg = config(1.0);
     cfg.product = product("server2008r2-standard");
     cfg.domain = Some("lab.test".into());
-    cfg.dns_server = Some(bind.addr);
+    cfg.dns_server = Some(bind.addr.into());
     let client = TestClient::start(cfg.clone()).await;
     let r = client.ato().await;
     assert_eq!(r["host"], kms1.as_str(), "priority 0 first: {r}");
@@ -112,7 +112,7 @@ async fn srv_priority_and_75_25_weights_are_honoured() {
     let mut cfg = config(1.0);
     cfg.product = product("server2008r2-standard");
     cfg.domain = Some("lab.test".into());
-    cfg.dns_server = Some(bind.addr);
+    cfg.dns_server = Some(bind.addr.into());
     cfg.host_caching = Some(false);
     let client = TestClient::start(cfg).await;
     const N: usize = 200;

@@ -78,7 +78,7 @@ async fn dli_matches_the_contract_licensed_from_dns_and_manual() {
     let mut cfg = config(1.0);
     cfg.product = product("win7-enterprise");
     cfg.domain = Some("lab.test".into());
-    cfg.dns_server = Some(bind.addr);
+    cfg.dns_server = Some(bind.addr.into());
     let client = TestClient::start(cfg).await;
     client.wait_status(10, "the first attempt", |s| !s["last_result"].is_null()).await;
     let last = host.requests.lock().unwrap().last().unwrap().client_time;

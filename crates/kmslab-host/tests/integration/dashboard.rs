@@ -466,7 +466,7 @@ async fn dns_zones_alert_and_05a_with_real_bind() {
     let bind = Bind::start();
     let dns_config = |dir: &Path, zones: &[&str], hostname: &str| {
         let mut c = config(dir);
-        c.dns.server = Some(bind.addr);
+        c.dns.server = Some(bind.addr.into());
         c.dns.zones = zones.iter().map(|z| z.parse().unwrap()).collect();
         c.dns.hostname = Some(hostname.to_owned());
         c.dns.ttl = 60;

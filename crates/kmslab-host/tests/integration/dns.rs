@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use kmslab_client::ClientConfig;
 use kmslab_core::catalog::Catalog;
-use kmslab_dns::{LabDnsConfig, LabDnsServer, PublishZone, TsigKey};
+use kmslab_dns::{DnsServerChoice, LabDnsConfig, LabDnsServer, PublishZone, TsigKey};
 use kmslab_host::HostConfig;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -19,7 +19,7 @@ use crate::support::{TestHost, ask_once, config, get_json, http, request, respon
 /// A host config publishing `zones` to `server` as `hostname`, retrying quickly.
 fn dns_config(dir: &Path, server: SocketAddr, zones: &[&str], hostname: &str, tsig: Option<TsigKey>) -> HostConfig {
     let mut c = config(dir);
-    c.dns.server = Some(server);
+    c.dns.server = Some(server.into());
     c.dns.zones = zones.iter().map(|z| z.parse::<PublishZone>().unwrap()).collect();
     c.dns.hostname = Some(hostname.to_owned());
     c.dns.tsig = tsig;
@@ -116,6 +116,36 @@ async fn host_publishes_into_ip_and_tsig_zones_and_a_second_host_joins() {
     wait_zone(&host2, IP_ZONE, "a successful publish", succeeded).await;
     wait_srv(bind.addr, IP_ZONE, &[srv(0, 5, port, "kms1.example.test"), srv(0, 5, host2.kms.port(), "kms2.example.test")]).await;
     host2.stop().await;
+    host.stop().await;
+}
+
+// `--dns-server NAME:PORT` and `--dns-address NAME`, as in a Swarm stack (`dns:53`,
+// `kms1`): `localhost` stands for a service name here. A server name that does not
+// resolve is a failed attempt naming it, retried like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_server_and_address_given_by_name_are_resolved_when_publishing() {
+    let bind = Bind::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = dns_config(dir.path(), bind.addr, &[IP_ZONE], "kms1.ipauth.test", None);
+    c.dns.server = Some(DnsServerChoice::parse_server(&format!("localhost:{}", bind.addr.port())).unwrap());
+    c.dns.address_name = Some("localhost".into());
+    let host = TestHost::start(c).await;
+    wait_zone(&host, IP_ZONE, "a successful publish", succeeded).await;
+    assert_eq!(dig_srv(bind.addr, IP_ZONE), [srv(0, 0, host.kms.port(), "kms1.ipauth.test")]);
+    assert_eq!(dig(bind.addr, &["+short", "kms1.ipauth.test", "A"]).trim(), "127.0.0.1");
+    assert_eq!(host.status().await["dns"]["server"], format!("localhost:{}", bind.addr.port()));
+    host.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = dns_config(dir.path(), bind.addr, &[IP_ZONE], "kms2.ipauth.test", None);
+    c.dns.server = Some(DnsServerChoice::parse_server("no-such-dns-server.invalid:53").unwrap());
+    let host = TestHost::start(c).await;
+    let entry = wait_zone(&host, IP_ZONE, "a failed publish", failed).await;
+    assert_eq!(entry["hresult"], "0x8007232A");
+    let message = entry["message"].as_str().unwrap();
+    assert!(message.contains("no-such-dns-server.invalid:53") && message.contains("cannot resolve"), "{entry}");
+    assert!(entry["next_attempt"].is_string(), "a retry is scheduled: {entry}");
+    wait_zone(&host, IP_ZONE, "a second failed attempt", |z| z["failures"].as_u64() >= Some(2)).await;
     host.stop().await;
 }
 
@@ -268,7 +298,7 @@ impl Client {
         let mut config = ClientConfig {
             product: Some(Catalog::builtin().product_by_name(PRODUCT).unwrap().clone()),
             domain: Some(domain.to_owned()),
-            dns_server: Some(dns_server),
+            dns_server: Some(dns_server.into()),
             machine_name: Some(format!("srv{number}")),
             time_scale: E2E_SCALE,
             ..ClientConfig::default()

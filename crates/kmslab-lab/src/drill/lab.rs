@@ -280,7 +280,7 @@ impl LabDns {
     /// updates (which this server refuses). Records stay when the host stops
     /// (no `--unpublish-on-exit`).
     pub fn host_publishing(&self, c: &mut HostConfig, name: &str, priority: u16, key: Option<TsigKey>) {
-        c.dns.server = Some(self.addr());
+        c.dns.server = Some(self.addr().into());
         c.dns.zones = vec![PublishZone { zone: ZONE.into(), priority, weight: 0 }];
         c.dns.hostname = Some(format!("{name}.{ZONE}"));
         c.dns.address = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
