@@ -70,11 +70,18 @@ pub(crate) struct Writer {
     shared: Arc<Shared>,
     max_batch: usize,
     event_retention: u64,
+    /// When a failed group commit was last logged, and how many failed since (a full disk
+    /// fails every batch: logged once a minute with a count, not once per batch).
+    failure_logged_at: Option<Instant>,
+    failures_not_logged: u64,
 }
+
+/// A failed group commit is logged at most once per this interval.
+const FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Writer {
     pub(crate) fn new(conn: Connection, rx: Receiver<Command>, shared: Arc<Shared>, max_batch: usize, event_retention: u64) -> Self {
-        Writer { conn, rx, shared, max_batch: max_batch.max(1), event_retention }
+        Writer { conn, rx, shared, max_batch: max_batch.max(1), event_retention, failure_logged_at: None, failures_not_logged: 0 }
     }
 
     /// Runs until [`Command::Shutdown`] or until every sender is gone.
@@ -128,11 +135,17 @@ impl Writer {
             }
             Err(batch_err) => {
                 self.record_failure(&batch_err);
-                tracing::warn!(
-                    error = %batch_err,
-                    writes = batch.len(),
-                    "registry group commit failed; retrying the writes one by one"
-                );
+                if self.failure_logged_at.is_none_or(|at| at.elapsed() >= FAILURE_LOG_INTERVAL) {
+                    self.failure_logged_at = Some(started);
+                    tracing::warn!(
+                        error = %batch_err,
+                        writes = batch.len(),
+                        repeated = std::mem::take(&mut self.failures_not_logged),
+                        "registry group commit failed; retrying the writes one by one"
+                    );
+                } else {
+                    self.failures_not_logged += 1;
+                }
                 for (op, reply) in batch.drain(..) {
                     let started = Instant::now();
                     let result = self.transaction(&[&op]);
