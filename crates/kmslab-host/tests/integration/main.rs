@@ -8,5 +8,6 @@ mod dashboard;
 mod dns;
 mod dns_support;
 mod full_disk;
+mod integrity;
 mod serving;
 mod support;
