@@ -2,6 +2,7 @@
 
 mod cli;
 mod discovery;
+mod integrity;
 mod lifecycle;
 mod persistence;
 mod psk;
