@@ -117,8 +117,11 @@ pub fn stored_port(config: &HostConfig) -> Option<u16> {
     if !config.registry_path().exists() {
         return None;
     }
-    // No start-up check here: `HostState::open` runs it (and says what is wrong).
-    let store = Store::open(&config.registry_path(), StoreOptions { check_budget: None, ..StoreOptions::default() }).ok()?;
+    // Only the cheap check here (`HostState::open` runs the full one and says what is
+    // wrong), but that one matters: opening a zero-length file for writing would create a
+    // fresh schema in it and hide the damage.
+    let options = StoreOptions { check_budget: Some(std::time::Duration::ZERO), ..StoreOptions::default() };
+    let store = Store::open(&config.registry_path(), options).ok()?;
     let port = store.get_setting(keys::PORT).ok().flatten().and_then(|v| v.parse().ok());
     store.close();
     port

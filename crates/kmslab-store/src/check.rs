@@ -41,6 +41,7 @@ fn damaged(path: &Path, problem: impl Into<String>) -> StoreError {
 }
 
 /// Checks the registry at `path` before it is opened for writing (see the module docs).
+/// A zero `budget` does only the checks that read no page (the file's length).
 pub fn check_existing(path: &Path, budget: Duration) -> Result<CheckOutcome, StoreError> {
     let len = match std::fs::metadata(path) {
         Ok(meta) => meta.len(),
@@ -49,7 +50,11 @@ pub fn check_existing(path: &Path, budget: Duration) -> Result<CheckOutcome, Sto
     };
     let wal_len = std::fs::metadata(companion(path, "-wal")).map_or(0, |m| m.len());
     if len == 0 && wal_len == 0 {
-        return Err(damaged(path, "the file is empty (zero length)"));
+        return Err(damaged(path, "the file has zero length"));
+    }
+    if budget.is_zero() {
+        // Only the cheap checks: a caller that reads one setting and closes again.
+        return Ok(CheckOutcome::Unfinished);
     }
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .map_err(|e| damaged(path, sqlite_text(&e)))?;
@@ -108,4 +113,30 @@ pub fn set_aside(path: &Path, stamp: &str) -> Result<PathBuf, StoreError> {
     }
     rename(path, &target)?;
     Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_sound_empty_and_damaged_files_are_told_apart_and_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.sqlite");
+        assert_eq!(check_existing(&path, QUICK_CHECK_BUDGET).unwrap(), CheckOutcome::New);
+        std::fs::File::create(&path).unwrap();
+        let err = check_existing(&path, QUICK_CHECK_BUDGET).unwrap_err();
+        assert!(matches!(&err, StoreError::Damaged { problem, .. } if problem.contains("zero length")), "{err}");
+        assert!(matches!(check_existing(&path, Duration::ZERO), Err(StoreError::Damaged { .. })));
+        std::fs::write(&path, b"this is not a database, just some text that is long enough").unwrap();
+        let err = check_existing(&path, QUICK_CHECK_BUDGET).unwrap_err();
+        assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+        let aside = set_aside(&path, "20261201T093000Z").unwrap();
+        assert!(!path.exists());
+        assert_eq!(aside, dir.path().join("registry.sqlite.damaged-20261201T093000Z"));
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
+        drop(conn);
+        assert_eq!(check_existing(&path, QUICK_CHECK_BUDGET).unwrap(), CheckOutcome::Sound);
+    }
 }

@@ -135,7 +135,8 @@ pub struct StoreOptions {
     pub max_page_count: Option<u64>,
     /// Check an existing file before opening it ([`check_existing`]: zero length or
     /// `PRAGMA quick_check` failing is [`StoreError::Damaged`]) within this time budget;
-    /// `None` skips the check (a short-lived read of one setting). [`QUICK_CHECK_BUDGET`].
+    /// `Some(Duration::ZERO)` checks only the file's length, `None` nothing.
+    /// [`QUICK_CHECK_BUDGET`].
     pub check_budget: Option<std::time::Duration>,
 }
 

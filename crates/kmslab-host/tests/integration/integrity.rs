@@ -124,6 +124,9 @@ async fn a_zero_length_registry_is_refused_and_reset_registry_moves_it_aside() {
     let registry = data.join("registry.sqlite");
     std::fs::File::create(&registry).unwrap();
     assert_refused_as_damaged(&data, "zero-length file");
+    // Reading the `/sprt` port (done before binding when --listen is not given) does not
+    // write a fresh schema into it either.
+    assert_eq!(kmslab_host::stored_port(&kmslab_host::HostConfig::with_data_dir(&data)), None);
     assert_eq!(std::fs::metadata(&registry).unwrap().len(), 0, "the damaged file is left as it was");
 
     // --reset-registry: moved aside with a timestamped name, a fresh registry serves.
