@@ -1,7 +1,31 @@
 //! Checks shared by the fuzz targets: what must hold for any input, decoded or not.
 #![forbid(unsafe_code)]
 
-use kmslab_core::wire::{self, DecodeError, FrameKind, HEADER_LEN, MAGIC, MAX_BODY_LEN, MAX_FRAME_LEN, VERSION};
+use std::sync::{Arc, OnceLock};
+
+use kmslab_core::catalog::Catalog;
+use kmslab_core::ledger::{Ledger, MAX_CLOCK_SKEW_MS};
+use kmslab_core::wire::{self, DecodeError, FrameKind, HEADER_LEN, MAGIC, MAX_BODY_LEN, MAX_FRAME_LEN, Message, Request, VERSION};
+use kmslab_core::{HResult, Timestamp};
+
+/// Runs a decoded request through a host ledger at several host clocks (including the ends
+/// of `i64`): no panic or overflow, and it is accepted only within 4 hours of the clock.
+pub fn check_ledger(req: &Request) {
+    static CATALOG: OnceLock<Arc<Catalog>> = OnceLock::new();
+    let catalog = CATALOG.get_or_init(|| Arc::new(Catalog::builtin()));
+    let fixed = Timestamp::from_unix_ms(1_767_225_600_000); // 2026-01-01
+    for now in [fixed, req.client_time, Timestamp::from_unix_ms(i64::MIN), Timestamp::from_unix_ms(i64::MAX)] {
+        let settings = kmslab_core::sim::host_settings(&["kms-c", "office-2010"], 1, fixed);
+        let mut ledger = Ledger::new(settings, Arc::clone(catalog));
+        match ledger.handle_request(req, now) {
+            Ok(_) => assert!(req.client_time.abs_diff_ms(now) <= MAX_CLOCK_SKEW_MS as u64, "{:?} accepted at {now:?}", req.client_time),
+            Err(refusal) => assert_ne!(refusal.hresult, HResult::SUCCESS),
+        }
+        let admission = ledger.admit(req, now);
+        ledger.roll_back(admission);
+        let _ = ledger.group_counts(now);
+    }
+}
 
 /// Decodes `buf` and checks the decoder's contract: a frame that decodes re-encodes to the
 /// same bytes and decodes again to the same message; `Incomplete` asks for more bytes than
@@ -19,6 +43,9 @@ pub fn check_frame(buf: &[u8]) {
             let (back, used_again) = wire::decode(&again).expect("a re-encoded message decodes");
             assert_eq!(used_again, again.len());
             assert_eq!(back, msg, "decode(encode(m)) != m");
+            if let Message::Request(req) = &msg {
+                check_ledger(req);
+            }
         }
         Err(DecodeError::Incomplete { needed }) => {
             assert!(needed > buf.len() && needed <= MAX_FRAME_LEN, "Incomplete needs {needed} with {} bytes", buf.len());
@@ -35,9 +62,10 @@ pub fn check_frame(buf: &[u8]) {
     // Authenticated framing (`--psk`): the same contract with a key; what verifies must
     // re-encode, MAC included, to the same bytes.
     let key = wire::FrameKey::new(b"kmslab-fuzz-key-0123456789").expect("a valid key");
-    match wire::decode_with(buf, Some(&key)) {
-        Ok((msg, used)) => {
-            let again = wire::encode_to_vec_with(&msg, Some(&key)).expect("a decoded message re-encodes");
+    match wire::decode_frame(buf, Some(&key)) {
+        Ok((frame, used)) => {
+            let mut again = Vec::new();
+            wire::encode_frame(&frame.message, Some(&key), frame.nonce.as_ref(), &mut again).expect("a decoded message re-encodes");
             assert_eq!(again.as_slice(), &buf[..used], "re-encoding with the key changed the bytes");
         }
         Err(DecodeError::Incomplete { needed }) => assert!(needed > buf.len() && needed <= MAX_FRAME_LEN),

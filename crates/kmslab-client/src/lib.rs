@@ -43,6 +43,20 @@ pub enum RunError {
 
 /// Runs one client machine until `shutdown` is cancelled; the state is saved on the way out.
 pub async fn run(config: ClientConfig, admin: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+    start(config)?.run(admin, shutdown).await
+}
+
+/// A client whose state file loaded and saved: ready to serve its control API and run.
+/// `kms-client` says where it listens and tells systemd it is ready only once it has one.
+#[derive(Debug)]
+pub struct Started {
+    config: ClientConfig,
+    shared: Arc<daemon::Shared>,
+}
+
+/// Loads (or creates) the machine's state and saves it once, so that an unreadable or
+/// unwritable state directory stops the client before it looks ready.
+pub fn start(config: ClientConfig) -> Result<Started, RunError> {
     let clock = SimClock::new(config.time_scale, config.time_origin)?;
     let now = clock.now();
     let loaded = match &config.state_dir {
@@ -69,6 +83,18 @@ pub async fn run(config: ClientConfig, admin: TcpListener, shutdown: Cancellatio
             shared.mark_saved(&mut g);
         }
     }
+    Ok(Started { config, shared })
+}
+
+impl Started {
+    /// Serves the control API on `admin` and runs the machine until `shutdown`.
+    pub async fn run(self, admin: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
+        let Started { config, shared } = self;
+        serve(config, shared, admin, shutdown).await
+    }
+}
+
+async fn serve(config: ClientConfig, shared: Arc<daemon::Shared>, admin: TcpListener, shutdown: CancellationToken) -> Result<(), RunError> {
     let net = net::Net::new(config.dns_server.clone().unwrap_or(DnsServerChoice::System), config.timeouts).with_psk(config.psk.clone());
     let app = api::router(shared.clone(), Arc::new(api::access_rules(&config, admin.local_addr().map_err(RunError::Admin)?)));
     let server_token = shutdown.clone();

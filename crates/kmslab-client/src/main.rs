@@ -41,8 +41,12 @@ fn main() -> ExitCode {
 async fn serve(config: ClientConfig) -> anyhow::Result<()> {
     use anyhow::Context;
     let listener = tokio::net::TcpListener::bind(config.admin).await.with_context(|| format!("cannot bind --admin {}", config.admin))?;
+    // The state file is loaded (and saved once) before the client says it listens: a client
+    // that cannot run never looks ready.
+    let started = kmslab_client::start(config)?;
     println!("listening on admin {}", listener.local_addr()?);
-    // The control API is bound: systemd (Type=notify) may start dependants now.
+    // The control API is bound and the state is sound: systemd (Type=notify) may start
+    // dependants now.
     kmslab_runtime::notify::ready();
     let shutdown = CancellationToken::new();
     let signals = shutdown.clone();
@@ -52,6 +56,6 @@ async fn serve(config: ClientConfig) -> anyhow::Result<()> {
         kmslab_runtime::notify::stopping();
         signals.cancel();
     });
-    kmslab_client::run(config, listener, shutdown).await?;
+    started.run(listener, shutdown).await?;
     Ok(())
 }

@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
+use kmslab_core::Uuid;
 use kmslab_core::activator::HostOutcome;
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::hresult::HResult;
 use kmslab_core::srv::SrvCandidate;
 use kmslab_core::wire::{FrameKey, Message, Request};
 use kmslab_dns::{DnsServerChoice, LookupError};
-use kmslab_runtime::framed::{FrameError, read_message_with, write_message_with};
+use kmslab_runtime::framed::{FrameError, read_frame_with, write_frame_with};
 use tokio::net::TcpStream;
 
 use crate::config::Timeouts;
@@ -119,12 +120,32 @@ impl Net {
 
     async fn exchange(&self, mut stream: TcpStream, request: Request) -> HostOutcome {
         let _ = stream.set_nodelay(true);
+        // With --psk, each request carries a fresh nonce that the answer must echo under the
+        // host's MAC: a recorded answer replayed by a proxy answers an older request.
+        let nonce = self.psk.as_ref().map(|_| *Uuid::new_v4().as_bytes());
+        let client_time = request.client_time;
         let work = async {
             let mut buf = Vec::with_capacity(512);
-            write_message_with(&mut stream, &Message::Request(request), &mut buf, self.psk.as_ref()).await?;
-            read_message_with(&mut stream, &mut buf, self.psk.as_ref()).await
+            write_frame_with(&mut stream, &Message::Request(request), &mut buf, self.psk.as_ref(), nonce.as_ref()).await?;
+            let frame = read_frame_with(&mut stream, &mut buf, self.psk.as_ref()).await?;
+            Ok::<_, FrameError>(frame.map(|f| {
+                let answers_this_request = match &f.message {
+                    Message::Response(r) => f.nonce == nonce && r.client_time == client_time,
+                    _ => f.nonce == nonce,
+                };
+                (f.message, answers_this_request)
+            }))
         };
-        match tokio::time::timeout(self.timeouts.response, work).await {
+        let answer = match tokio::time::timeout(self.timeouts.response, work).await {
+            Ok(Ok(Some((_, false)))) => {
+                tracing::warn!(
+                    "answer from the KMS host refused: it does not echo this request's nonce and client time (a replayed answer?) (--psk)"
+                );
+                return HostOutcome::Unreachable(HResult::FRAME_AUTH_FAILED);
+            }
+            other => other.map(|r| r.map(|f| f.map(|(message, _)| message))),
+        };
+        match answer {
             Err(_) => HostOutcome::Unreachable(HResult::TIMEOUT),
             Ok(Ok(Some(Message::Response(r)))) => HostOutcome::Response(r),
             Ok(Ok(Some(Message::Error(e)))) => HostOutcome::Refused(e),

@@ -25,12 +25,14 @@ const FORMAT: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Reading or writing failed.
-    #[error("state file {path}: {source}")]
+    // `error` is shown in the message and deliberately not a `source`: a report printing
+    // the chain names the cause once.
+    #[error("state file {path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not a valid state file.
     #[error("state file {path} is invalid: {reason}")]
@@ -134,6 +136,10 @@ impl StateFile {
         if self.format != FORMAT {
             return Err(format!("unknown format {}", self.format));
         }
+        if self.cmid.is_nil() {
+            // A host refuses a nil CMID (0x8007000D) on every attempt: say so now, once.
+            return Err("cmid is the nil UUID, which no KMS host accepts; delete the file to start as a new machine with a new CMID".into());
+        }
         let time = |field: &str, v: Option<String>| -> Result<Option<Timestamp>, String> {
             v.map(|t| Timestamp::parse_rfc3339(&t).map_err(|e| format!("{field}: {e}"))).transpose()
         };
@@ -188,7 +194,7 @@ impl StateFile {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StateError + '_ {
-    move |source| StateError::Io { path: path.to_owned(), source }
+    move |error| StateError::Io { path: path.to_owned(), error }
 }
 
 /// Loads the state from `dir`: `Ok(None)` on first start (no state file yet).
@@ -203,7 +209,7 @@ pub fn load(dir: &Path, catalog: &Catalog) -> Result<Option<ActivatorState>, Sta
     let text = match fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StateError::Io { path, source: e }),
+        Err(error) => return Err(StateError::Io { path, error }),
     };
     let file: StateFile = serde_json::from_str(&text).map_err(|e| StateError::Invalid { path: path.clone(), reason: e.to_string() })?;
     file.into_state(catalog).map(Some).map_err(|reason| StateError::Invalid { path, reason })
@@ -248,5 +254,18 @@ mod tests {
         assert!(!dir.path().join(TEMP_FILE).exists());
         std::fs::write(dir.path().join(STATE_FILE), b"garbage").unwrap();
         assert!(matches!(load(dir.path(), &catalog), Err(StateError::Invalid { .. })));
+    }
+
+    #[test]
+    fn a_nil_cmid_is_refused_at_load() {
+        let catalog = Catalog::builtin();
+        let product = catalog.product_by_name("win7-enterprise").unwrap().clone();
+        let now = Timestamp::parse_rfc3339("2026-11-26T00:00:00Z").unwrap();
+        let mut state = Activator::new(product, SplitMix64::new(1).uuid_v4(), "pc1", now).state().clone();
+        state.cmid = Uuid::nil();
+        let dir = tempfile::tempdir().unwrap();
+        save(dir.path(), &state).unwrap();
+        let err = load(dir.path(), &catalog).unwrap_err().to_string();
+        assert!(err.contains("cmid is the nil UUID") && err.contains("state.json"), "{err}");
     }
 }

@@ -9,6 +9,13 @@
 //! unknown product, wrong counted ID or application ID, or a key group that does not cover
 //! the product -> 0xC004F042. A refused request is counted as failed and is not counted
 //! toward the CMID set.
+//!
+//! A host that stores what it decides uses two steps: [`Ledger::admit`] decides and applies
+//! the request tentatively (the count a concurrent request sees includes it), and the
+//! host then either [`Ledger::commit`]s the [`Admission`] once the registry stored it, or
+//! [`Ledger::roll_back`]s it when the registry refused the write, which takes the CMID,
+//! the N-policy it raised and the counters back out as if the request never arrived.
+//! [`Ledger::handle_request`] is both steps at once, for callers that store nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -97,22 +104,55 @@ pub struct GroupCount {
     pub max_n_policy: u32,
 }
 
+/// When a CMID was last seen: its key in the age order (`(unix ms, sequence)`).
+type AgeKey = (i64, u64);
+
+/// One CMID of a count set: the newest committed sighting and the sightings whose
+/// registry write is still pending. Its place in the age order is the newest of them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Sighting {
+    committed: Option<AgeKey>,
+    pending: Vec<AgeKey>,
+}
+
+impl Sighting {
+    fn key(&self) -> Option<AgeKey> {
+        self.pending.iter().copied().chain(self.committed).max()
+    }
+}
+
 /// Distinct CMIDs of one counted group, least recently seen first.
 #[derive(Debug, Default, Clone)]
 struct CountSet {
-    last_seen: HashMap<Uuid, (i64, u64)>,
-    by_age: BTreeMap<(i64, u64), Uuid>,
-    max_n_policy: u32,
+    last_seen: HashMap<Uuid, Sighting>,
+    by_age: BTreeMap<AgeKey, Uuid>,
+    /// The highest N-policy of a committed (or restored) request.
+    committed_max_n_policy: u32,
+    /// N-policies of admitted requests not yet committed or rolled back, with how many.
+    pending_n_policy: BTreeMap<u32, u32>,
     seq: u64,
 }
 
+/// What [`CountSet::observe`] changed, so that it can be taken back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Observed {
+    key: AgeKey,
+    n_policy: u32,
+    /// CMIDs pushed out of the set (least recently seen) to stay within the cap.
+    evicted: Vec<(Uuid, Sighting)>,
+}
+
 impl CountSet {
+    fn max_n_policy(&self) -> u32 {
+        self.pending_n_policy.keys().next_back().copied().unwrap_or(0).max(self.committed_max_n_policy)
+    }
+
     fn cap(&self) -> usize {
-        2 * self.max_n_policy as usize
+        2 * self.max_n_policy() as usize
     }
 
     fn expire(&mut self, now: Timestamp) {
-        let oldest_kept = now.as_unix_ms() - COUNT_WINDOW_MS;
+        let oldest_kept = now.as_unix_ms().saturating_sub(COUNT_WINDOW_MS);
         while let Some((&(seen, seq), &cmid)) = self.by_age.first_key_value() {
             if seen > oldest_kept {
                 break;
@@ -122,26 +162,109 @@ impl CountSet {
         }
     }
 
-    fn observe(&mut self, cmid: Uuid, n_policy: u32, now: Timestamp) -> u32 {
-        self.max_n_policy = self.max_n_policy.max(n_policy);
+    /// Moves `cmid` to its sighting's current key in the age order (or out of the set).
+    fn reindex(&mut self, cmid: Uuid, old: Option<AgeKey>) {
+        if let Some(old) = old {
+            self.by_age.remove(&old);
+        }
+        match self.last_seen.get(&cmid).and_then(Sighting::key) {
+            Some(key) => {
+                self.by_age.insert(key, cmid);
+            }
+            None => {
+                self.last_seen.remove(&cmid);
+            }
+        }
+    }
+
+    fn trim_to_cap(&mut self) -> Vec<(Uuid, Sighting)> {
+        let mut evicted = Vec::new();
+        while self.by_age.len() > self.cap() {
+            if let Some((_, cmid)) = self.by_age.pop_first()
+                && let Some(sighting) = self.last_seen.remove(&cmid)
+            {
+                evicted.push((cmid, sighting));
+            }
+        }
+        evicted
+    }
+
+    /// Adds a sighting of `cmid` at `now`, pending until [`CountSet::commit`] or
+    /// [`CountSet::roll_back`].
+    fn observe(&mut self, cmid: Uuid, n_policy: u32, now: Timestamp) -> (u32, Observed) {
+        *self.pending_n_policy.entry(n_policy).or_default() += 1;
         self.expire(now);
         self.seq += 1;
         let key = (now.as_unix_ms(), self.seq);
-        if let Some(old) = self.last_seen.insert(cmid, key) {
-            self.by_age.remove(&old);
-        }
-        self.by_age.insert(key, cmid);
-        while self.by_age.len() > self.cap() {
-            if let Some((_, evicted)) = self.by_age.pop_first() {
-                self.last_seen.remove(&evicted);
+        let sighting = self.last_seen.entry(cmid).or_default();
+        let old = sighting.key();
+        sighting.pending.push(key);
+        self.reindex(cmid, old);
+        let evicted = self.trim_to_cap();
+        (self.by_age.len() as u32, Observed { key, n_policy, evicted })
+    }
+
+    fn settle_n_policy(&mut self, n_policy: u32) {
+        if let Some(n) = self.pending_n_policy.get_mut(&n_policy) {
+            *n -= 1;
+            if *n == 0 {
+                self.pending_n_policy.remove(&n_policy);
             }
         }
-        self.by_age.len() as u32
+    }
+
+    fn commit(&mut self, cmid: Uuid, observed: Observed) {
+        self.settle_n_policy(observed.n_policy);
+        self.committed_max_n_policy = self.committed_max_n_policy.max(observed.n_policy);
+        if let Some(sighting) = self.last_seen.get_mut(&cmid) {
+            // Still in the set (not expired or evicted meanwhile): the sighting is now real.
+            sighting.pending.retain(|k| *k != observed.key);
+            sighting.committed = sighting.committed.max(Some(observed.key));
+        }
+    }
+
+    fn roll_back(&mut self, cmid: Uuid, observed: Observed) {
+        self.settle_n_policy(observed.n_policy);
+        if let Some(sighting) = self.last_seen.get_mut(&cmid) {
+            let old = sighting.key();
+            sighting.pending.retain(|k| *k != observed.key);
+            self.reindex(cmid, old);
+        }
+        // The CMIDs this request pushed out come back (unless seen again meanwhile); the
+        // cap may have shrunk with the N-policy taken back, so trim again.
+        for (evicted, sighting) in observed.evicted {
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.last_seen.entry(evicted)
+                && let Some(key) = sighting.key()
+            {
+                slot.insert(sighting);
+                self.by_age.insert(key, evicted);
+            }
+        }
+        self.trim_to_cap();
     }
 
     fn count(&self, now: Timestamp) -> u32 {
-        let oldest_kept = now.as_unix_ms() - COUNT_WINDOW_MS;
-        self.by_age.range((oldest_kept + 1, 0)..).count() as u32
+        let oldest_kept = now.as_unix_ms().saturating_sub(COUNT_WINDOW_MS);
+        self.by_age.range((oldest_kept.saturating_add(1), 0)..).count() as u32
+    }
+}
+
+/// A request the ledger decided on and applied tentatively: commit it once the registry
+/// stored it ([`Ledger::commit`]), or roll it back when the registry refused the write
+/// ([`Ledger::roll_back`]). Dropping it keeps the tentative change as committed.
+#[derive(Debug)]
+#[must_use = "commit or roll back the admission once the registry answered"]
+pub struct Admission {
+    outcome: Result<Response, Refusal>,
+    license_status: LicenseStatus,
+    /// The counted group and CMID the request was counted in, with what that changed.
+    counted: Option<(Uuid, Uuid, Observed)>,
+}
+
+impl Admission {
+    /// The answer the ledger decided on (sent only after the registry stored the request).
+    pub fn outcome(&self) -> &Result<Response, Refusal> {
+        &self.outcome
     }
 }
 
@@ -188,7 +311,9 @@ impl Ledger {
     /// Puts a CMID back into the count (for `--keep-count`); ignored if older than 30 days.
     pub fn restore_cmid(&mut self, kms_counted_id: Uuid, cmid: Uuid, n_policy: u32, last_seen: Timestamp, now: Timestamp) {
         if now.ms_since(last_seen) < COUNT_WINDOW_MS {
-            self.groups.entry(kms_counted_id).or_default().observe(cmid, n_policy.min(MAX_N_POLICY), last_seen);
+            let group = self.groups.entry(kms_counted_id).or_default();
+            let (_, observed) = group.observe(cmid, n_policy.min(MAX_N_POLICY), last_seen);
+            group.commit(cmid, observed);
         }
     }
 
@@ -214,24 +339,64 @@ impl Ledger {
                     kms_counted_id: g.kms_counted_id,
                     count: set.map_or(0, |s| s.count(now)),
                     cap: set.map_or(0, |s| s.cap() as u32),
-                    max_n_policy: set.map_or(0, |s| s.max_n_policy),
+                    max_n_policy: set.map_or(0, CountSet::max_n_policy),
                 }
             })
             .collect()
     }
 
-    /// Handles one request received at `now`.
+    /// Handles one request received at `now` and keeps its effect: [`Ledger::admit`] and
+    /// [`Ledger::commit`] in one step, for callers that do not store requests.
     pub fn handle_request(&mut self, req: &Request, now: Timestamp) -> Result<Response, Refusal> {
-        self.counters.total += 1;
-        self.counters.by_status[req.license_status as usize] += 1;
-        let result = self.decide(req, now);
-        if result.is_err() {
-            self.counters.failed += 1;
-        }
-        result
+        let admission = self.admit(req, now);
+        self.commit(admission)
     }
 
-    fn decide(&mut self, req: &Request, now: Timestamp) -> Result<Response, Refusal> {
+    /// Decides on one request received at `now` and applies it tentatively: the counters
+    /// and, for an answered request, the CMID's place in the count. Requests admitted
+    /// later see it in the count until it is rolled back.
+    pub fn admit(&mut self, req: &Request, now: Timestamp) -> Admission {
+        self.counters.total += 1;
+        self.counters.by_status[req.license_status as usize] += 1;
+        let (outcome, counted) = match self.decide(req, now) {
+            Ok((resp, observed)) => (Ok(resp), Some((req.kms_counted_id, req.cmid, observed))),
+            Err(refusal) => {
+                self.counters.failed += 1;
+                (Err(refusal), None)
+            }
+        };
+        Admission { outcome, license_status: req.license_status, counted }
+    }
+
+    /// Makes an admission final (the registry stored the request) and returns its answer.
+    pub fn commit(&mut self, admission: Admission) -> Result<Response, Refusal> {
+        if let Some((group, cmid, observed)) = admission.counted
+            && let Some(set) = self.groups.get_mut(&group)
+        {
+            set.commit(cmid, observed);
+        }
+        admission.outcome
+    }
+
+    /// Takes an admission back (the registry refused to store the request): the counters,
+    /// the CMID's sighting, the N-policy it raised the cap with and any CMID it pushed out
+    /// of the count are as if the request had never arrived.
+    pub fn roll_back(&mut self, admission: Admission) {
+        let c = &mut self.counters;
+        c.total = c.total.saturating_sub(1);
+        let status = &mut c.by_status[admission.license_status as usize];
+        *status = status.saturating_sub(1);
+        if admission.outcome.is_err() {
+            c.failed = c.failed.saturating_sub(1);
+        }
+        if let Some((group, cmid, observed)) = admission.counted
+            && let Some(set) = self.groups.get_mut(&group)
+        {
+            set.roll_back(cmid, observed);
+        }
+    }
+
+    fn decide(&mut self, req: &Request, now: Timestamp) -> Result<(Response, Observed), Refusal> {
         let refuse = |hresult, reason| Err(Refusal { hresult, reason });
         if req.n_policy == 0 || req.n_policy > MAX_N_POLICY {
             return refuse(HResult::INVALID_DATA, "n_policy must be between 1 and 1000");
@@ -242,7 +407,8 @@ impl Ledger {
         if !self.settings.activated {
             return refuse(HResult::HOST_NOT_ACTIVATED, "the KMS host is not activated");
         }
-        if req.client_time.ms_since(now).abs() > MAX_CLOCK_SKEW_MS {
+        // `abs_diff` cannot overflow: a client time near i64::MIN or MAX is simply far off.
+        if req.client_time.abs_diff_ms(now) > MAX_CLOCK_SKEW_MS as u64 {
             return refuse(HResult::INVALID_TIMESTAMP, "client time differs from the host's by more than 4 hours");
         }
         let Some(product) = self.catalog.product_by_activation_id(&req.activation_id) else {
@@ -254,8 +420,8 @@ impl Ledger {
         if !product.served_by_any(&self.settings.key_groups) {
             return refuse(HResult::KEY_GROUP_MISMATCH, "the host key group cannot activate this product");
         }
-        let current_count = self.groups.entry(req.kms_counted_id).or_default().observe(req.cmid, req.n_policy, now);
-        Ok(Response {
+        let (current_count, observed) = self.groups.entry(req.kms_counted_id).or_default().observe(req.cmid, req.n_policy, now);
+        let response = Response {
             protocol: req.protocol,
             epid: self.settings.epid.clone(),
             cmid: req.cmid,
@@ -263,7 +429,8 @@ impl Ledger {
             current_count,
             activation_interval: self.settings.activation_interval,
             renewal_interval: self.settings.renewal_interval,
-        })
+        };
+        Ok((response, observed))
     }
 }
 

@@ -90,6 +90,12 @@ impl Timestamp {
         self.0.saturating_sub(earlier.0)
     }
 
+    /// How far apart two timestamps are, in milliseconds. Exact for any two `i64` values
+    /// (a peer's `i64::MIN` is 2^63 ms from the epoch, not a wrapped negative number).
+    pub const fn abs_diff_ms(self, other: Timestamp) -> u64 {
+        self.0.abs_diff(other.0)
+    }
+
     /// Whole minutes from `self` until `later`, zero if `later` is not after `self`.
     pub fn minutes_until(self, later: Timestamp) -> Minutes {
         let ms = later.ms_since(self).max(0);

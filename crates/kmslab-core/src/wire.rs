@@ -9,6 +9,12 @@
 //! a pre-shared [`FrameKey`] over the header and the body. A peer without a key refuses
 //! such frames, a peer with a key refuses frames without one, and the MAC is verified
 //! before a single body field is parsed ([`decode_with`], [`encode_with`]).
+//!
+//! Binding answers to requests (`--psk`): an authenticated request may also set
+//! [`FLAG_NONCE`] and carry a [`NONCE_LEN`]-byte random [`Nonce`] between its body and its
+//! MAC; the host echoes it, under its own MAC, in its answer ([`decode_frame`],
+//! [`encode_frame`]). A client that checks the echo (and the echoed client time) cannot be
+//! fooled by a recorded answer to an earlier request.
 //! The decoder checks before it parses: a partial frame is [`DecodeError::Incomplete`], a
 //! body length over [`MAX_BODY_LEN`] is an error *before* anything is allocated, and every
 //! field error names the field. All integers are little-endian; GUIDs are in the Microsoft
@@ -37,9 +43,30 @@ pub const MAX_BODY_LEN: usize = MAX_FRAME_LEN - HEADER_LEN;
 pub const FLAG_MAC: u16 = 0x0001;
 /// Bytes of the HMAC-SHA256 trailer of an authenticated frame.
 pub const MAC_LEN: usize = 32;
+/// The flag bit (with [`FLAG_MAC`] only) announcing a [`NONCE_LEN`]-byte nonce between the
+/// body and the MAC: a request's fresh nonce, or in an answer the nonce of the request it
+/// answers.
+pub const FLAG_NONCE: u16 = 0x0002;
+/// Bytes of a request nonce.
+pub const NONCE_LEN: usize = 16;
 /// The largest body an authenticated frame may announce: header, body and MAC together
 /// stay within [`MAX_FRAME_LEN`].
 pub const MAX_AUTH_BODY_LEN: usize = MAX_FRAME_LEN - HEADER_LEN - MAC_LEN;
+/// The largest body an authenticated frame with a nonce may announce.
+pub const MAX_NONCE_BODY_LEN: usize = MAX_AUTH_BODY_LEN - NONCE_LEN;
+
+/// A request nonce (`FLAG_NONCE`): random bytes a client draws for each request and the
+/// host echoes in the answer, under the MAC.
+pub type Nonce = [u8; NONCE_LEN];
+
+/// A decoded frame with what authenticated framing carried besides the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The message.
+    pub message: Message,
+    /// The nonce of a frame with [`FLAG_NONCE`] (verified under the MAC).
+    pub nonce: Option<Nonce>,
+}
 /// The shortest pre-shared key accepted (bytes).
 pub const MIN_PSK_LEN: usize = 16;
 /// The longest pre-shared key accepted (bytes).
@@ -291,12 +318,14 @@ pub struct Header {
     pub body_len: usize,
     /// True when [`FLAG_MAC`] is set: a [`MAC_LEN`]-byte trailer follows the body.
     pub authenticated: bool,
+    /// True when [`FLAG_NONCE`] is set: a [`NONCE_LEN`]-byte nonce precedes the MAC.
+    pub nonce: bool,
 }
 
 impl Header {
-    /// Total frame length (header, body and the MAC trailer if any).
+    /// Total frame length (header, body, and the nonce and MAC trailer if any).
     pub fn frame_len(&self) -> usize {
-        HEADER_LEN + self.body_len + if self.authenticated { MAC_LEN } else { 0 }
+        HEADER_LEN + self.body_len + if self.authenticated { MAC_LEN } else { 0 } + if self.nonce { NONCE_LEN } else { 0 }
     }
 }
 
@@ -320,16 +349,22 @@ pub fn decode_header(buf: &[u8]) -> Result<Header, DecodeError> {
         other => return Err(DecodeError::UnknownKind(other)),
     };
     let flags = u16::from_le_bytes([buf[6], buf[7]]);
-    if flags & !FLAG_MAC != 0 {
+    // A nonce means something only under a MAC: alone, its bit is as reserved as any other.
+    if flags & !(FLAG_MAC | FLAG_NONCE) != 0 || flags == FLAG_NONCE {
         return Err(DecodeError::ReservedNotZero(flags));
     }
     let authenticated = flags & FLAG_MAC != 0;
-    let max = if authenticated { MAX_AUTH_BODY_LEN } else { MAX_BODY_LEN };
+    let nonce = flags & FLAG_NONCE != 0;
+    let max = match (authenticated, nonce) {
+        (false, _) => MAX_BODY_LEN,
+        (true, false) => MAX_AUTH_BODY_LEN,
+        (true, true) => MAX_NONCE_BODY_LEN,
+    };
     let len = u32::from_le_bytes([buf[8], buf[9], buf[10], buf[11]]);
     if len as usize > max {
         return Err(DecodeError::TooLong { len: u64::from(len), max });
     }
-    Ok(Header { kind, body_len: len as usize, authenticated })
+    Ok(Header { kind, body_len: len as usize, authenticated, nonce })
 }
 
 /// Decodes one unauthenticated frame from the start of `buf`, returning it and the bytes
@@ -341,22 +376,34 @@ pub fn decode(buf: &[u8]) -> Result<(Message, usize), DecodeError> {
 /// Decodes one frame from the start of `buf`. With `key`, the frame must carry a MAC that
 /// verifies; without, it must carry none. The MAC is checked before the body is parsed.
 pub fn decode_with(buf: &[u8], key: Option<&FrameKey>) -> Result<(Message, usize), DecodeError> {
+    decode_frame(buf, key).map(|(frame, used)| (frame.message, used))
+}
+
+/// As [`decode_with`], also returning the frame's nonce ([`FLAG_NONCE`]), which the MAC
+/// covers.
+pub fn decode_frame(buf: &[u8], key: Option<&FrameKey>) -> Result<(Frame, usize), DecodeError> {
     let header = decode_header(buf)?;
     let total = header.frame_len();
     if buf.len() < total {
         return Err(DecodeError::Incomplete { needed: total });
     }
     let body_end = HEADER_LEN + header.body_len;
+    let mac_start = total - if header.authenticated { MAC_LEN } else { 0 };
     match (key, header.authenticated) {
         (None, false) => {}
         (None, true) => return Err(DecodeError::MacUnexpected),
         (Some(_), false) => return Err(DecodeError::MacMissing),
         (Some(key), true) => {
-            if !key.verify(&buf[..body_end], &buf[body_end..total]) {
+            if !key.verify(&buf[..mac_start], &buf[mac_start..total]) {
                 return Err(DecodeError::BadMac);
             }
         }
     }
+    let nonce = header.nonce.then(|| {
+        let mut n = [0u8; NONCE_LEN];
+        n.copy_from_slice(&buf[body_end..body_end + NONCE_LEN]);
+        n
+    });
     let mut r = Reader { buf: &buf[HEADER_LEN..body_end] };
     let msg = match header.kind {
         FrameKind::Request => Message::Request(decode_request_body(&mut r)?),
@@ -366,7 +413,7 @@ pub fn decode_with(buf: &[u8], key: Option<&FrameKey>) -> Result<(Message, usize
     if !r.buf.is_empty() {
         return Err(DecodeError::TrailingBytes(r.buf.len()));
     }
-    Ok((msg, total))
+    Ok((Frame { message: msg, nonce }, total))
 }
 
 fn decode_request_body(r: &mut Reader<'_>) -> Result<Request, DecodeError> {
@@ -495,6 +542,13 @@ pub fn encode(msg: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
 /// Appends the encoded frame of `msg` to `out`; with `key`, sets [`FLAG_MAC`] and appends
 /// the HMAC-SHA256 of the header and body.
 pub fn encode_with(msg: &Message, key: Option<&FrameKey>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode_frame(msg, key, None, out)
+}
+
+/// As [`encode_with`]; with a key and a `nonce`, also sets [`FLAG_NONCE`] and puts the
+/// nonce between the body and the MAC (the MAC covers it). A nonce without a key is not
+/// sent: it means nothing without a MAC over it.
+pub fn encode_frame(msg: &Message, key: Option<&FrameKey>, nonce: Option<&Nonce>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let start = out.len();
     let kind = match msg {
         Message::Request(_) => FrameKind::Request,
@@ -516,7 +570,13 @@ pub fn encode_with(msg: &Message, key: Option<&FrameKey>, out: &mut Vec<u8>) -> 
     let body_len = (out.len() - body_start) as u32;
     out[start + 8..start + 12].copy_from_slice(&body_len.to_le_bytes());
     if let Some(key) = key {
-        out[start + 6..start + 8].copy_from_slice(&FLAG_MAC.to_le_bytes());
+        let flags = if nonce.is_some() { FLAG_MAC | FLAG_NONCE } else { FLAG_MAC };
+        // Field limits keep every body far below MAX_NONCE_BODY_LEN.
+        debug_assert!(body_len as usize <= MAX_NONCE_BODY_LEN);
+        out[start + 6..start + 8].copy_from_slice(&flags.to_le_bytes());
+        if let Some(nonce) = nonce {
+            out.extend_from_slice(nonce);
+        }
         let mac = key.mac(&out[start..]);
         out.extend_from_slice(&mac);
     }
@@ -718,6 +778,37 @@ mod tests {
 
     fn key(s: &str) -> FrameKey {
         FrameKey::new(s.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_nonce_rides_under_the_mac_and_cannot_be_changed_or_sent_alone() {
+        let k = key("0123456789abcdef0123456789abcdef");
+        let msg = Message::Request(sample_request());
+        let nonce: Nonce = *b"0123456789ABCDEF";
+        let mut with_nonce = Vec::new();
+        encode_frame(&msg, Some(&k), Some(&nonce), &mut with_nonce).unwrap();
+        let signed = encode_to_vec_with(&msg, Some(&k)).unwrap();
+        assert_eq!(with_nonce.len(), signed.len() + NONCE_LEN);
+        assert_eq!(&with_nonce[6..8], &[3, 0]);
+        let (frame, used) = decode_frame(&with_nonce, Some(&k)).unwrap();
+        assert_eq!((frame, used), (Frame { message: msg.clone(), nonce: Some(nonce) }, with_nonce.len()));
+        assert_eq!(decode_frame(&signed, Some(&k)).unwrap().0.nonce, None);
+        // Another nonce in place of the recorded one: the MAC no longer verifies.
+        let mut swapped = with_nonce.clone();
+        let at = swapped.len() - MAC_LEN - NONCE_LEN;
+        swapped[at] ^= 1;
+        assert_eq!(decode_frame(&swapped, Some(&k)).unwrap_err(), DecodeError::BadMac);
+        // Every prefix is incomplete, asking for at most the whole frame.
+        for cut in 0..with_nonce.len() {
+            assert!(
+                matches!(decode_frame(&with_nonce[..cut], Some(&k)), Err(DecodeError::Incomplete { needed }) if needed <= with_nonce.len())
+            );
+        }
+        // A nonce without a MAC is refused from the header; without a key, none is sent.
+        check_err(b"KMSL\x01\x01\x02\0\0\0\0\0", DecodeError::ReservedNotZero(2));
+        let mut plain = Vec::new();
+        encode_frame(&msg, None, Some(&nonce), &mut plain).unwrap();
+        assert_eq!(plain, encode_to_vec(&msg).unwrap());
     }
 
     #[test]

@@ -68,6 +68,11 @@ pub struct Cli {
     /// Restore the count (CMIDs seen in the last 30 days) from the registry at start.
     #[arg(long, env = "KMSLAB_KEEP_COUNT", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub keep_count: Option<String>,
+    /// If the registry fails its start-up check, move it aside (renamed
+    /// `registry.sqlite.damaged-<time>`) and start with an empty one (a new ePID, count 0).
+    /// A sound registry is never touched. Command line only.
+    #[arg(long)]
+    pub reset_registry: bool,
     /// Extra product catalog (TOML, same format as the built-in one).
     #[arg(long, env = "KMSLAB_CATALOG", value_name = "FILE")]
     pub catalog: Option<PathBuf>,
@@ -223,6 +228,8 @@ pub struct HostConfig {
     pub epid: Option<String>,
     /// Restore the count from the registry at start.
     pub keep_count: bool,
+    /// Move a registry that fails its start-up check aside and start empty (`--reset-registry`).
+    pub reset_registry: bool,
     /// Products known to the host.
     pub catalog: Arc<Catalog>,
     /// Bearer token for mutating admin endpoints (only its digest is kept).
@@ -276,6 +283,7 @@ impl HostConfig {
             renewal_interval: None,
             epid: None,
             keep_count: false,
+            reset_registry: false,
             catalog: Arc::new(Catalog::builtin()),
             admin_token: None,
             admin_hosts: Vec::new(),
@@ -529,6 +537,7 @@ fn resolve_values(
     if let Some((v, name)) = r.pick("keep_count", cli.keep_count, file.keep_count.map(|b| b.to_string())) {
         config.keep_count = parse_bool(&name, &v)?;
     }
+    config.reset_registry = cli.reset_registry;
     for (id, cli_v, file_v) in [
         ("activation_interval", cli.activation_interval, file.activation_interval),
         ("renewal_interval", cli.renewal_interval, file.renewal_interval),

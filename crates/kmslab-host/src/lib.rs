@@ -42,9 +42,51 @@ pub async fn run(
     config: HostConfig,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    start(listeners, admin, config).await?.serve(shutdown).await
+}
+
+/// A host whose registry is open and whose start-up checks passed, not serving yet.
+/// `kms-host` prints `listening on ...` and tells systemd it is ready only once it has
+/// one, so a host that cannot start never looks ready.
+#[derive(Debug)]
+pub struct Started {
+    listeners: Vec<TcpListener>,
+    admin: TcpListener,
+    config: HostConfig,
+    state: HostState,
+}
+
+/// Opens and checks the registry and restores counters, ePID and settings (see
+/// [`HostState::open`]) for the given listeners.
+pub async fn start(listeners: Vec<TcpListener>, admin: TcpListener, config: HostConfig) -> Result<Started, StartError> {
     let kms_addrs = listeners.iter().map(TcpListener::local_addr).collect::<Result<Vec<_>, _>>()?;
     let admin_addr = admin.local_addr()?;
-    let srv_port = kms_addrs.first().map(|a| a.port());
+    let state = {
+        // Opening the registry blocks (SQLite, the start-up check, first ePID write).
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || HostState::open(config, kms_addrs, admin_addr))
+            .await
+            .map_err(|e| StartError::Io(std::io::Error::other(e)))??
+    };
+    Ok(Started { listeners, admin, config, state })
+}
+
+impl Started {
+    /// Serves until `shutdown` is cancelled. Returns after the registry is closed.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), StartError> {
+        let Started { listeners, admin, config, state } = self;
+        run_started(listeners, admin, config, state, shutdown).await
+    }
+}
+
+async fn run_started(
+    listeners: Vec<TcpListener>,
+    admin: TcpListener,
+    config: HostConfig,
+    state: HostState,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let srv_port = state.kms_addrs.first().map(|a| a.port());
     let grace = config.shutdown_grace;
     // The open-files limit is shared out so that admin connections can never take the
     // descriptors the KMS listener needs (docs/reliability.md, "Threat model").
@@ -60,13 +102,6 @@ pub async fn run(
         );
     }
     let per_source = kmslab_runtime::slots::PerSource::new(config.per_source_cap(max_connections));
-    let state = {
-        // Opening the registry blocks (SQLite, first ePID write).
-        let config = config.clone();
-        tokio::task::spawn_blocking(move || HostState::open(config, kms_addrs, admin_addr))
-            .await
-            .map_err(|e| StartError::Io(std::io::Error::other(e)))??
-    };
     let state = Arc::new(state);
     let limit = Arc::new(Semaphore::new(max_connections));
     let tracker = TaskTracker::new();

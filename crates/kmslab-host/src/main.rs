@@ -53,11 +53,17 @@ async fn serve(config: kmslab_host::HostConfig) -> anyhow::Result<()> {
         listeners.push(bind(*addr).await.with_context(|| format!("cannot listen on {addr}"))?);
     }
     let admin = bind(config.admin).await.with_context(|| format!("cannot listen on admin {}", config.admin))?;
-    for l in &listeners {
-        println!("listening on kms {}", l.local_addr()?);
+    let kms_addrs = listeners.iter().map(TcpListener::local_addr).collect::<Result<Vec<_>, _>>()?;
+    let admin_addr = admin.local_addr()?;
+    // The registry is opened and checked before the host says where it listens: a host
+    // that cannot serve never looks ready (the start error is the last word).
+    let started = kmslab_host::start(listeners, admin, config).await?;
+    for addr in &kms_addrs {
+        println!("listening on kms {addr}");
     }
-    println!("listening on admin {}", admin.local_addr()?);
-    // Every socket is bound: systemd (Type=notify) may start dependants now.
+    println!("listening on admin {admin_addr}");
+    // Every socket is bound and the registry is sound: systemd (Type=notify) may start
+    // dependants now.
     kmslab_runtime::notify::ready();
     let shutdown = CancellationToken::new();
     let signal_token = shutdown.clone();
@@ -67,7 +73,7 @@ async fn serve(config: kmslab_host::HostConfig) -> anyhow::Result<()> {
         kmslab_runtime::notify::stopping();
         signal_token.cancel();
     });
-    kmslab_host::run(listeners, admin, config, shutdown).await?;
+    started.serve(shutdown).await?;
     Ok(())
 }
 

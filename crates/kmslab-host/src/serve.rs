@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use kmslab_core::HResult;
 use kmslab_core::wire::{ErrorFrame, Message};
-use kmslab_runtime::framed::{FrameError, read_message_with, write_message_with};
+use kmslab_runtime::framed::{FrameError, read_frame_with, write_frame_with};
 use kmslab_runtime::slots::PerSource;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -97,8 +97,19 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
             // Between requests a shutdown simply closes the connection; a request already
             // read is finished below, outside this select.
             _ = shutdown.cancelled() => return,
-            read = tokio::time::timeout(idle, read_message_with(&mut counted, &mut rbuf, state.config.psk.as_ref())) => read,
+            read = tokio::time::timeout(idle, read_frame_with(&mut counted, &mut rbuf, state.config.psk.as_ref())) => read,
         };
+        // With --psk, the answer echoes the request's nonce under its MAC (docs/protocol.md),
+        // so that a recorded answer cannot pass for the answer to a later request.
+        let mut nonce = None;
+        let read = read.map(|r| {
+            r.map(|f| {
+                f.map(|frame| {
+                    nonce = frame.nonce;
+                    frame.message
+                })
+            })
+        });
         let partial = counted.bytes;
         let started = Instant::now();
         // An answer to a frame whose MAC failed goes without one, so that a peer without
@@ -153,7 +164,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
         answered += 1;
         // The idle timeout covers writes too: a peer that sends requests and never reads
         // its answers fills both socket buffers, and the write would wait forever.
-        let write = write_message_with(&mut stream, &answer, &mut wbuf, state.config.psk.as_ref().filter(|_| !plain_reply));
+        let write = write_frame_with(&mut stream, &answer, &mut wbuf, state.config.psk.as_ref().filter(|_| !plain_reply), nonce.as_ref());
         match tokio::time::timeout(idle, write).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {

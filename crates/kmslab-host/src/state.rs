@@ -12,6 +12,7 @@ use kmslab_core::rng::SplitMix64;
 use kmslab_core::wire::{ErrorFrame, Message, Request};
 use kmslab_core::{HResult, LicenseStatus, Timestamp, Uuid, epid};
 use kmslab_runtime::SimClock;
+use kmslab_runtime::throttle::{LogThrottle, Occurrence};
 use kmslab_store::{EventRecord, RequestRecord, Store, StoreError, StoreOptions};
 use tokio::time::Instant;
 
@@ -38,12 +39,25 @@ pub mod keys {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The registry could not be opened or read.
-    #[error("registry {path}: {source}")]
+    // `error` is shown in the message and deliberately not a `source`, so that a report
+    // that prints the chain names the cause once.
+    #[error("registry {path}: {error}")]
     Store {
         /// The database path.
         path: String,
         /// What failed.
-        source: StoreError,
+        error: StoreError,
+    },
+    /// The registry exists but failed the start-up check; it was left untouched.
+    #[error(
+        "registry {path} is damaged ({problem}); the host will not serve from it. Restore it from a backup or an \
+         export, or start once with --reset-registry to move it aside and begin with an empty registry (new ePID, count 0)"
+    )]
+    Damaged {
+        /// The database path.
+        path: String,
+        /// What the check found.
+        problem: String,
     },
     /// A stored setting is unreadable.
     #[error("registry setting {key} = {value:?} is invalid")]
@@ -89,6 +103,12 @@ pub struct HostState {
     pub(crate) dns: crate::publish::DnsStatus,
     /// Rate-limit buckets and refusal-log throttling (`--allow`, `--rate-limit`).
     pub(crate) access: crate::access::Access,
+    /// Failed registry writes of requests are logged once a minute with a count.
+    store_failure_log: LogThrottle,
+    /// A request's registry write failed since the last success (to log the recovery).
+    store_failures_logged: AtomicBool,
+    /// Failed writes of the malformed-request counter, likewise.
+    malformed_failure_log: LogThrottle,
 }
 
 /// Reads the port `/sprt` stored, for a binary that decides what to bind (opens and
@@ -97,10 +117,21 @@ pub fn stored_port(config: &HostConfig) -> Option<u16> {
     if !config.registry_path().exists() {
         return None;
     }
-    let store = Store::open(&config.registry_path(), StoreOptions::default()).ok()?;
+    // Only the cheap check here (`HostState::open` runs the full one and says what is
+    // wrong), but that one matters: opening a zero-length file for writing would create a
+    // fresh schema in it and hide the damage.
+    let options = StoreOptions { check_budget: Some(std::time::Duration::ZERO), ..StoreOptions::default() };
+    let store = Store::open(&config.registry_path(), options).ok()?;
     let port = store.get_setting(keys::PORT).ok().flatten().and_then(|v| v.parse().ok());
     store.close();
     port
+}
+
+/// The wall-clock time as a file-name stamp (`20261201T093000Z`) for a registry moved aside.
+fn wall_clock_stamp() -> String {
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let c = Timestamp::from_unix_ms(ms).civil();
+    format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", c.year, c.month, c.day, c.hour, c.minute, c.second)
 }
 
 fn os_seed() -> u64 {
@@ -114,13 +145,43 @@ impl HostState {
     /// `--keep-count`).
     pub fn open(config: HostConfig, kms_addrs: Vec<SocketAddr>, admin_addr: SocketAddr) -> Result<HostState, StartError> {
         let path = config.registry_path();
-        let store_err = |source| StartError::Store { path: path.display().to_string(), source };
+        let store_err = |error| match error {
+            StoreError::Damaged { path, problem } => StartError::Damaged { path, problem },
+            error => StartError::Store { path: path.display().to_string(), error },
+        };
         let options =
             StoreOptions { max_page_count: config.registry_max_pages, synchronous: config.registry_sync, ..StoreOptions::default() };
-        let store = Store::open(&path, options).map_err(store_err)?;
+        let store = match Store::open(&path, options.clone()) {
+            Err(StoreError::Damaged { problem, .. }) if config.reset_registry => {
+                let aside = kmslab_store::set_aside(&path, &wall_clock_stamp()).map_err(store_err)?;
+                tracing::warn!(
+                    path = %path.display(),
+                    moved_to = %aside.display(),
+                    problem = %problem,
+                    "registry failed its start-up check; moved aside (--reset-registry), starting with an empty registry"
+                );
+                Store::open(&path, options).map_err(store_err)?
+            }
+            other => other.map_err(store_err)?,
+        };
+        if config.reset_registry {
+            tracing::info!(path = %path.display(), "--reset-registry: the registry is sound and was kept");
+        }
         let clock = config.clock();
         let now = clock.now();
         let primary_group = config.host_key_groups[0].clone();
+        if store.epid().map_err(store_err)?.is_none() {
+            // A registry that has counted requests but lost its ePID is damaged: a new ePID
+            // would tell every client this is a different host.
+            let clients = store.client_count().map_err(store_err)?;
+            let requests = store.counters().map_err(store_err)?.total;
+            if clients > 0 || requests > 0 {
+                return Err(StartError::Damaged {
+                    path: path.display().to_string(),
+                    problem: format!("it holds {clients} clients and {requests} requests but no ePID"),
+                });
+            }
+        }
         let stored_epid =
             store.get_or_init_epid(|| epid::generate(&primary_group, now, &mut SplitMix64::new(os_seed()))).map_err(store_err)?;
         let epid = config.epid.clone().unwrap_or(stored_epid);
@@ -197,6 +258,9 @@ impl HostState {
             extra: Mutex::new(extra),
             dashboard: crate::dashboard::DashState::default(),
             dns: crate::publish::DnsStatus::default(),
+            store_failure_log: LogThrottle::default(),
+            store_failures_logged: AtomicBool::new(false),
+            malformed_failure_log: LogThrottle::default(),
         })
     }
 
@@ -214,14 +278,17 @@ impl HostState {
     /// Handles one decoded request: ledger decision, durable record (awaited), answer.
     pub async fn handle_request(&self, req: &Request, source: Option<SocketAddr>) -> Message {
         let now = self.clock.now();
-        let (result, pending) = {
+        let (admission, pending) = {
             let mut ledger = self.ledger();
-            let result = ledger.handle_request(req, now);
-            let hresult = match &result {
+            // Applied tentatively: committed once the registry stored the request, rolled
+            // back if it refused, so the count only ever includes what was stored.
+            let admission = ledger.admit(req, now);
+            let result = admission.outcome();
+            let hresult = match result {
                 Ok(_) => HResult::SUCCESS,
                 Err(refusal) => refusal.hresult,
             };
-            let activated_at_ms = match &result {
+            let activated_at_ms = match result {
                 Ok(resp) if resp.current_count >= req.n_policy => Some(now.as_unix_ms()),
                 _ => None,
             };
@@ -243,22 +310,17 @@ impl HostState {
                 event: Some(EventRecord { event_id: REQUEST_RECEIVED, time_ms: now.as_unix_ms(), fields_json: event_json(&event) }),
             };
             // Queued under the ledger lock so the registry sees requests in ledger order.
-            (result, self.store.record_request(record))
+            (admission, self.store.record_request(record))
         };
         let waited = Instant::now();
         let stored = pending.await;
         self.metrics.store_commit_latency.observe(waited.elapsed());
         let status_key = req.license_status.key();
-        self.dashboard.record_request(now, !matches!((&stored, &result), (Ok(()), Ok(_))));
-        match (stored, result) {
-            (Err(err), result) => {
-                tracing::error!(cmid = %req.cmid, error = %err, "registry write failed; refusing the request instead of acknowledging it");
-                if result.is_ok() {
-                    let mut ledger = self.ledger();
-                    let mut c = *ledger.counters();
-                    c.failed += 1;
-                    ledger.set_counters(c);
-                }
+        self.dashboard.record_request(now, !matches!((&stored, admission.outcome()), (Ok(()), Ok(_))));
+        match stored {
+            Err(err) => {
+                self.ledger().roll_back(admission);
+                self.log_store_failure(req, &err);
                 self.metrics.count_request(HResult::STORE_FAILED.0, status_key);
                 Message::Error(ErrorFrame {
                     hresult: HResult::STORE_FAILED,
@@ -266,13 +328,42 @@ impl HostState {
                     message: format!("the host could not store the request: {err}"),
                 })
             }
-            (Ok(()), Ok(resp)) => {
-                self.metrics.count_request(0, status_key);
-                Message::Response(resp)
+            Ok(()) => {
+                let result = self.ledger().commit(admission);
+                // A load first: the hot path never writes the shared flag.
+                if self.store_failures_logged.load(Ordering::Relaxed) && self.store_failures_logged.swap(false, Ordering::Relaxed) {
+                    let held_back = self.store_failure_log.cleared();
+                    tracing::warn!(failures_not_logged = held_back, "registry writes of requests succeed again");
+                }
+                match result {
+                    Ok(resp) => {
+                        self.metrics.count_request(0, status_key);
+                        Message::Response(resp)
+                    }
+                    Err(refusal) => {
+                        self.metrics.count_request(refusal.hresult.0, status_key);
+                        Message::Error(ErrorFrame { hresult: refusal.hresult, cmid: req.cmid, message: refusal.reason.to_owned() })
+                    }
+                }
             }
-            (Ok(()), Err(refusal)) => {
-                self.metrics.count_request(refusal.hresult.0, status_key);
-                Message::Error(ErrorFrame { hresult: refusal.hresult, cmid: req.cmid, message: refusal.reason.to_owned() })
+        }
+    }
+
+    /// Logs a failed registry write of a request: the first at once, then once a minute
+    /// with how many were not logged (a full disk fails every request).
+    fn log_store_failure(&self, req: &Request, err: &StoreError) {
+        self.store_failures_logged.store(true, Ordering::Relaxed);
+        if let Occurrence::Log { held_back } = self.store_failure_log.occurred() {
+            if held_back == 0 {
+                tracing::error!(cmid = %req.cmid, error = %err, "registry write failed; refusing the request instead of acknowledging it");
+            } else {
+                tracing::error!(
+                    cmid = %req.cmid,
+                    error = %err,
+                    repeated = held_back,
+                    "registry write failed; refusing the request instead of acknowledging it (repeated {held_back} times in the last {}s)",
+                    self.store_failure_log.interval().as_secs()
+                );
             }
         }
     }
@@ -296,8 +387,10 @@ impl HostState {
         }
         loop {
             let total = self.malformed_total.load(Ordering::Acquire);
-            if let Err(err) = self.store.set_setting(keys::MALFORMED_REQUESTS, total.to_string()).await {
-                tracing::error!(error = %err, "registry write of the malformed-request counter failed");
+            if let Err(err) = self.store.set_setting(keys::MALFORMED_REQUESTS, total.to_string()).await
+                && let Occurrence::Log { held_back } = self.malformed_failure_log.occurred()
+            {
+                tracing::error!(error = %err, repeated = held_back, "registry write of the malformed-request counter failed");
             }
             self.malformed_flushing.store(false, Ordering::Release);
             // Counted meanwhile and nobody else took over: write again.

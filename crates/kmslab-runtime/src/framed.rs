@@ -4,7 +4,7 @@
 //! magic or an over-long length is refused before the body is read or any buffer grows;
 //! the body buffer never exceeds `MAX_FRAME_LEN`.
 
-use kmslab_core::wire::{self, DecodeError, FrameKey, HEADER_LEN, MAX_FRAME_LEN, Message};
+use kmslab_core::wire::{self, DecodeError, Frame, FrameKey, HEADER_LEN, MAX_FRAME_LEN, Message, Nonce};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Why a frame could not be read or written.
@@ -40,6 +40,15 @@ pub async fn read_message_with<R: AsyncRead + Unpin>(
     buf: &mut Vec<u8>,
     key: Option<&FrameKey>,
 ) -> Result<Option<Message>, FrameError> {
+    Ok(read_frame_with(reader, buf, key).await?.map(|frame| frame.message))
+}
+
+/// As [`read_message_with`], with the frame's nonce (`FLAG_NONCE`, under the MAC).
+pub async fn read_frame_with<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    key: Option<&FrameKey>,
+) -> Result<Option<Frame>, FrameError> {
     buf.clear();
     buf.resize(HEADER_LEN, 0);
     let mut got = 0;
@@ -67,8 +76,8 @@ pub async fn read_message_with<R: AsyncRead + Unpin>(
         }
         at += n;
     }
-    let (msg, _) = wire::decode_with(&buf[..total], key)?;
-    Ok(Some(msg))
+    let (frame, _) = wire::decode_frame(&buf[..total], key)?;
+    Ok(Some(frame))
 }
 
 /// Encodes and writes one message, then flushes.
@@ -83,8 +92,20 @@ pub async fn write_message_with<W: AsyncWrite + Unpin>(
     buf: &mut Vec<u8>,
     key: Option<&FrameKey>,
 ) -> Result<(), FrameError> {
+    write_frame_with(writer, msg, buf, key, None).await
+}
+
+/// As [`write_message_with`]; with a key and a `nonce`, the frame carries the nonce under
+/// its MAC (a request's fresh one, or the echo of the request an answer answers).
+pub async fn write_frame_with<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    msg: &Message,
+    buf: &mut Vec<u8>,
+    key: Option<&FrameKey>,
+    nonce: Option<&Nonce>,
+) -> Result<(), FrameError> {
     buf.clear();
-    wire::encode_with(msg, key, buf)?;
+    wire::encode_frame(msg, key, nonce, buf)?;
     writer.write_all(buf).await?;
     writer.flush().await?;
     Ok(())

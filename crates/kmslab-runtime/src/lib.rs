@@ -13,6 +13,7 @@ pub mod process_metrics;
 pub mod psk;
 pub mod signal;
 pub mod slots;
+pub mod throttle;
 pub mod usage;
 
 pub use clock::SimClock;

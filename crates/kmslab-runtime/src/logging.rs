@@ -1,4 +1,9 @@
 //! Logging set-up shared by every binary: human-readable by default, JSON on request.
+//!
+//! Text lines carry peer-supplied strings (machine names, error messages a peer caused):
+//! every field value and message is written through [`EscapeControl`], so a newline or a
+//! terminal escape sent by a client shows as `\n` or `\x1b` and can neither start a
+//! forged log line nor drive the terminal. JSON lines are escaped by the JSON encoder.
 
 use std::str::FromStr;
 
@@ -30,7 +35,66 @@ pub fn init(format: LogFormat, default_filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => builder.fmt_fields(escaping_fields()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// The text formatter's fields: `name=value` separated by spaces (the message bare), every
+/// value escaped.
+fn escaping_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + Send + Sync + 'static {
+    use std::fmt::Write as _;
+    use tracing_subscriber::field::MakeExt as _;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let mut out = EscapeControl(writer);
+        match field.name() {
+            "message" => write!(out, "{value:?}"),
+            name => write!(out, "{}={value:?}", name.strip_prefix("r#").unwrap_or(name)),
+        }
+    })
+    .delimited(" ")
+}
+
+/// A `fmt::Write` adapter that writes control characters (C0, DEL, C1) as escapes:
+/// `\n`, `\r`, `\t`, `\x1b`, `\u{85}` and so on. Everything else passes unchanged.
+#[derive(Debug)]
+pub struct EscapeControl<W>(pub W);
+
+impl<W: std::fmt::Write> std::fmt::Write for EscapeControl<W> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let mut rest = s;
+        while let Some(at) = rest.find(|c: char| c.is_control()) {
+            self.0.write_str(&rest[..at])?;
+            let c = rest[at..].chars().next().expect("found a char there");
+            match c {
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                c if (c as u32) < 0x80 => write!(self.0, "\\x{:02x}", c as u32)?,
+                c => write!(self.0, "\\u{{{:x}}}", c as u32)?,
+            }
+            rest = &rest[at + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fmt::Write as _;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_is_kept() {
+        let check = |input: &str, expected: &str| {
+            let mut out = String::new();
+            EscapeControl(&mut out).write_str(input).unwrap();
+            assert_eq!(out, expected, "{input:?}");
+        };
+        check("WS-0001", "WS-0001");
+        check("a\nb\r\tc", "a\\nb\\r\\tc");
+        check("\u{1b}[31mred\u{7}", "\\x1b[31mred\\x07");
+        check("\u{7f}\u{85}\u{9b}", "\\x7f\\u{85}\\u{9b}");
+        check("Ünïcødé ✓", "Ünïcødé ✓");
+    }
 }

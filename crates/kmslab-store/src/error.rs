@@ -23,6 +23,15 @@ pub enum StoreError {
     /// The file is not a database or is damaged (`SQLITE_CORRUPT`, `SQLITE_NOTADB`).
     #[error("registry database is corrupt: {0}")]
     Corrupt(String),
+    /// An existing registry failed the start-up check (`PRAGMA quick_check`, or a
+    /// zero-length file): it was not opened for writing and nothing was written to it.
+    #[error("registry {path} is damaged: {problem}")]
+    Damaged {
+        /// The database file.
+        path: String,
+        /// What the check found.
+        problem: String,
+    },
     /// Another process holds the database locked for longer than the busy timeout
     /// (`SQLITE_BUSY`, `SQLITE_LOCKED`), e.g. a second host on the same data directory.
     #[error("registry database is locked by another connection: {0}")]

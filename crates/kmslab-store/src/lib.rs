@@ -39,7 +39,8 @@
 //! - Reads: [`Store::counters`], [`Store::client`], [`Store::clients`],
 //!   [`Store::client_count`], [`Store::events`], [`Store::event_count`],
 //!   [`Store::recent_cmids`], [`Store::get_setting`], [`Store::settings`].
-//! - Operations: [`Store::health`], [`Store::stats`], [`integrity_check`], and the lab
+//! - Operations: [`Store::health`], [`Store::stats`], [`integrity_check`], the start-up
+//!   check [`check_existing`] and [`set_aside`] for a damaged file, and the lab
 //!   knob [`Store::set_max_page_count`].
 //!
 //! ```no_run
@@ -57,6 +58,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod check;
 mod checkpoint;
 mod error;
 mod pending;
@@ -76,6 +78,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+pub use check::{CheckOutcome, QUICK_CHECK_BUDGET, check_existing, set_aside};
 pub use error::StoreError;
 pub use pending::Pending;
 pub use report::Tally;
@@ -123,6 +126,11 @@ pub struct StoreOptions {
     /// [`StoreError::Full`]; [`Store::set_max_page_count`] lifts it again. `None` leaves
     /// SQLite's default (effectively unlimited).
     pub max_page_count: Option<u64>,
+    /// Check an existing file before opening it ([`check_existing`]: zero length or
+    /// `PRAGMA quick_check` failing is [`StoreError::Damaged`]) within this time budget;
+    /// `Some(Duration::ZERO)` checks only the file's length, `None` nothing.
+    /// [`QUICK_CHECK_BUDGET`].
+    pub check_budget: Option<std::time::Duration>,
 }
 
 impl Default for StoreOptions {
@@ -132,6 +140,7 @@ impl Default for StoreOptions {
             max_batch: DEFAULT_MAX_BATCH,
             synchronous: Synchronous::Full,
             max_page_count: None,
+            check_budget: Some(QUICK_CHECK_BUDGET),
         }
     }
 }
@@ -161,8 +170,13 @@ struct Inner {
 
 impl Store {
     /// Opens (creating if needed) the registry at `path`, migrates its schema, switches it
-    /// to WAL and starts the writer thread. The parent directory is created too.
+    /// to WAL and starts the writer thread. The parent directory is created too. An
+    /// existing file is checked first ([`StoreOptions::check_budget`]); a damaged one is
+    /// refused with [`StoreError::Damaged`] and left untouched.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        if let Some(budget) = options.check_budget {
+            check_existing(path, budget)?;
+        }
         let writer_conn = schema::open_writer(path, options.max_page_count)?;
         let reader = schema::open_reader(path)?;
         let shared = Arc::new(Shared::new());
@@ -248,6 +262,11 @@ impl Store {
         }
         self.submit_blocking(Op::InitEpid(generate()))?;
         read::epid(&self.reader())?.ok_or_else(|| StoreError::Malformed("ePID missing after it was stored".into()))
+    }
+
+    /// The stored ePID, if one was ever stored (never generates one).
+    pub fn epid(&self) -> Result<Option<String>, StoreError> {
+        read::epid(&self.reader())
     }
 
     /// Lab knob: changes the database's page limit (see [`StoreOptions::max_page_count`])

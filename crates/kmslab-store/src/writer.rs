@@ -84,7 +84,14 @@ pub(crate) struct Writer {
     /// Where committed batches wait for their fsync; `None` with `Synchronous::Normal`,
     /// whose callers are completed as soon as COMMIT returns.
     syncer: Option<Syncer>,
+    /// When a failed group commit was last logged, and how many failed since (a full disk
+    /// fails every batch: logged once a minute with a count, not once per batch).
+    failure_logged_at: Option<Instant>,
+    failures_not_logged: u64,
 }
+
+/// A failed group commit is logged at most once per this interval.
+const FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Writer {
     /// `durable`: complete callers only after the WAL file is fsynced (the connection itself
@@ -98,7 +105,16 @@ impl Writer {
         durable: bool,
     ) -> Result<Self, StoreError> {
         let syncer = if durable { Some(Syncer::start(wal_path(&conn), Arc::clone(&shared))?) } else { None };
-        Ok(Writer { conn, rx, shared, max_batch: max_batch.max(1), event_retention, syncer })
+        Ok(Writer {
+            conn,
+            rx,
+            shared,
+            max_batch: max_batch.max(1),
+            event_retention,
+            syncer,
+            failure_logged_at: None,
+            failures_not_logged: 0,
+        })
     }
 
     /// Runs until [`Command::Shutdown`] or until every sender is gone, then waits until the
@@ -159,11 +175,17 @@ impl Writer {
             }
             Err(batch_err) => {
                 record_failure(&self.shared, &batch_err);
-                tracing::warn!(
-                    error = %batch_err,
-                    writes = batch.len(),
-                    "registry group commit failed; retrying the writes one by one"
-                );
+                if self.failure_logged_at.is_none_or(|at| at.elapsed() >= FAILURE_LOG_INTERVAL) {
+                    self.failure_logged_at = Some(started);
+                    tracing::warn!(
+                        error = %batch_err,
+                        writes = batch.len(),
+                        repeated = std::mem::take(&mut self.failures_not_logged),
+                        "registry group commit failed; retrying the writes one by one"
+                    );
+                } else {
+                    self.failures_not_logged += 1;
+                }
                 let mut replies = Vec::with_capacity(batch.len());
                 let mut writes = 0;
                 for (op, reply) in batch.drain(..) {

@@ -3,6 +3,7 @@
 mod admin_access;
 mod cli;
 mod discovery;
+mod integrity;
 mod lifecycle;
 mod persistence;
 mod psk;

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kmslab_core::HResult;
-use kmslab_core::wire::Message;
+use kmslab_core::wire::{Message, Request};
 use kmslab_store::{Store, StoreOptions};
 
 use crate::support::*;
@@ -97,6 +97,9 @@ async fn a_full_disk_is_reported_nothing_unstored_is_acknowledged_and_the_host_r
     let mut host = Host { child };
     let mut conn = KmsConn::connect(kms).await;
     let mut acknowledged = Vec::new();
+    // N-policy 1000: a cap of 2000, so that the count is not held at the cap of 50 and
+    // shows exactly how many machines the host counted.
+    let request = |product: &str| Request { n_policy: 1000, ..request(product) };
     for _ in 0..50 {
         let req = request("win7-enterprise");
         response(conn.ask(&req).await);
@@ -135,22 +138,41 @@ async fn a_full_disk_is_reported_nothing_unstored_is_acknowledged_and_the_host_r
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("registry write failed"), "the log says so: {logged}");
     println!("full disk: {} acknowledged, then {refused} refused with STORE_FAILED; /healthz: {}", acknowledged.len(), body.trim());
+    // What the host reports is what it stored: the refused requests are not in the count
+    // or in the counters.
+    let status = get_json(admin, "/api/v1/status").await;
+    let windows = status["counts"].as_array().unwrap().iter().find(|c| c["group"] == "windows").unwrap().clone();
+    assert_eq!(windows["count"], acknowledged.len(), "the count is the acknowledged machines: {windows}");
+    assert_eq!(windows["max_n_policy"], 1000);
+    assert_eq!(status["counters"]["total"], acknowledged.len(), "{}", status["counters"]);
+    assert_eq!(status["counters"]["failed"], 0, "{}", status["counters"]);
+    // A flood of identical failures is logged once (then once a minute with a count).
+    let failure_lines = logged.lines().filter(|l| l.contains("registry write failed")).count();
+    assert_eq!(failure_lines, 1, "{refused} identical failures gave {failure_lines} log lines");
 
     // Space returns: the host stores and acknowledges again, and says it is healthy.
     std::fs::remove_file(&ballast).unwrap();
-    let mut recovered = false;
+    let mut recovered = None;
+    let mut refused_later = 0;
     for _ in 0..100 {
         let req = request("win7-enterprise");
-        if let Message::Response(_) = conn.ask(&req).await {
-            acknowledged.push(req.cmid);
-            recovered = true;
-            break;
+        match conn.ask(&req).await {
+            Message::Response(r) => {
+                acknowledged.push(req.cmid);
+                recovered = Some(r);
+                break;
+            }
+            _ => refused_later += 1,
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(recovered, "the host acknowledges again once space returns");
+    let first_after = recovered.expect("the host acknowledges again once space returns");
+    // The next client is told the stored machines plus itself, not the refused ones too.
+    assert_eq!(first_after.current_count as usize, acknowledged.len(), "{refused} + {refused_later} refused requests were not counted");
     let (code, body) = http(admin, "GET", "/healthz", None).await.unwrap();
     assert_eq!(code, 200, "{body}");
+    let status = get_json(admin, "/api/v1/status").await;
+    assert_eq!(status["counters"]["total"], acknowledged.len(), "{}", status["counters"]);
 
     // Every acknowledged request is in the registry; the file is intact.
     drop(conn);
@@ -160,6 +182,8 @@ async fn a_full_disk_is_reported_nothing_unstored_is_acknowledged_and_the_host_r
     assert_eq!(kmslab_store::integrity_check(&path).unwrap(), "ok");
     let store = Store::open(&path, StoreOptions::default()).unwrap();
     let missing = acknowledged.iter().filter(|c| store.client(**c).unwrap().is_none()).count();
+    assert_eq!(store.counters().unwrap().total, acknowledged.len() as u64, "the stored counters are what the host reported");
+    assert_eq!(store.client_count().unwrap(), acknowledged.len() as u64);
     store.close();
     assert_eq!(missing, 0, "{missing} of {} acknowledged CMIDs missing", acknowledged.len());
     drop(host);

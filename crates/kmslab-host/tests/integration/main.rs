@@ -8,6 +8,7 @@ mod dashboard;
 mod dns;
 mod dns_support;
 mod full_disk;
+mod integrity;
 mod serving;
 mod support;
 mod surfaces;

@@ -1,0 +1,237 @@
+//! The real `kms-client` binary against what must not get through: a recorded `--psk`
+//! answer replayed by a proxy while the host is down, and state files it must refuse
+//! before it says it is listening.
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kmslab_client::config::Timeouts;
+use kmslab_client::net::Net;
+use kmslab_core::activator::HostOutcome;
+use kmslab_core::catalog::Catalog;
+use kmslab_core::hostaddr::HostAddr;
+use kmslab_core::wire::{self, FrameKey, HEADER_LEN, KMS_PROTOCOL_V4, Request};
+use kmslab_core::{HResult, LicenseStatus, Timestamp, Uuid};
+use kmslab_dns::DnsServerChoice;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{http, write_state};
+
+const PSK: &str = "integrity-test-psk-0123456789abcdef";
+
+fn wall_now() -> Timestamp {
+    Timestamp::from_unix_ms(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64)
+}
+
+/// Reads one whole frame as raw bytes (header, body, nonce, MAC); `None` on a clean close.
+async fn read_raw_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; HEADER_LEN];
+    stream.read_exact(&mut buf).await.ok()?;
+    let len = wire::decode_header(&buf).ok()?.frame_len();
+    buf.resize(len, 0);
+    stream.read_exact(&mut buf[HEADER_LEN..]).await.ok()?;
+    Some(buf)
+}
+
+/// A man in the middle: forwards to the host and records the host's last answer, or
+/// (once `replay` is set) answers every request with that recorded answer.
+async fn proxy(listener: TcpListener, host: SocketAddr, recorded: Arc<Mutex<Option<Vec<u8>>>>, replay: Arc<Mutex<bool>>) {
+    while let Ok((mut client, _)) = listener.accept().await {
+        let (recorded, replay) = (recorded.clone(), replay.clone());
+        tokio::spawn(async move {
+            while let Some(request) = read_raw_frame(&mut client).await {
+                let answer = if *replay.lock().unwrap() {
+                    recorded.lock().unwrap().clone()
+                } else {
+                    let Ok(mut upstream) = TcpStream::connect(host).await else { return };
+                    upstream.write_all(&request).await.unwrap();
+                    let answer = read_raw_frame(&mut upstream).await;
+                    *recorded.lock().unwrap() = answer.clone();
+                    answer
+                };
+                let Some(answer) = answer else { return };
+                if client.write_all(&answer).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn request_from(cmid: Uuid) -> Request {
+    let catalog = Catalog::builtin();
+    let p = catalog.product_by_name("win7-enterprise").unwrap();
+    Request {
+        protocol: KMS_PROTOCOL_V4,
+        vm: false,
+        license_status: LicenseStatus::InitialGrace,
+        minutes_to_expiry: 43_200,
+        application_id: p.application_id,
+        activation_id: p.activation_id,
+        kms_counted_id: p.kms_counted_id,
+        cmid,
+        previous_cmid: Uuid::nil(),
+        n_policy: 25,
+        client_time: wall_now(),
+        machine_name: "other-machine".into(),
+    }
+}
+
+async fn ato(admin: SocketAddr) -> serde_json::Value {
+    let (code, body) = http(admin, "POST", "/api/v1/ato", Some(serde_json::json!({}))).await;
+    assert!(code == 200 || code == 502 || code == 503, "{code} {body}");
+    body
+}
+
+fn spawn_client(args: &[&str], state_dir: &Path) -> (Child, std::path::PathBuf, tempfile::TempDir) {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("client.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_kms-client"))
+        .args(["--product", "win7-enterprise", "--admin", "127.0.0.1:0", "--state-dir"])
+        .arg(state_dir)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("kms-client starts");
+    (child, log, logs)
+}
+
+fn admin_addr(child: &mut Child) -> SocketAddr {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    line.trim().strip_prefix("listening on admin ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_psk_answer_does_not_activate_the_client_while_the_host_is_down() {
+    let key = FrameKey::from_file_contents(PSK.as_bytes()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let psk_file = dir.path().join("lab.psk");
+    std::fs::write(&psk_file, format!("{PSK}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&psk_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    // The real host with the key, 24 other machines already counted.
+    let mut config = kmslab_host::HostConfig::with_data_dir(dir.path().join("host"));
+    config.psk = Some(key.clone());
+    config.host_key_groups = vec!["kms-c".into()];
+    let kms_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host_addr = kms_listener.local_addr().unwrap();
+    let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let host = tokio::spawn(async move { kmslab_host::run(vec![kms_listener], admin_listener, config, token).await.unwrap() });
+    let timeouts = Timeouts { connect: Duration::from_secs(5), response: Duration::from_secs(10), dns: Duration::from_secs(1) };
+    let net = Net::new(DnsServerChoice::System, timeouts).with_psk(Some(key.clone()));
+    let target = HostAddr::new("127.0.0.1", host_addr.port());
+    let mut counted = 0;
+    for _ in 0..400 {
+        match net.send(&target, request_from(Uuid::new_v4())).await {
+            HostOutcome::Response(_) => counted += 1,
+            HostOutcome::Unreachable(HResult::HOST_UNREACHABLE) => tokio::time::sleep(Duration::from_millis(25)).await,
+            other => panic!("{other:?}"),
+        }
+        if counted == 24 {
+            break;
+        }
+    }
+    assert_eq!(counted, 24);
+
+    // The client reaches the host through the proxy, which records the answer.
+    let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = proxy_listener.local_addr().unwrap();
+    let recorded = Arc::new(Mutex::new(None));
+    let replay = Arc::new(Mutex::new(false));
+    tokio::spawn(proxy(proxy_listener, host_addr, recorded.clone(), replay.clone()));
+    let state = dir.path().join("client");
+    let kms = proxy_addr.to_string();
+    let (child, log, _logs) = spawn_client(&["--kms", &kms, "--psk", psk_file.to_str().unwrap()], &state);
+    let mut child = KillOnDrop(child);
+    let admin = admin_addr(&mut child.0);
+    let first = ato(admin).await;
+    assert_eq!(first["hresult"], "0x00000000", "{first}");
+    assert_eq!(first["status"], "licensed", "{first}");
+    assert!(recorded.lock().unwrap().is_some());
+
+    let valid_until = http(admin, "GET", "/api/v1/status", None).await.1["valid_until"].clone();
+
+    // The host goes down; the proxy replays the recorded (validly authenticated) answer.
+    shutdown.cancel();
+    host.await.unwrap();
+    *replay.lock().unwrap() = true;
+    // Client times have millisecond resolution: make sure the new request's differs.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let replayed = ato(admin).await;
+    // The only host failed (0xA04B0002 for the answer, so no host could be contacted).
+    assert_eq!(replayed["hresult"], HResult::NO_HOST_AVAILABLE.to_string(), "a replayed answer is not believed: {replayed}");
+    let status = http(admin, "GET", "/api/v1/status", None).await.1;
+    assert_eq!(status["valid_until"], valid_until, "the replay renewed nothing: {status}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("replayed answer"), "{logged}");
+}
+
+/// Kills the client when the test ends, passed or not.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A client that must refuse to start: exit code, stdout and its log.
+fn start_refused(state_dir: &Path) -> (i32, String, String) {
+    let (mut child, log, _logs) = spawn_client(&["--kms", "127.0.0.1:9"], state_dir);
+    let started = std::time::Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kms-client did not exit within 30 s (it went on running)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    (code, stdout, std::fs::read_to_string(log).unwrap())
+}
+
+#[test]
+fn a_state_file_with_a_nil_cmid_is_refused_before_the_client_says_it_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    write_state(dir.path(), |s| s.cmid = Uuid::nil());
+    let (code, stdout, stderr) = start_refused(dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(!stdout.contains("listening on"), "{stdout}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains("state.json") && last.contains("nil UUID"), "{stderr}");
+    assert_eq!(stderr.matches("nil UUID").count(), 1, "named once:\n{stderr}");
+}
+
+#[test]
+fn an_unreadable_state_file_stops_the_client_before_it_says_it_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state.json"), b"{\"format\": 1, \"prod").unwrap();
+    let (code, stdout, stderr) = start_refused(dir.path());
+    assert_eq!(code, 1, "{stderr}");
+    assert!(!stdout.contains("listening on"), "a client that cannot run never says it listens: {stdout}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("kms-client: state file") && last.contains("is invalid"), "{stderr}");
+}
