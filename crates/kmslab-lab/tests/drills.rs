@@ -74,7 +74,8 @@ async fn refusing_host() {
     let outcome = check("refusing-host").await;
     // The technician sees both hosts in one attempt: kms1's refusal, then kms2's answer.
     let requests: Vec<&String> = outcome.transcript.iter().filter(|l| l.contains("Event 12288")).collect();
-    let refused = requests.iter().position(|l| l.contains("0xC004F041 SL_E_VL_KEY_MANAGEMENT_SERVICE_NOT_ACTIVATED") && l.contains("kms1."));
+    let refused =
+        requests.iter().position(|l| l.contains("0xC004F041 SL_E_VL_KEY_MANAGEMENT_SERVICE_NOT_ACTIVATED") && l.contains("kms1."));
     let answered = requests.iter().position(|l| l.contains("0x00000000") && l.contains("kms2."));
     assert!(matches!((refused, answered), (Some(r), Some(a)) if r < a), "{}", outcome.transcript.join("\n"));
     assert_eq!(outcome.summary["licensed"], 12, "{}", outcome.summary);
