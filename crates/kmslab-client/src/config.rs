@@ -199,12 +199,15 @@ impl ClientConfig {
         let gvlk = args.gvlk.or(file.gvlk);
         let product = match (product_name, gvlk) {
             (Some(_), Some(_)) => return Err(bad("--product", "give either --product or --gvlk, not both")),
-            (Some(name), None) => Some(
-                catalog
-                    .product_by_name(&name)
-                    .cloned()
-                    .ok_or_else(|| bad("--product", format!("unknown product {name:?} (e.g. win7-enterprise, server2008r2-standard)")))?,
-            ),
+            (Some(name), None) => Some(catalog.product_by_name(&name).cloned().ok_or_else(|| {
+                bad(
+                    "--product",
+                    format!(
+                        "unknown product {name:?}; the products are: {}",
+                        catalog.products().iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?),
             (None, Some(key)) => Some(catalog.product_by_gvlk(&key).cloned().ok_or_else(|| {
                 let code = HResult::INVALID_PRODUCT_KEY;
                 let meaning = code.info().map_or("invalid product key", |i| i.meaning);
@@ -279,7 +282,7 @@ impl ClientConfig {
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| bad("--config", format!("cannot read {}: {e}", path.display())))?;
     toml::from_str(&text).map_err(|e| {
-        let msg = e.message().trim().replace('\n', " ");
+        let msg = kmslab_core::toml_error::describe(&text, &e);
         bad("--config", format!("{}: {msg}", path.display()))
     })
 }

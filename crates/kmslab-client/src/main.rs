@@ -8,7 +8,10 @@ use kmslab_client::{Args, ClientConfig};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => return kmslab_runtime::usage::exit_on_clap_error("kms-client", &e),
+    };
     let config = match ClientConfig::from_args(args) {
         Ok(c) => c,
         Err(e) => {

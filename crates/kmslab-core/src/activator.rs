@@ -16,7 +16,7 @@
 //! User commands (`slmgr`) are inputs too: [`Activator::activate_now`], `install_product`,
 //! `uninstall_product`, `rearm`, and the host-choice setters.
 //!
-//! # Rules (kms-reference "Client timing and states", "Discovery")
+//! # Rules (docs/kms-behaviour.md "Client timing and states", "Discovery")
 //! - Installing a GVLK: initial grace for 30 days, and an attempt at once.
 //! - Not activated: an attempt every activation interval (120 minutes by default).
 //! - Activated: valid 180 days, renewed every renewal interval (7 days); each success

@@ -156,7 +156,7 @@ impl Catalog {
     /// Adds the entries of a catalog file. Names, GVLKs and activation IDs must be new;
     /// nothing is added unless the whole file is valid.
     pub fn extend_from_toml(&mut self, text: &str) -> Result<(), CatalogError> {
-        let file: CatalogFile = toml::from_str(text).map_err(|e| CatalogError::Syntax(e.to_string().trim().replace('\n', " ")))?;
+        let file: CatalogFile = toml::from_str(text).map_err(|e| CatalogError::Syntax(crate::toml_error::describe(text, &e)))?;
         let mut next = self.clone();
         for g in file.counted_group {
             if next.counted_groups.iter().any(|x| x.name == g.name || x.kms_counted_id == g.kms_counted_id) {

@@ -1,4 +1,4 @@
-//! KMS events as values (kms-reference "Events"): the daemons log them and serve them.
+//! KMS events as values (docs/kms-behaviour.md "Events"): the daemons log them and serve them.
 
 use crate::hostaddr::HostAddr;
 use crate::hresult::HResult;

@@ -31,6 +31,7 @@ pub mod rng;
 pub mod sim;
 pub mod srv;
 pub mod time;
+pub mod toml_error;
 pub mod wire;
 
 pub use hresult::HResult;

@@ -26,7 +26,7 @@ pub fn notification_reason_line(reason: HResult) -> String {
     format!("Notification Reason: {reason}{why}.")
 }
 
-/// The license status values of the Software Licensing service (kms-reference "Client
+/// The license status values of the Software Licensing service (docs/kms-behaviour.md "Client
 /// timing and states"). The numeric value travels on the wire and is counted by the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]

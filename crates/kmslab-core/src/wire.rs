@@ -74,7 +74,7 @@ pub struct ProtocolVersion {
     pub minor: u16,
 }
 
-/// An activation request (kms-reference "Request and response contents").
+/// An activation request (docs/kms-behaviour.md "Request and response contents").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
     /// KMS protocol level of the client.

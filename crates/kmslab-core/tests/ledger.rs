@@ -1,4 +1,4 @@
-//! Table-driven checks of the host ledger against every number in kms-reference.
+//! Table-driven checks of the host ledger against every number in docs/kms-behaviour.md.
 
 mod support;
 
@@ -138,7 +138,7 @@ fn refusals_carry_the_reference_codes() {
 
 #[test]
 fn each_key_group_against_each_product() {
-    // (host key group, products it serves), from kms-reference "Host key groups".
+    // (host key group, products it serves), from docs/kms-behaviour.md "Host key groups".
     let win7 =
         ["win7-professional", "win7-professional-n", "win7-professional-e", "win7-enterprise", "win7-enterprise-n", "win7-enterprise-e"];
     let group_a = ["server2008r2-web", "server2008r2-hpc"];

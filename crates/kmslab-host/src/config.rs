@@ -388,7 +388,7 @@ pub fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
 /// [`parse_file`], the error naming the file's `path` when there is one.
 fn parse_file_at(text: &str, path: Option<&Path>) -> Result<FileConfig, ConfigError> {
     toml::from_str(text).map_err(|e| {
-        let msg = one_line(e.message());
+        let msg = one_line(&kmslab_core::toml_error::describe(text, &e));
         match path {
             Some(path) => ConfigError(format!("invalid config file {}: {msg}", path.display())),
             None => ConfigError(format!("invalid config file: {msg}")),
@@ -822,10 +822,12 @@ unpublish_on_exit = true
     #[test]
     fn parse_file_refuses_unknown_keys_by_name_and_wrong_types() {
         let e = parse_file("activation_intervall = 60\n").unwrap_err();
-        assert!(e.0.starts_with("invalid config file: unknown field `activation_intervall`, expected one of `listen`"), "{e}");
+        assert!(e.0.starts_with("invalid config file: line 1, column 1: unknown field `activation_intervall`, expected one of `listen`"), "{e}");
         assert!(!e.0.contains('\n'), "{e}");
         let e = parse_file("sai = 60\nlisten = [\"0.0.0.0:1688\"]\n").unwrap_err();
         assert!(e.0.contains("`sai`"), "{e}");
+        let e = parse_file("dns_ttl = 60\nlisten = \"127.0.0.1:1\"\n").unwrap_err();
+        assert_eq!(e.0, "invalid config file: line 2, column 10, key listen: invalid type: string \"127.0.0.1:1\", expected a sequence");
         assert!(parse_file("activation_interval = \"60\"\n").is_err());
         assert!(parse_file("activation_interval = -1\n").is_err());
         assert!(parse_file("listen = [\n").is_err());

@@ -12,17 +12,7 @@ use tokio_util::sync::CancellationToken;
 fn main() -> ExitCode {
     let config = match config::load(std::env::args_os()) {
         Ok(c) => c,
-        Err(LoadError::Clap(e)) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
-            {
-                e.exit();
-            }
-            // One line: clap's first line names the bad flag.
-            let text = e.to_string();
-            eprintln!("kms-host: {}", text.lines().next().unwrap_or("bad usage").trim_start_matches("error: "));
-            return ExitCode::from(2);
-        }
+        Err(LoadError::Clap(e)) => return kmslab_runtime::usage::exit_on_clap_error("kms-host", &e),
         Err(LoadError::Config(e)) => {
             eprintln!("kms-host: {e}");
             return ExitCode::from(2);

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ConfigError;
 use crate::state::HostState;
 
-/// The republish interval, simulated milliseconds (kms-reference: every 24 hours).
+/// The republish interval, simulated milliseconds (docs/kms-behaviour.md: every 24 hours).
 pub const REPUBLISH_MS: i64 = 24 * 3600 * 1000;
 /// Default TTL of the published records, seconds.
 pub const DEFAULT_TTL: u32 = 600;

@@ -61,7 +61,10 @@ impl ProductMix {
                 Some((n, w)) => (n.trim(), w.trim().parse::<u32>().map_err(|_| format!("weight {w:?} of {n} is not a number"))?),
                 None => (part, 1),
             };
-            let product = catalog.product_by_name(name).ok_or_else(|| format!("unknown product {name:?}"))?;
+            let product = catalog.product_by_name(name).ok_or_else(|| {
+                let names: Vec<&str> = catalog.products().iter().map(|p| p.name.as_str()).collect();
+                format!("unknown product {name:?}; the products are: {}", names.join(", "))
+            })?;
             mix.push((product.clone(), weight));
         }
         if mix.iter().map(|(_, w)| u64::from(*w)).sum::<u64>() == 0 {

@@ -46,22 +46,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
-            {
-                e.exit();
-            }
-            let text = e.to_string();
-            // One line; clap puts the names of missing arguments on the line after a colon.
-            let mut lines = text.lines();
-            let first = lines.next().unwrap_or("bad usage").trim_start_matches("error: ");
-            match lines.next().filter(|_| first.ends_with(':')) {
-                Some(next) => eprintln!("kmslab: {first} {}", next.trim()),
-                None => eprintln!("kmslab: {first}"),
-            }
-            return ExitCode::from(2);
-        }
+        Err(e) => return kmslab_runtime::usage::exit_on_clap_error("kmslab", &e),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

@@ -137,3 +137,31 @@ fn install_script_leaves_systemd_alone_without_the_flag() {
     assert!(staging.join("usr/local/bin/kms-host").exists());
     assert!(!staging.join("etc").exists(), "units installed without --systemd");
 }
+
+#[test]
+fn a_mistyped_flag_or_verb_gets_one_line_with_the_suggestion_and_exit_2() {
+    let dir = built_binaries();
+    for (bin, args, expected) in [
+        (
+            "kmslab",
+            &["up", "--clinets", "5"][..],
+            "kmslab: unexpected argument '--clinets' found (tip: a similar argument exists: '--clients')",
+        ),
+        (
+            "kms-host",
+            &["--listn", "127.0.0.1:0"][..],
+            "kms-host: unexpected argument '--listn' found (tip: a similar argument exists: '--listen')",
+        ),
+        (
+            "kms-client",
+            &["--prodct", "win7-enterprise"][..],
+            "kms-client: unexpected argument '--prodct' found (tip: a similar argument exists: '--product')",
+        ),
+        ("slmgr", &["/dlii"][..], "slmgr: unknown verb \"/dlii\" (did you mean /dli?)"),
+    ] {
+        let out = Command::new(dir.join(bin)).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bin} {args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().next(), Some(expected), "{bin} {args:?}: {stderr}");
+    }
+}

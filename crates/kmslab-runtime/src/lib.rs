@@ -9,6 +9,7 @@ pub mod logging;
 pub mod notify;
 pub mod psk;
 pub mod signal;
+pub mod usage;
 
 pub use clock::SimClock;
 

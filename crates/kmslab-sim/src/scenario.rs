@@ -149,7 +149,7 @@ fn one() -> u32 {
 impl Scenario {
     /// Parses and validates a scenario against `catalog`.
     pub fn from_toml(text: &str, catalog: &Catalog) -> Result<Self, ScenarioError> {
-        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Syntax(e.to_string().trim().replace('\n', " ")))?;
+        let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Syntax(kmslab_core::toml_error::describe(text, &e)))?;
         s.validate(catalog)?;
         Ok(s)
     }

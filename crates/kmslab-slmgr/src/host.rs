@@ -64,7 +64,11 @@ fn change(ctx: &Ctx, body: Value, done: &str) -> anyhow::Result<ExitCode> {
     if ctx.json {
         println!("{}", json!({ "ok": false, "hresult": hresult, "error": message }));
     } else {
-        eprintln!("Error: {hresult} {message}");
+        // As for client verbs: `Error: 0x80070057 E_INVALIDARG: <what was wrong>`.
+        match kmslab_core::hresult::HResult::parse(&hresult).and_then(|h| h.info()) {
+            Some(info) => eprintln!("Error: {hresult} {}: {message}", info.name),
+            None => eprintln!("Error: {hresult} {message}"),
+        }
     }
     Ok(ExitCode::from(1))
 }

@@ -11,6 +11,20 @@ pub const CLIENT_VERBS: &[&str] =
 /// Host verbs, without the leading `/`.
 pub const HOST_VERBS: &[&str] = &["dli", "dlv", "sai", "sri", "sprt", "sdns", "cdns", "spri", "cpri"];
 
+/// The verb nearest to a mistyped one (`dlii` -> `dli`, `skmsdomain` -> `skms-domain`),
+/// when one is close enough to be what was meant.
+pub fn nearest_verb(typed: &str) -> Option<&'static str> {
+    let typed = typed.trim_start_matches(['/', '-']).to_ascii_lowercase();
+    CLIENT_VERBS
+        .iter()
+        .chain(HOST_VERBS)
+        .chain(&["explain"])
+        .map(|v| (strsim::damerau_levenshtein(&typed, v), *v))
+        .filter(|(distance, verb)| *distance <= (verb.len() / 3).max(1))
+        .min()
+        .map(|(_, verb)| verb)
+}
+
 /// The usage text slmgr prints.
 pub const USAGE: &str = "usage: slmgr [--target ADDR] [--json] [--admin-token TOKEN] VERB [ARGS]
 client verbs: /dli /dlv /xpr /ato /ipk KEY /upk /skms HOST[:PORT] /ckms /skms-domain FQDN /ckms-domain /skhc /ckhc /rearm
@@ -56,4 +70,21 @@ pub fn command() -> Command {
                 .help("The slmgr verb"),
         )
         .arg(Arg::new("args").value_name("ARGS").num_args(0..).help("The verb's arguments (a key, a host, minutes, a code)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_verb;
+
+    #[test]
+    fn mistyped_verbs_get_the_nearest_one() {
+        for (typed, meant) in
+            [("/dlii", "dli"), ("-dvl", "dlv"), ("/skmsdomain", "skms-domain"), ("/REARM", "rearm"), ("/explian", "explain")]
+        {
+            assert_eq!(nearest_verb(typed), Some(meant), "{typed}");
+        }
+        for far in ["/hello", "/x", "/activate"] {
+            assert_eq!(nearest_verb(far), None, "{far}");
+        }
+    }
 }

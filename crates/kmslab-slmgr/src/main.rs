@@ -54,7 +54,10 @@ fn main() -> ExitCode {
         return explain::run(verb_args.first().map(String::as_str), json);
     }
     if !CLIENT_VERBS.contains(&verb.as_str()) && !HOST_VERBS.contains(&verb.as_str()) {
-        return usage_error(&format!("unknown verb {first:?}"));
+        return match kmslab_slmgr::nearest_verb(first) {
+            Some(meant) => usage_error(&format!("unknown verb {first:?} (did you mean /{meant}?)")),
+            None => usage_error(&format!("unknown verb {first:?}")),
+        };
     }
     let ctx = Ctx { target, json, token, timeout: Duration::from_secs(120) };
     let role = match ctx.get("/api/v1/status").and_then(|r| r.ok()) {

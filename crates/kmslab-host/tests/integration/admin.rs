@@ -152,9 +152,8 @@ fn slmgr_binary() -> PathBuf {
 
 /// The host `/dli` block of interfaces.md, as `(label, example value)` per line.
 fn interfaces_dli() -> Vec<String> {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/interfaces.md"))
-        .or_else(|_| std::fs::read_to_string("/work/shared/interfaces.md"))
-        .expect("interfaces.md readable");
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/interfaces.md")).expect("docs/interfaces.md readable");
     let start = doc.find("`/dli` on a host prints:\n```\n").expect("host /dli block") + "`/dli` on a host prints:\n```\n".len();
     let end = start + doc[start..].find("```").unwrap();
     doc[start..end].lines().map(str::to_owned).collect()

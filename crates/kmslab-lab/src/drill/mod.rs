@@ -1,4 +1,4 @@
-//! `kmslab drill NAME`: scripted troubleshooting scenarios (kms-reference "Troubleshooting
+//! `kmslab drill NAME`: scripted troubleshooting scenarios (docs/kms-behaviour.md "Troubleshooting
 //! cases") over real daemons in this process: hosts through `kmslab_host::run` on loopback,
 //! client machines through the fleet engine, DNS through the embedded lab DNS server, all
 //! on one fast simulated clock.

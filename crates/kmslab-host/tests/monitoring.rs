@@ -1,0 +1,118 @@
+//! The Prometheus files shipped in deploy/prometheus: the scrape config and the alerting
+//! rules pass `promtool check`, the rules' own unit tests pass `promtool test rules`, and
+//! every alert the rules forward is one a real `kms-host` exports on `/metrics`, with the
+//! value the host's dashboard shows (an unactivated host raises `host_not_activated`).
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+fn prometheus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus")
+}
+
+fn promtool() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("promtool")).find(|p| p.is_file()));
+    found.unwrap_or_else(|| panic!("`promtool` not found on PATH: install the Debian package `prometheus` (scripts/test.sh does)"))
+}
+
+fn run_promtool(args: &[&str]) -> (bool, String) {
+    let out = Command::new(promtool()).args(args).current_dir(prometheus_dir()).output().expect("promtool runs");
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn scrape_config_and_rules_pass_promtool() {
+    let (ok, text) = run_promtool(&["check", "config", "prometheus.yml"]);
+    assert!(ok, "promtool check config:\n{text}");
+    let (ok, text) = run_promtool(&["check", "rules", "kmslab-alerts.yml"]);
+    assert!(ok, "promtool check rules:\n{text}");
+    let (ok, text) = run_promtool(&["test", "rules", "kmslab-alerts.test.yml"]);
+    assert!(ok, "promtool test rules:\n{text}");
+}
+
+#[test]
+fn a_rule_that_expects_the_wrong_alert_fails_its_test() {
+    // The unit tests can fail: the same test file against rules that forward another
+    // alert label does not pass.
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::fs::read_to_string(prometheus_dir().join("kmslab-alerts.yml")).unwrap();
+    std::fs::write(dir.path().join("kmslab-alerts.yml"), rules.replace("alert=\"host_not_activated\"", "alert=\"store_unhealthy\""))
+        .unwrap();
+    std::fs::copy(prometheus_dir().join("kmslab-alerts.test.yml"), dir.path().join("kmslab-alerts.test.yml")).unwrap();
+    let out = Command::new(promtool()).args(["test", "rules", "kmslab-alerts.test.yml"]).current_dir(dir.path()).output().unwrap();
+    assert!(!out.status.success(), "a broken rules file passed its tests");
+}
+
+/// A `kms-host` process on port 0; killed on drop.
+struct Host {
+    child: Child,
+    admin: String,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_host(data_dir: &Path, extra: &[&str]) -> Host {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-host"))
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--no-dns-publish", "--data-dir"])
+        .arg(data_dir)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kms-host starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let admin = loop {
+        let line = lines.next().expect("kms-host printed its addresses").unwrap();
+        if let Some(addr) = line.strip_prefix("listening on admin ") {
+            break addr.trim().to_owned();
+        }
+    };
+    // Keep reading stdout so the host never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Host { child, admin }
+}
+
+fn get_metrics(admin: &str) -> String {
+    let mut stream = TcpStream::connect(admin).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+/// The `kmslab_host_alert` label values the rules file forwards.
+fn forwarded_alerts() -> Vec<String> {
+    let rules = std::fs::read_to_string(prometheus_dir().join("kmslab-alerts.yml")).unwrap();
+    rules
+        .lines()
+        .filter(|l| l.trim_start().starts_with("expr:"))
+        .filter_map(|l| l.split("kmslab_host_alert{alert=\"").nth(1))
+        .map(|rest| rest.split('"').next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_forwarded_alert_is_exported_by_a_real_host() {
+    let alerts = forwarded_alerts();
+    assert_eq!(alerts.len(), 4, "{alerts:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let unactivated = start_host(&dir.path().join("a"), &["--unactivated"]);
+    let activated = start_host(&dir.path().join("b"), &[]);
+    let (off, on) = (get_metrics(&unactivated.admin), get_metrics(&activated.admin));
+    for alert in &alerts {
+        let series = format!("kmslab_host_alert{{alert=\"{alert}\"}}");
+        assert!(off.contains(&series) && on.contains(&series), "{series} is not exported:\n{on}");
+    }
+    assert!(off.contains("kmslab_host_alert{alert=\"host_not_activated\"} 1"), "{off}");
+    assert!(on.contains("kmslab_host_alert{alert=\"host_not_activated\"} 0"), "{on}");
+}
