@@ -822,7 +822,10 @@ unpublish_on_exit = true
     #[test]
     fn parse_file_refuses_unknown_keys_by_name_and_wrong_types() {
         let e = parse_file("activation_intervall = 60\n").unwrap_err();
-        assert!(e.0.starts_with("invalid config file: line 1, column 1: unknown field `activation_intervall`, expected one of `listen`"), "{e}");
+        assert!(
+            e.0.starts_with("invalid config file: line 1, column 1: unknown field `activation_intervall`, expected one of `listen`"),
+            "{e}"
+        );
         assert!(!e.0.contains('\n'), "{e}");
         let e = parse_file("sai = 60\nlisten = [\"0.0.0.0:1688\"]\n").unwrap_err();
         assert!(e.0.contains("`sai`"), "{e}");

@@ -165,3 +165,37 @@ fn a_mistyped_flag_or_verb_gets_one_line_with_the_suggestion_and_exit_2() {
         assert_eq!(stderr.lines().next(), Some(expected), "{bin} {args:?}: {stderr}");
     }
 }
+
+#[test]
+fn slmgr_takes_the_machine_before_the_verb_as_slmgr_vbs_does() {
+    use std::io::BufRead as _;
+    let dir = built_binaries();
+    let data = tempfile::tempdir().unwrap();
+    let mut host = Command::new(dir.join("kms-host"))
+        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--no-dns-publish", "--data-dir"])
+        .arg(data.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(host.stdout.take().unwrap()).lines();
+    let admin = loop {
+        let line = lines.next().expect("kms-host printed its addresses").unwrap();
+        if let Some(addr) = line.strip_prefix("listening on admin ") {
+            break addr.trim().to_owned();
+        }
+    };
+    let slmgr = |args: &[&str]| Command::new(dir.join("slmgr")).args(args).output().unwrap();
+    let by_target = slmgr(&["--target", &admin, "/dli"]);
+    let by_machine = slmgr(&[&admin, "/dli"]);
+    let with_credentials = slmgr(&[&admin, "administrator", "not-needed-on-loopback", "/sai", "60"]);
+    let _ = host.kill();
+    let _ = host.wait();
+    assert!(by_target.status.success() && by_machine.status.success(), "{}", String::from_utf8_lossy(&by_machine.stderr));
+    assert!(String::from_utf8_lossy(&by_machine.stdout).contains("Key Management Service is enabled on this machine"));
+    assert_eq!(by_machine.stdout, by_target.stdout);
+    assert!(with_credentials.status.success(), "{}", String::from_utf8_lossy(&with_credentials.stderr));
+    assert_eq!(String::from_utf8_lossy(&with_credentials.stdout).trim(), "Volume activation interval set to 60 minutes successfully.");
+    let two_words = slmgr(&[&admin, "administrator", "/dli"]);
+    assert_eq!(two_words.status.code(), Some(2));
+}

@@ -1,6 +1,7 @@
 //! An SVG plot of a simulation: each host's count over the days, with the 5 and 25
 //! thresholds drawn as lines, above the machines in each license state. Every line is
-//! labelled at its right end, so no legend is needed. Output is deterministic text.
+//! labelled at its right end, so no legend is needed; a host's outages are shaded bands
+//! where its line is broken off. Output is deterministic text.
 
 use std::fmt::Write;
 
@@ -54,9 +55,33 @@ pub fn svg(out: &SimOutput, title: &str) -> String {
     let mut label_ys: Vec<f64> = Vec::new();
     for (hi, name) in host_names.iter().enumerate() {
         let colour = HOST_COLOURS[hi % HOST_COLOURS.len()];
-        let points: Vec<(f64, f64)> =
-            out.timeline.iter().map(|r| (f64::from(r.day), f64::from(r.hosts[hi].counts.first().copied().unwrap_or(0)))).collect();
-        polyline(&mut s, &points, colour, &x, &y1);
+        // A host that is down has no count to show: its outages are shaded bands labelled
+        // with its name, and its line stops at the band and starts again after it.
+        for (first, last) in down_runs(out, hi) {
+            let (x0, x1) = (x(f64::from(first) - 1.0), x(f64::from(last)));
+            let _ = writeln!(
+                s,
+                r#"<rect x="{x0:.1}" y="{TOP1}" width="{:.1}" height="{H1}" fill="{colour}" fill-opacity="0.12"><title>{} down, days {first}-{last}</title></rect>"#,
+                x1 - x0,
+                escape(name)
+            );
+            let _ = writeln!(
+                s,
+                r#"<text x="{:.1}" y="{:.1}" fill="{colour}" font-size="10">{} down</text>"#,
+                x0 + 3.0,
+                TOP1 + 12.0 + 12.0 * hi as f64,
+                escape(name)
+            );
+        }
+        let points: Vec<(f64, f64, bool)> = out
+            .timeline
+            .iter()
+            .map(|r| (f64::from(r.day), f64::from(r.hosts[hi].counts.first().copied().unwrap_or(0)), r.hosts[hi].up))
+            .collect();
+        for piece in points.split(|p| !p.2).filter(|piece| !piece.is_empty()) {
+            let piece: Vec<(f64, f64)> = piece.iter().map(|p| (p.0, p.1)).collect();
+            polyline(&mut s, &piece, colour, &x, &y1);
+        }
         let last = points.last().map_or(0.0, |p| p.1);
         let ly = spread_label(&mut label_ys, y1(last));
         let _ =
@@ -95,6 +120,18 @@ pub fn svg(out: &SimOutput, title: &str) -> String {
     );
     s.push_str("</svg>\n");
     s
+}
+
+/// The runs of consecutive days (first, last) on which host `hi` was down.
+fn down_runs(out: &SimOutput, hi: usize) -> Vec<(u32, u32)> {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for row in out.timeline.iter().filter(|r| !r.hosts[hi].up) {
+        match runs.last_mut() {
+            Some(run) if run.1 + 1 == row.day => run.1 = row.day,
+            _ => runs.push((row.day, row.day)),
+        }
+    }
+    runs
 }
 
 fn panel(s: &mut String, title: &str, top: f64, h: f64, days: f64, x: &dyn Fn(f64) -> f64) {

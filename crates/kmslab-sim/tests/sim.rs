@@ -107,5 +107,8 @@ fn the_plot_draws_hosts_thresholds_and_states_with_labels() {
     for needle in ["25: client editions activate", "5: servers and Office activate", "kms1 (", "kms2 (", "Licensed (100)"] {
         assert!(svg.contains(needle), "plot lacks {needle}");
     }
-    assert_eq!(svg.matches("<polyline").count(), 2 + 2, "two hosts + Licensed + Initial grace");
+    // kms1 is down on days 60-74: a band, and its line in two pieces around it.
+    assert!(svg.contains("<title>kms1 down, days 61-74</title>"), "no outage band:\n{svg}");
+    assert!(!svg.contains("kms2 down"), "kms2 was never down");
+    assert_eq!(svg.matches("<polyline").count(), 2 + 1 + 2, "kms1 in two pieces, kms2, Licensed, Initial grace");
 }

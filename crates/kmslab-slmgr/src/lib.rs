@@ -25,8 +25,36 @@ pub fn nearest_verb(typed: &str) -> Option<&'static str> {
         .map(|(_, verb)| verb)
 }
 
+/// The machine slmgr.vbs takes before the verb: `slmgr HOST /dli` or
+/// `slmgr HOST USER PASSWORD /dli`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// The admin address: `HOST:PORT`, or `HOST` with the client daemon's port 8689.
+    pub target: String,
+    /// slmgr.vbs's password, used as the admin token (the user name is not needed).
+    pub token: Option<String>,
+}
+
+/// Splits slmgr.vbs's machine arguments off the front of `args` (everything before the
+/// first word that starts with `/` or `-`): none, `HOST`, or `HOST USER PASSWORD`.
+pub fn split_machine(args: &[String]) -> Result<(Option<Machine>, &[String]), String> {
+    let n = args.iter().position(|a| a.starts_with(['/', '-'])).unwrap_or(args.len());
+    let (machine, rest) = args.split_at(n);
+    let with_port = |host: &str| if host.contains(':') { host.to_owned() } else { format!("{host}:8689") };
+    match machine {
+        [] => Ok((None, rest)),
+        [host] => Ok((Some(Machine { target: with_port(host), token: None }), rest)),
+        [host, _user, password] => Ok((Some(Machine { target: with_port(host), token: Some(password.clone()) }), rest)),
+        _ => Err(format!(
+            "{:?} before the verb: give the machine as HOST or HOST USER PASSWORD (as slmgr.vbs takes it), or use --target",
+            machine.join(" ")
+        )),
+    }
+}
+
 /// The usage text slmgr prints.
 pub const USAGE: &str = "usage: slmgr [--target ADDR] [--json] [--admin-token TOKEN] VERB [ARGS]
+       slmgr HOST[:PORT] [USER PASSWORD] VERB [ARGS]   (slmgr.vbs's machine form; PASSWORD is the admin token)
 client verbs: /dli /dlv /xpr /ato /ipk KEY /upk /skms HOST[:PORT] /ckms /skms-domain FQDN /ckms-domain /skhc /ckhc /rearm
 host verbs:   /dli /dlv /sai MIN /sri MIN /sprt PORT /sdns /cdns /spri /cpri
 anywhere:     /explain CODE   (e.g. slmgr /explain 0xC004F074)";
@@ -75,6 +103,23 @@ pub fn command() -> Command {
 #[cfg(test)]
 mod tests {
     use super::nearest_verb;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn the_machine_form_of_slmgr_vbs() {
+        use super::{Machine, split_machine};
+        let args = words("/dli");
+        assert_eq!(split_machine(&args).unwrap(), (None, &args[..]));
+        let args = words("kms1 /dli");
+        assert_eq!(split_machine(&args).unwrap(), (Some(Machine { target: "kms1:8689".into(), token: None }), &args[1..]));
+        let args = words("10.0.0.5:8688 admin s3cret /sai 60");
+        let machine = Machine { target: "10.0.0.5:8688".into(), token: Some("s3cret".into()) };
+        assert_eq!(split_machine(&args).unwrap(), (Some(machine), &args[3..]));
+        assert!(split_machine(&words("kms1 admin /dli")).unwrap_err().contains("HOST USER PASSWORD"));
+    }
 
     #[test]
     fn mistyped_verbs_get_the_nearest_one() {

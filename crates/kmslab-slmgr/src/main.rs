@@ -47,6 +47,15 @@ fn main() -> ExitCode {
             _ => rest.push(a),
         }
     }
+    let rest = match kmslab_slmgr::split_machine(&rest) {
+        Ok((Some(machine), verb_and_args)) => {
+            target = machine.target;
+            token = machine.token.or(token);
+            verb_and_args.to_vec()
+        }
+        Ok((None, _)) => rest,
+        Err(reason) => return usage_error(&reason),
+    };
     let Some(first) = rest.first() else { return usage_error("no verb given") };
     let verb = first.trim_start_matches(['/', '-']).to_ascii_lowercase();
     let verb_args = &rest[1..];
