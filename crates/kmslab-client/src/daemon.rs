@@ -186,6 +186,7 @@ impl Inner {
                     tracing::info!(
                         event_id = 12288u32,
                         result = %e.result,
+                        name = e.result.name(),
                         status_flags = e.status_flags,
                         host = %e.host,
                         cmid = %e.cmid,
@@ -202,7 +203,7 @@ impl Inner {
                         Some(12288),
                         "request_sent",
                         json!({
-                            "result": e.result.to_string(), "status_flags": e.status_flags, "host": e.host.to_string(),
+                            "result": e.result.to_string(), "name": e.result.name(), "status_flags": e.status_flags, "host": e.host.to_string(),
                             "cmid": e.cmid.to_string(), "client_time": e.client_time.to_string(), "vm": e.vm,
                             "license_status": e.license_status as u8, "minutes_to_expiry": e.minutes_to_expiry,
                             "activation_id": e.activation_id.to_string(), "n_policy": e.n_policy,
@@ -213,6 +214,7 @@ impl Inner {
                     tracing::info!(
                         event_id = 12289u32,
                         result = %e.result,
+                        name = e.result.name(),
                         status_flags = e.status_flags,
                         activated = u8::from(e.activated),
                         current_count = e.current_count,
@@ -225,7 +227,7 @@ impl Inner {
                         Some(12289),
                         "response_processed",
                         json!({
-                            "result": e.result.to_string(), "status_flags": e.status_flags, "activated": u8::from(e.activated),
+                            "result": e.result.to_string(), "name": e.result.name(), "status_flags": e.status_flags, "activated": u8::from(e.activated),
                             "current_count": e.current_count, "activation_interval": e.activation_interval,
                             "renewal_interval": e.renewal_interval,
                         }),
@@ -238,6 +240,7 @@ impl Inner {
                 ClientEvent::NotificationReminder { reason, at } => {
                     tracing::warn!(
                         reason = %reason,
+                        name = reason.name(),
                         at = %at,
                         "Notification: this copy of Windows is not activated (reminder every 60 minutes)"
                     );

@@ -26,10 +26,21 @@
 //!   (0xC004F009) with a reminder every 60 minutes. Initial grace running out also leads to
 //!   Notification. A success from grace or Notification returns the machine to Licensed.
 //! - Host choice: a manual host (no discovery); else the cached host (caching on) and, if it
-//!   fails, discovery; else discovery. Hosts are tried in RFC 2782 order until one answers;
-//!   the one that answered is cached. An answering host ends the attempt, whatever it says
-//!   (only hosts that cannot be reached make the client move on; our choice). Every host
-//!   failed: 0xC004F074. A DNS failure ends the attempt with the DNS HRESULT.
+//!   fails, discovery; else discovery. Hosts are tried in RFC 2782 order until one is an
+//!   activated host with the right key: one that answers with a count. Such a host ends the
+//!   attempt (activated, or 0xC004F038 when the count is too low: it is a proper host, the
+//!   client stays with it) and is cached. A host that refuses the request (0xC004F041 not
+//!   activated, 0xC004F042 key group, 0xC004F06C clock, any other error frame) or fails the
+//!   exchange in any way (unreachable, no answer, timeout, a garbled or foreign answer) is
+//!   dropped and the next candidate is tried in the same attempt, as Windows does. Every
+//!   candidate failed: 0xC004F074 (KB974998: 0xC004F074 from `slmgr /ato`, the host's
+//!   0xC004F06C in 12288). One 12288 per host tried, carrying the host's answer.
+//! - A cached host that refuses or fails is forgotten and discovery runs in the same
+//!   attempt (the cached host is not tried twice). A manual host (`/skms`) is the only
+//!   candidate and never leads to discovery; when it refuses, the attempt ends with its
+//!   answer (0xC004F041, 0xC004F042, 0xC004F06C: the code Windows shows for "the specified
+//!   KMS"), when it cannot be reached with 0xC004F074. A DNS failure ends the attempt with
+//!   the DNS HRESULT.
 //! - Rearm: new CMID, initial grace again, rearm count minus one; at 0, 0xC004D307. A
 //!   fresh machine starts with its product's rearm count ([`Product::rearm_count`]).
 //! - Client family: a Vista-family product ignores SRV priority and weight (a random order
@@ -539,43 +550,30 @@ impl Activator {
                 if self.request_events {
                     self.events.push_back(ClientEvent::RequestSent(sent(code, 0)));
                 }
-                if source == HostSource::Cached {
-                    // The cached host failed: forget it and run discovery again.
-                    self.state.cached_host = None;
-                    if let Some(a) = self.attempt.as_mut() {
-                        a.may_discover = true;
-                    }
-                }
-                self.next_candidate(now);
+                self.drop_host(now, source);
             }
             HostOutcome::Refused(frame) => {
+                // 12288 carries the host's answer (KB974998: `0xC004F06C, 0x00000000,
+                // host:1688, ...`); there is no activation response, so no 12289.
                 if self.request_events {
-                    self.events.push_back(ClientEvent::RequestSent(sent(HResult::SUCCESS, 0)));
+                    self.events.push_back(ClientEvent::RequestSent(sent(frame.hresult, 0)));
                 }
-                if self.request_events {
-                    self.events.push_back(ClientEvent::ResponseProcessed(ResponseProcessed {
-                        result: frame.hresult,
-                        status_flags: 0,
-                        activated: false,
-                        current_count: 0,
-                        activation_interval: self.state.activation_interval,
-                        renewal_interval: self.state.renewal_interval,
-                    }));
+                if source == HostSource::Manual {
+                    // The host the technician named refused: that is the attempt's answer.
+                    self.state.last.source = Some(source);
+                    self.state.last.epid = None;
+                    self.state.last.current_count = None;
+                    self.finish_attempt(now, frame.hresult, Some(host));
+                } else {
+                    self.drop_host(now, source);
                 }
-                if self.state.cached_host.as_ref() == Some(&host) {
-                    self.state.cached_host = None;
-                }
-                self.state.last.source = Some(source);
-                self.state.last.epid = None;
-                self.state.last.current_count = None;
-                self.finish_attempt(now, frame.hresult, Some(host));
             }
             HostOutcome::Response(resp) if resp.cmid != request.cmid => {
                 // An answer to somebody else's request: treat the host as broken.
                 if self.request_events {
                     self.events.push_back(ClientEvent::RequestSent(sent(HResult::INVALID_DATA, 0)));
                 }
-                self.next_candidate(now);
+                self.drop_host(now, source);
             }
             HostOutcome::Response(resp) => {
                 if INTERVAL_RANGE.contains(&resp.activation_interval) {
@@ -619,6 +617,19 @@ impl Activator {
     }
 
     // ----- internals -------------------------------------------------------------------
+
+    /// The host just tried is not an activated host with the right key (it refused or the
+    /// exchange failed): forget it if it was the cached one, and go on with the next
+    /// candidate, discovering again after a cached host.
+    fn drop_host(&mut self, now: Timestamp, source: HostSource) {
+        if source == HostSource::Cached {
+            self.state.cached_host = None;
+            if let Some(a) = self.attempt.as_mut() {
+                a.may_discover = true;
+            }
+        }
+        self.next_candidate(now);
+    }
 
     fn set_status(&mut self, to: LicenseStatus, now: Timestamp) {
         let from = self.state.status;

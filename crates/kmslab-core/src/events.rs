@@ -25,7 +25,8 @@ pub const STATUS_NOT_ENOUGH_COUNT: u32 = 0x0400_0000;
 /// Event 12288: the client sent a request to one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestSent {
-    /// 0 if the host answered, else why it could not be reached.
+    /// 0 if the host answered with a count, else the host's refusal (its error frame's
+    /// HRESULT) or why the exchange failed.
     pub result: HResult,
     /// Status flags.
     pub status_flags: u32,

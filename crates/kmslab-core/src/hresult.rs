@@ -46,7 +46,7 @@ hresults! {
     NOT_ENOUGH_COUNT = 0xC004_F038, "SL_E_VL_NOT_ENOUGH_COUNT",
         "The count reported by the KMS host is insufficient for this product.",
         "Wait until enough distinct machines (25 for client editions, 5 for servers and Office) have asked the host within 30 days; the client retries every activation interval by itself.";
-    KMS_NOT_ENABLED = 0xC004_F039, "SL_E_VL_NOT_ENABLED",
+    KMS_NOT_ENABLED = 0xC004_F039, "SL_E_VL_BINDING_SERVICE_NOT_ENABLED",
         "The KMS request got no answer: Key Management Service is not enabled or the host did not respond.",
         "Check that kms-host is running and listening on the port the client uses, and that no firewall drops the connection.";
     HOST_NOT_ACTIVATED = 0xC004_F041, "SL_E_VL_KEY_MANAGEMENT_SERVICE_NOT_ACTIVATED",
@@ -58,8 +58,8 @@ hresults! {
     INVALID_TIMESTAMP = 0xC004_F06C, "SL_E_VL_INVALID_TIMESTAMP",
         "The request timestamp is invalid: the client's clock differs from the host's by more than 4 hours.",
         "Correct the client's (or the host's) clock, or synchronise both with the same time source.";
-    NO_HOST_AVAILABLE = 0xC004_F074, "SL_E_VL_KMS_NOT_AVAILABLE",
-        "No Key Management Service host could be contacted: every host tried failed.",
+    NO_HOST_AVAILABLE = 0xC004_F074, "SL_E_VL_BINDING_SERVICE_UNAVAILABLE",
+        "No Key Management Service host could be contacted: every host tried failed (each one's answer is in its event 12288).",
         "Check DNS (the _vlmcs._tcp SRV records), the network path to TCP 1688 and that at least one host is running; slmgr /skms can pin a host.";
     GRACE_EXPIRED = 0xC004_F009, "SL_E_GRACE_TIME_EXPIRED",
         "The grace period expired and the machine is in Notification.",
@@ -70,12 +70,45 @@ hresults! {
     INVALID_PRODUCT_KEY = 0xC004_F050, "SL_E_INVALID_PRODUCT_KEY",
         "The product key is invalid: it is not a setup key (GVLK) of any product the catalog knows.",
         "Check the key for typos, or add the product to the catalog file.";
-    REARM_LIMIT = 0xC004_D307, "SL_E_REARM_LIMIT_EXCEEDED",
+    REARM_LIMIT = 0xC004_D307, "SL_REMAPPING_SP_PUB_TS_MAX_REARM_REACHED",
         "The maximum allowed number of rearms has been exceeded.",
         "Reinstall the machine or activate it; rearm cannot be used again.";
+    DNS_FORMAT_ERROR = 0x8007_2329, "DNS_ERROR_RCODE_FORMAT_ERROR",
+        "The DNS server could not interpret the query or the update (FORMERR).",
+        "Check that the DNS server supports SRV records and RFC 2136 updates; try another DNS server.";
     DNS_SERVER_FAILURE = 0x8007_232A, "DNS_ERROR_RCODE_SERVER_FAILURE",
-        "The DNS server failed, refused the query or the update, or did not answer.",
-        "Check that the DNS server is running and reachable, and that it allows this host to update the zone.";
+        "The DNS server failed (SERVFAIL), could not be reached or did not answer.",
+        "Check that the DNS server is running, reachable, and loads the zone.";
+    DNS_NOT_IMPLEMENTED = 0x8007_232C, "DNS_ERROR_RCODE_NOT_IMPLEMENTED",
+        "The DNS server does not implement the operation (NOTIMP), e.g. dynamic update.",
+        "Use a DNS server that accepts RFC 2136 dynamic updates, or publish the SRV record by hand.";
+    DNS_REFUSED = 0x8007_232D, "DNS_ERROR_RCODE_REFUSED",
+        "The DNS server refused the query or the update (REFUSED): no permission for this client or this record.",
+        "Allow this host to update the zone (allow-update, or give it the zone's TSIG key with --tsig-key-file), or let it query the server.";
+    DNS_YXDOMAIN = 0x8007_232E, "DNS_ERROR_RCODE_YXDOMAIN",
+        "The DNS server refused the update: a name that ought not to exist does exist (YXDOMAIN).",
+        "Remove the conflicting record, or let the host that owns it update it.";
+    DNS_YXRRSET = 0x8007_232F, "DNS_ERROR_RCODE_YXRRSET",
+        "The DNS server refused the update: an RRset that ought not to exist does exist (YXRRSET).",
+        "Remove the conflicting record, or let the host that owns it update it.";
+    DNS_NXRRSET = 0x8007_2330, "DNS_ERROR_RCODE_NXRRSET",
+        "The DNS server refused the update: an RRset that ought to exist does not exist (NXRRSET).",
+        "Publish the record again; it was removed by somebody else.";
+    DNS_NOT_AUTH = 0x8007_2331, "DNS_ERROR_RCODE_NOTAUTH",
+        "The DNS server is not authoritative for the zone, or requires a signature for the update (NOTAUTH).",
+        "Send updates to the zone's primary server, signed with the zone's TSIG key.";
+    DNS_NOT_ZONE = 0x8007_2332, "DNS_ERROR_RCODE_NOTZONE",
+        "A name in the update is not within the zone (NOTZONE).",
+        "Check the --dns-zone and --dns-hostname of the host: the record must be inside the zone.";
+    DNS_BAD_SIGNATURE = 0x8007_2338, "DNS_ERROR_RCODE_BADSIG",
+        "The DNS server rejected the TSIG signature of the update (BADSIG: wrong key secret).",
+        "Give the host the zone's TSIG key exactly as the DNS server has it.";
+    DNS_BAD_KEY = 0x8007_2339, "DNS_ERROR_RCODE_BADKEY",
+        "The DNS server does not know the TSIG key of the update (BADKEY: unknown key name or algorithm).",
+        "Give the host the zone's TSIG key (same name and algorithm as the DNS server's).";
+    DNS_BAD_TIME = 0x8007_233A, "DNS_ERROR_RCODE_BADTIME",
+        "The DNS server rejected the TSIG signature's time (BADTIME: the clocks differ by more than the allowed fudge).",
+        "Synchronise the host's and the DNS server's clocks.";
     DNS_NAME_ERROR = 0x8007_232B, "DNS_ERROR_RCODE_NAME_ERROR",
         "DNS name does not exist: no _vlmcs._tcp SRV record in the domain.",
         "Make sure a KMS host publishes itself in the client's domain (or set the domain with slmgr /skms-domain), or pin a host with /skms.";
@@ -91,6 +124,24 @@ hresults! {
     TIMEOUT = 0x8007_05B4, "ERROR_TIMEOUT",
         "The operation timed out.",
         "Check that the server is up and not overloaded, and the network path to it.";
+    WRITE_FAULT = 0x8007_001D, "ERROR_WRITE_FAULT",
+        "A local resource could not be used: a socket could not be bound or a file in the data directory could not be written.",
+        "Check that the address is free and the data directory exists and is writable by the service.";
+    INVALID_ARG = 0x8007_0057, "E_INVALIDARG",
+        "An argument is invalid: a malformed name, key, setting or request body.",
+        "Correct the value the message names (see --help or docs/interfaces.md).";
+    ACCESS_DENIED = 0x8007_0005, "E_ACCESSDENIED",
+        "Access is denied: the admin API refused the request from this source or without the right token.",
+        "Send mutating requests from loopback or the --admin-local-network, with --admin-token when the host asks for one.";
+    UNEXPECTED = 0x8000_FFFF, "E_UNEXPECTED",
+        "An unexpected failure inside the daemon (an internal task stopped).",
+        "Look at the daemon's log for the cause and restart it; report the log if it happens again.";
+    FAIL = 0x8000_4005, "E_FAIL",
+        "Unspecified failure.",
+        "Look at the daemon's log for the cause.";
+    NOT_GENUINE = 0xC004_F200, "SL_E_NOT_GENUINE",
+        "The Software Licensing Service reported that the current state is not genuine.",
+        "The lab never enters this state; on Windows, follow the non-genuine remediation (slmgr /dlv shows the reason).";
     INVALID_DATA = 0x8007_000D, "ERROR_INVALID_DATA",
         "The request was malformed: a bad frame or an impossible field value (kmslab's code for any request it cannot parse or accept).",
         "Use a kmslab client of the same protocol version; see docs/protocol.md.";

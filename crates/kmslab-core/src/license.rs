@@ -2,6 +2,30 @@
 
 use std::fmt;
 
+use crate::hresult::HResult;
+
+/// Minutes in a day.
+const MINUTES_PER_DAY: u64 = 24 * 60;
+
+/// Whole days in `minutes` as `slmgr /dli` prints them after a minute count: Windows 7's
+/// slmgr.vbs computes `Int(minutes / 1440)`, so the count is truncated (43,140 minutes,
+/// 29.96 days, is "29 day(s)"). Every renderer of `/dli`, `/dlv` and `/xpr` uses this.
+pub fn days_from_minutes(minutes: u64) -> u64 {
+    minutes / MINUTES_PER_DAY
+}
+
+/// The `Notification Reason:` line of `slmgr /dli` in Notification, as slmgr.vbs writes it:
+/// `0xC004F009 (grace time expired).` for an expired grace, `(non-genuine).` after
+/// 0xC004F200, and the bare code otherwise.
+pub fn notification_reason_line(reason: HResult) -> String {
+    let why = match reason {
+        HResult::GRACE_EXPIRED => " (grace time expired)",
+        HResult::NOT_GENUINE => " (non-genuine)",
+        _ => "",
+    };
+    format!("Notification Reason: {reason}{why}.")
+}
+
 /// The license status values of the Software Licensing service (docs/kms-behaviour.md "Client
 /// timing and states"). The numeric value travels on the wire and is counted by the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -89,6 +113,26 @@ impl fmt::Display for LicenseStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn day_counts_are_truncated_as_slmgr_vbs_does() {
+        let check = |minutes: u64, days: u64| assert_eq!(days_from_minutes(minutes), days, "{minutes} minutes");
+        check(0, 0);
+        check(1439, 0);
+        check(1440, 1);
+        check(43_140, 29); // 29.96 days: Int() truncates, no rounding up to 30
+        check(43_200, 30);
+        check(259_199, 179);
+        check(259_200, 180);
+    }
+
+    #[test]
+    fn notification_reason_follows_slmgr_vbs() {
+        let check = |code: HResult, line: &str| assert_eq!(notification_reason_line(code), line);
+        check(HResult::GRACE_EXPIRED, "Notification Reason: 0xC004F009 (grace time expired).");
+        check(HResult::NOT_GENUINE, "Notification Reason: 0xC004F200 (non-genuine).");
+        check(HResult::NO_HOST_AVAILABLE, "Notification Reason: 0xC004F074.");
+    }
 
     #[test]
     fn numeric_values_and_labels_match_the_reference() {

@@ -1,9 +1,12 @@
 //! RFC 2782 ordering of `_vlmcs._tcp` SRV records, with the RNG injected.
 //!
-//! Lowest priority first; within one priority, a weighted random order: records of weight
-//! 0 are placed first, a number is drawn uniformly from `0..=sum_of_weights`, and the first
-//! record whose running sum of weights is at least that number is taken next. Repeat until
-//! every record of the priority is ordered. Exactly as the RFC's "Usage rules".
+//! Lowest priority first; within one priority, a weighted random order: the records are
+//! arranged in a random order with those of weight 0 first, a number is drawn uniformly from
+//! `0..=sum_of_weights`, and the first record whose running sum of weights is at least that
+//! number is taken next. Repeat until every record of the priority is ordered. Exactly as
+//! the RFC's "Usage rules", which allow any arrangement before the draw: a random one makes
+//! the choice among records of equal priority and weight 0 (two hosts publishing with the
+//! defaults) random too, whatever order the DNS server returned them in.
 //!
 //! Only Windows 7 / Windows Server 2008 R2 clients use priority and weight; Windows Vista and
 //! Windows Server 2008 clients pick a host at random from all the records and, when it does
@@ -38,18 +41,14 @@ pub enum SrvPolicy {
 pub fn order_with(records: Vec<SrvCandidate>, policy: SrvPolicy, rng: &mut impl KmsRng) -> Vec<SrvCandidate> {
     match policy {
         SrvPolicy::PriorityWeight => order(records, rng),
-        SrvPolicy::IgnorePriorityWeight => shuffle(records, rng),
+        // A uniformly random order: a random pick among all records, then a random pick
+        // among the rest, which is what a client that ignores priority and weight does.
+        SrvPolicy::IgnorePriorityWeight => {
+            let mut records = records;
+            shuffle(&mut records, rng);
+            records
+        }
     }
-}
-
-/// A uniformly random order (Fisher-Yates): a random pick among all records, then a random
-/// pick among the rest, which is what a client that ignores priority and weight does.
-fn shuffle(mut records: Vec<SrvCandidate>, rng: &mut impl KmsRng) -> Vec<SrvCandidate> {
-    for i in (1..records.len()).rev() {
-        let j = rng.below_or_equal(i as u64) as usize;
-        records.swap(i, j);
-    }
-    records
 }
 
 /// Orders `records` for trying, per RFC 2782.
@@ -62,6 +61,9 @@ pub fn order(mut records: Vec<SrvCandidate>, rng: &mut impl KmsRng) -> Vec<SrvCa
         let n = rest.iter().take_while(|r| r.priority == first.priority).count();
         let (same, tail) = rest.split_at(n);
         let mut pool: Vec<&SrvCandidate> = same.iter().collect();
+        shuffle(&mut pool, rng);
+        // Stable: weight-0 records first, each group in the shuffled order.
+        pool.sort_by_key(|r| r.weight != 0);
         while !pool.is_empty() {
             let sum: u64 = pool.iter().map(|r| u64::from(r.weight)).sum();
             let pick = rng.below_or_equal(sum);
@@ -78,6 +80,14 @@ pub fn order(mut records: Vec<SrvCandidate>, rng: &mut impl KmsRng) -> Vec<SrvCa
         rest = tail;
     }
     out
+}
+
+/// Fisher-Yates with the injected RNG.
+fn shuffle<T>(items: &mut [T], rng: &mut impl KmsRng) {
+    for i in (1..items.len()).rev() {
+        let j = rng.below_or_equal(i as u64) as usize;
+        items.swap(i, j);
+    }
 }
 
 #[cfg(test)]
@@ -100,13 +110,32 @@ mod tests {
     }
 
     #[test]
-    fn all_zero_weights_keep_every_record() {
+    fn all_zero_weights_keep_every_record_in_a_random_order() {
         let mut rng = SplitMix64::new(9);
-        let o = order(vec![rec(0, 0, "a"), rec(0, 0, "b"), rec(0, 0, "c")], &mut rng);
-        assert_eq!(o.len(), 3);
-        // With a sum of 0 the draw is always 0, so the first remaining record is taken.
-        let names: Vec<_> = o.iter().map(|r| r.target.host.as_str()).collect();
-        assert_eq!(names, ["a", "b", "c"]);
+        let mut first = std::collections::BTreeMap::<String, u32>::new();
+        for _ in 0..3_000 {
+            let o = order(vec![rec(0, 0, "a"), rec(0, 0, "b"), rec(0, 0, "c")], &mut rng);
+            let mut names: Vec<_> = o.iter().map(|r| r.target.host.clone()).collect();
+            *first.entry(names[0].clone()).or_default() += 1;
+            names.sort();
+            assert_eq!(names, ["a", "b", "c"]);
+        }
+        // Each of three equal records leads about a third of the orders.
+        assert_eq!(first.len(), 3, "{first:?}");
+        assert!(first.values().all(|n| (850..=1150).contains(n)), "{first:?}");
+    }
+
+    #[test]
+    fn two_equal_records_are_both_chosen_whatever_order_dns_gave() {
+        let mut rng = SplitMix64::new(2026);
+        let mut kms1_first = 0;
+        for _ in 0..1_000 {
+            // The order an unrotating DNS server always returns.
+            if order(vec![rec(0, 0, "kms1"), rec(0, 0, "kms2")], &mut rng)[0].target.host == "kms1" {
+                kms1_first += 1;
+            }
+        }
+        assert!((400..=600).contains(&kms1_first), "kms1 first {kms1_first} of 1000");
     }
 
     #[test]

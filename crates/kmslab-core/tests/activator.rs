@@ -299,13 +299,162 @@ fn caching_off_runs_discovery_every_time_and_a_refusing_host_is_not_cached() {
     assert!(matches!(a.poll_action(), Some(Action::Discover { .. })));
     a.handle_discovery(t0().plus_days(4), id, Ok(vec![srv(0, 0, "kms1")]), &mut rng);
     let Some(Action::Send { .. }) = a.poll_action() else { panic!() };
-    a.handle_host_outcome(
-        t0().plus_days(4),
-        id,
-        HostOutcome::Refused(ErrorFrame { hresult: HResult::KEY_GROUP_MISMATCH, cmid: a.cmid(), message: String::new() }),
-    );
-    assert_eq!(last_result(&mut a), HResult::KEY_GROUP_MISMATCH, "an answering host ends the attempt");
+    a.handle_host_outcome(t0().plus_days(4), id, refusal(&a, HResult::KEY_GROUP_MISMATCH));
+    // The only candidate refused: every candidate failed.
+    assert_eq!(a.poll_action(), None);
+    assert_eq!(last_result(&mut a), HResult::NO_HOST_AVAILABLE);
     assert_eq!(a.state().cached_host, None);
+}
+
+fn refusal(a: &Activator, code: HResult) -> HostOutcome {
+    HostOutcome::Refused(ErrorFrame { hresult: code, cmid: a.cmid(), message: String::new() })
+}
+
+/// Drains the events: the (host, result) of each 12288, the results of each 12289, and the
+/// attempt's result.
+fn drained(a: &mut Activator) -> (Vec<(String, HResult)>, Vec<HResult>, Option<HResult>) {
+    let (mut sent, mut processed, mut finished) = (Vec::new(), Vec::new(), None);
+    while let Some(e) = a.poll_event() {
+        match e {
+            ClientEvent::RequestSent(s) => sent.push((s.host.host, s.result)),
+            ClientEvent::ResponseProcessed(p) => processed.push(p.result),
+            ClientEvent::AttemptFinished { result, .. } => finished = Some(result),
+            _ => {}
+        }
+    }
+    (sent, processed, finished)
+}
+
+/// The host the pending action sends to.
+fn send_target(a: &mut Activator) -> String {
+    match a.poll_action() {
+        Some(Action::Send { host, .. }) => host.host,
+        other => panic!("expected a send, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_refusing_host_at_priority_0_is_dropped_and_the_good_one_at_10_activates() {
+    for code in [HResult::HOST_NOT_ACTIVATED, HResult::KEY_GROUP_MISMATCH, HResult::INVALID_TIMESTAMP, HResult::RATE_LIMITED] {
+        let mut rng = SplitMix64::new(6);
+        let mut a = machine("win7-enterprise");
+        a.set_domain(Some("lab.test".into()));
+        let id = a.activate_now(t0());
+        let _ = a.poll_action();
+        a.handle_discovery(t0(), id, Ok(vec![srv(10, 0, "good"), srv(0, 0, "refusing")]), &mut rng);
+        assert_eq!(send_target(&mut a), "refusing");
+        a.handle_host_outcome(t0(), id, refusal(&a, code));
+        assert_eq!(send_target(&mut a), "good", "{code}: the next candidate is tried in the same attempt");
+        let r = response_to(&a, 25, 120, 10_080);
+        a.handle_host_outcome(t0(), id, r);
+        let (sent, processed, finished) = drained(&mut a);
+        assert_eq!(
+            sent,
+            vec![("refusing".to_string(), code), ("good".to_string(), HResult::SUCCESS)],
+            "one 12288 per host tried, carrying the host's answer"
+        );
+        assert_eq!(processed, vec![HResult::SUCCESS], "{code}: a refusal has no 12289");
+        assert_eq!(finished, Some(HResult::SUCCESS));
+        assert_eq!(a.status(), LicenseStatus::Licensed);
+        assert_eq!(a.state().cached_host.as_ref().unwrap().host, "good");
+        assert_eq!(a.state().last.host.as_ref().unwrap().host, "good");
+    }
+}
+
+#[test]
+fn a_host_whose_count_is_too_low_is_a_proper_host_and_the_client_stays_with_it() {
+    let mut rng = SplitMix64::new(7);
+    let mut a = machine("win7-enterprise");
+    a.set_domain(Some("lab.test".into()));
+    let id = a.activate_now(t0());
+    let _ = a.poll_action();
+    a.handle_discovery(t0(), id, Ok(vec![srv(0, 0, "low"), srv(10, 0, "other")]), &mut rng);
+    assert_eq!(send_target(&mut a), "low");
+    let r = response_to(&a, 3, 120, 10_080);
+    a.handle_host_outcome(t0(), id, r);
+    assert_eq!(a.poll_action(), None, "no other host is tried after a count");
+    let (sent, processed, finished) = drained(&mut a);
+    assert_eq!(sent, vec![("low".to_string(), HResult::SUCCESS)]);
+    assert_eq!(processed, vec![HResult::NOT_ENOUGH_COUNT]);
+    assert_eq!(finished, Some(HResult::NOT_ENOUGH_COUNT));
+    assert_eq!(a.state().cached_host.as_ref().unwrap().host, "low", "a host that answered with a count is cached");
+}
+
+#[test]
+fn every_candidate_refusing_or_failing_gives_0xc004f074_with_each_answer_in_12288() {
+    let mut rng = SplitMix64::new(8);
+    let mut a = machine("server2008r2-standard");
+    a.set_domain(Some("lab.test".into()));
+    let id = a.activate_now(t0());
+    let _ = a.poll_action();
+    a.handle_discovery(t0(), id, Ok(vec![srv(0, 0, "kms1"), srv(10, 0, "kms2"), srv(20, 0, "kms3")]), &mut rng);
+    assert_eq!(send_target(&mut a), "kms1");
+    a.handle_host_outcome(t0(), id, refusal(&a, HResult::HOST_NOT_ACTIVATED));
+    assert_eq!(send_target(&mut a), "kms2");
+    a.handle_host_outcome(t0(), id, HostOutcome::Unreachable(HResult::HOST_UNREACHABLE));
+    assert_eq!(send_target(&mut a), "kms3");
+    a.handle_host_outcome(t0(), id, refusal(&a, HResult::INVALID_TIMESTAMP));
+    assert_eq!(a.poll_action(), None);
+    let (sent, processed, finished) = drained(&mut a);
+    assert_eq!(
+        sent,
+        vec![
+            ("kms1".to_string(), HResult::HOST_NOT_ACTIVATED),
+            ("kms2".to_string(), HResult::HOST_UNREACHABLE),
+            ("kms3".to_string(), HResult::INVALID_TIMESTAMP),
+        ]
+    );
+    assert!(processed.is_empty());
+    assert_eq!(finished, Some(HResult::NO_HOST_AVAILABLE), "KB974998: 0xC004F074, the host's 0xC004F06C in 12288");
+    assert_eq!(a.poll_timeout(), Some(t0().plus_minutes(120)));
+}
+
+#[test]
+fn a_refusing_cached_host_is_forgotten_and_discovery_runs_in_the_same_attempt() {
+    let mut rng = SplitMix64::new(9);
+    let mut a = machine("win7-enterprise");
+    a.set_domain(Some("lab.test".into()));
+    let id = a.activate_now(t0());
+    let _ = a.poll_action();
+    a.handle_discovery(t0(), id, Ok(vec![srv(0, 0, "kms1")]), &mut rng);
+    let _ = a.poll_action();
+    let r = response_to(&a, 30, 120, 10_080);
+    a.handle_host_outcome(t0(), id, r);
+    let _ = drained(&mut a);
+    assert_eq!(a.state().cached_host.as_ref().unwrap().host, "kms1");
+    // kms1 lost its activation; kms2 has been published since.
+    let now = t0().plus_days(7);
+    let id = a.activate_now(now);
+    assert_eq!(send_target(&mut a), "kms1");
+    a.handle_host_outcome(now, id, refusal(&a, HResult::HOST_NOT_ACTIVATED));
+    assert_eq!(a.state().cached_host, None, "a refusing cached host is forgotten");
+    assert!(matches!(a.poll_action(), Some(Action::Discover { .. })), "discovery in the same attempt");
+    a.handle_discovery(now, id, Ok(vec![srv(0, 0, "kms1"), srv(10, 0, "kms2")]), &mut rng);
+    assert_eq!(send_target(&mut a), "kms2", "the cached host is not tried twice");
+    let r = response_to(&a, 30, 120, 10_080);
+    a.handle_host_outcome(now, id, r);
+    let (sent, _, finished) = drained(&mut a);
+    assert_eq!(sent, vec![("kms1".to_string(), HResult::HOST_NOT_ACTIVATED), ("kms2".to_string(), HResult::SUCCESS)]);
+    assert_eq!(finished, Some(HResult::SUCCESS));
+    assert_eq!(a.state().cached_host.as_ref().unwrap().host, "kms2");
+}
+
+#[test]
+fn a_refusing_manual_host_ends_the_attempt_with_its_own_answer() {
+    for code in [HResult::HOST_NOT_ACTIVATED, HResult::KEY_GROUP_MISMATCH, HResult::INVALID_TIMESTAMP] {
+        let mut a = machine("server2008r2-standard");
+        a.set_manual_host(Some(HostAddr::new("pinned", 1688)));
+        let id = a.activate_now(t0());
+        assert_eq!(send_target(&mut a), "pinned");
+        a.handle_host_outcome(t0(), id, refusal(&a, code));
+        assert_eq!(a.poll_action(), None, "{code}: a manual host never leads to discovery");
+        let (sent, processed, finished) = drained(&mut a);
+        assert_eq!(sent, vec![("pinned".to_string(), code)]);
+        assert!(processed.is_empty());
+        assert_eq!(finished, Some(code), "the specified KMS host's answer is the attempt's");
+        assert_eq!(a.state().last.host.as_ref().unwrap().host, "pinned");
+        assert_eq!(a.state().last.source, Some(HostSource::Manual));
+    }
 }
 
 #[test]

@@ -258,8 +258,48 @@ fn same_seed_same_run() {
 }
 
 #[test]
+fn a_refusing_host_at_priority_0_does_not_keep_the_fleet_from_the_good_one_at_10() {
+    for refusing in [host_settings(&["kms-b"], 1, t0()), host_settings(&["client-vl"], 1, t0())] {
+        let mut w = World::new(catalog(), t0(), 12);
+        let mut unactivated = refusing.clone();
+        // The first round is an unactivated host (0xC004F041), the second one whose
+        // client-VL key cannot serve Server 2008 R2 (0xC004F042).
+        unactivated.activated = refusing.key_groups != ["kms-b"];
+        w.add_host(HostAddr::new("kms1.lab.test", 1688), unactivated);
+        w.add_host(HostAddr::new("kms2.lab.test", 1688), host_settings(&["kms-b"], 2, t0()));
+        w.publish("lab.test", 0, 0, 0);
+        w.publish("lab.test", 1, 10, 0);
+        w.default_domain = Some("lab.test".into());
+        w.record_events = true;
+        add_machines(&mut w, "server2008r2-standard", 10);
+        w.run_until(t0().plus_minutes(1));
+        // First attempts end at kms2: the 5th machine onwards activates, the first four
+        // get kms2's count below 5 (0xC004F038) and stay with kms2, a proper host.
+        assert_eq!(w.count_in(LicenseStatus::Licensed), 6, "the fleet activates through kms2 in its first attempt");
+        assert_eq!(w.results.get(&HResult::NOT_ENOUGH_COUNT), Some(&4));
+        assert_eq!(w.results.get(&HResult::NO_HOST_AVAILABLE), None);
+        w.run_until(t0().plus_minutes(121));
+        assert_eq!(w.count_in(LicenseStatus::Licensed), 10, "the first four retry with the cached kms2");
+        assert!(w.clients.iter().all(|c| c.state().last.host.as_ref().unwrap().host == "kms2.lab.test"));
+        assert!(w.clients.iter().all(|c| c.state().cached_host.as_ref().unwrap().host == "kms2.lab.test"));
+        let expected = if refusing.key_groups == ["kms-b"] { HResult::HOST_NOT_ACTIVATED } else { HResult::KEY_GROUP_MISMATCH };
+        let refusals = w
+            .event_log
+            .iter()
+            .filter(|(_, _, e)| matches!(e, kmslab_core::activator::ClientEvent::RequestSent(s) if s.host.host == "kms1.lab.test" && s.result == expected))
+            .count();
+        assert_eq!(refusals, 10, "each machine's 12288 for kms1 carries {expected}");
+        // Renewals go straight to the cached good host.
+        w.run_days(30);
+        assert_eq!(w.count_in(LicenseStatus::Licensed), 10);
+        assert_eq!(w.answered_by[0], 10, "kms1 was asked once per machine, never again");
+    }
+}
+
+#[test]
 fn clock_skew_is_refused_and_a_missing_srv_record_gives_the_dns_code() {
     let mut w = world_with_one_host();
+    w.record_events = true;
     let i = w.add_client("win7-enterprise", "skewed");
     w.clients[i].set_clock_offset(5 * 60 * MINUTE_MS);
     let j = w.add_client("win7-enterprise", "elsewhere");
@@ -267,7 +307,13 @@ fn clock_skew_is_refused_and_a_missing_srv_record_gives_the_dns_code() {
     w.schedule(i);
     w.schedule(j);
     w.run_until(t0().plus_minutes(1));
-    assert_eq!(w.clients[i].state().last.result, Some(HResult::INVALID_TIMESTAMP));
+    // Found through DNS, the only host refused: 0xC004F074, and its 12288 carries the
+    // host's 0xC004F06C (KB974998).
+    assert_eq!(w.clients[i].state().last.result, Some(HResult::NO_HOST_AVAILABLE));
+    assert!(
+        w.event_log.iter().any(|(_, c, e)| *c == i
+            && matches!(e, kmslab_core::activator::ClientEvent::RequestSent(s) if s.result == HResult::INVALID_TIMESTAMP))
+    );
     assert_eq!(w.clients[j].state().last.result, Some(HResult::DNS_NAME_ERROR));
     let _ = Timestamp::EPOCH;
 }

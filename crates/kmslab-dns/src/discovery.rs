@@ -179,6 +179,17 @@ pub enum LookupError {
         /// What went wrong (the response code or the transport error).
         detail: String,
     },
+    /// The server answered with another error response code (REFUSED, FORMERR, NOTIMP,
+    /// ...): each has its own `DNS_ERROR_RCODE_*` HRESULT.
+    #[error("DNS server answered {rcode_name} looking up {name}")]
+    ErrorResponse {
+        /// The name asked for.
+        name: String,
+        /// The response code's value (5 for REFUSED).
+        rcode: u16,
+        /// Its mnemonic (`REFUSED`).
+        rcode_name: String,
+    },
     /// The domain or host name given is not a valid DNS name.
     #[error("{name:?} is not a valid DNS name: {detail}")]
     InvalidName {
@@ -191,13 +202,16 @@ pub enum LookupError {
 
 impl LookupError {
     /// The KMS-lab HRESULT: NXDOMAIN 0x8007232B, no records 0x8007251D, no server
-    /// configured 0x8007267C, server failure 0x8007232A, invalid name 0x80070057.
+    /// configured 0x8007267C, server failure (SERVFAIL, unreachable, no answer) 0x8007232A,
+    /// another response code its own `DNS_ERROR_RCODE_*` (REFUSED 0x8007232D), invalid name
+    /// 0x80070057.
     pub fn hresult(&self) -> u32 {
         match self {
             Self::NameNotFound { .. } => hresult::DNS_NAME_DOES_NOT_EXIST,
             Self::NoRecords { .. } => hresult::DNS_NO_RECORDS,
             Self::NoServer { .. } => hresult::DNS_NO_SERVERS,
             Self::ServerFailure { .. } => hresult::DNS_SERVER_FAILURE,
+            Self::ErrorResponse { rcode, .. } => hresult::from_rcode(*rcode),
             Self::InvalidName { .. } => hresult::INVALID_ARGUMENT,
         }
     }
@@ -377,6 +391,11 @@ async fn with_deadline<T>(timeout: Duration, name: &str, future: impl Future<Out
         .map_err(|_| LookupError::ServerFailure { name: name.to_owned(), detail: format!("no answer within {} ms", timeout.as_millis()) })
 }
 
+/// The RFC 1035/2136 mnemonic of a response code (`REFUSED`, `NOTIMP`), as dig prints it.
+fn rcode_mnemonic(code: ResponseCode) -> String {
+    format!("{code:?}").to_ascii_uppercase()
+}
+
 fn map_net_error(error: NetError, name: &str, record_type: &'static str) -> LookupError {
     match error {
         NetError::Dns(DnsError::NoRecordsFound(no_records)) => {
@@ -385,6 +404,9 @@ fn map_net_error(error: NetError, name: &str, record_type: &'static str) -> Look
             } else {
                 LookupError::NoRecords { name: name.to_owned(), record_type }
             }
+        }
+        NetError::Dns(DnsError::ResponseCode(code)) if code != ResponseCode::ServFail => {
+            LookupError::ErrorResponse { name: name.to_owned(), rcode: u16::from(code), rcode_name: rcode_mnemonic(code) }
         }
         NetError::Dns(DnsError::ResponseCode(code)) => {
             LookupError::ServerFailure { name: name.to_owned(), detail: format!("the server answered {code}") }
@@ -431,6 +453,9 @@ mod tests {
         check(LookupError::NameNotFound { name: name() }, 0x8007_232B);
         check(LookupError::NoRecords { name: name(), record_type: "SRV" }, 0x8007_251D);
         check(LookupError::ServerFailure { name: name(), detail: name() }, 0x8007_232A);
+        check(LookupError::ErrorResponse { name: name(), rcode: 5, rcode_name: "REFUSED".into() }, 0x8007_232D);
+        check(LookupError::ErrorResponse { name: name(), rcode: 4, rcode_name: "NOTIMP".into() }, 0x8007_232C);
+        check(LookupError::InvalidName { name: name(), detail: name() }, 0x8007_0057);
     }
 
     #[tokio::test]

@@ -185,6 +185,9 @@ pub enum PublishError {
         zone: String,
         /// Which check failed.
         detail: String,
+        /// The TSIG response code: 16 BADSIG (also for an answer that failed our own
+        /// verification), 17 BADKEY, 18 BADTIME.
+        rcode: u16,
     },
     /// The server could not be reached at all (port closed, ICMP unreachable).
     #[error("DNS server {server} is unreachable: {detail}")]
@@ -212,6 +215,8 @@ pub enum PublishError {
         zone: String,
         /// The response code or error.
         detail: String,
+        /// The server's response code, when it answered with one.
+        rcode: Option<u16>,
     },
     /// The host name, zone or TSIG key in the configuration cannot be used.
     #[error("invalid DNS publishing configuration: {detail}")]
@@ -222,11 +227,17 @@ pub enum PublishError {
 }
 
 impl PublishError {
-    /// The KMS-lab HRESULT: unreachable 0x800706BA, timeout 0x800705B4, a bad configuration
-    /// 0x80070057, every server-side refusal or failure 0x8007232A.
+    /// The KMS-lab HRESULT: each response code its own `DNS_ERROR_RCODE_*` (REFUSED
+    /// 0x8007232D, NOTAUTH 0x80072331, BADSIG 0x80072338, BADKEY 0x80072339, BADTIME
+    /// 0x8007233A, SERVFAIL 0x8007232A, ...), unreachable 0x800706BA, timeout 0x800705B4, a
+    /// bad configuration 0x80070057, any other local failure 0x8007232A.
     pub fn hresult(&self) -> u32 {
         match self {
-            Self::Refused { .. } | Self::NotAuth { .. } | Self::BadSignature { .. } | Self::Other { .. } => hresult::DNS_SERVER_FAILURE,
+            Self::Refused { .. } => hresult::DNS_REFUSED,
+            Self::NotAuth { .. } => hresult::DNS_NOT_AUTH,
+            Self::BadSignature { rcode, .. } => hresult::from_rcode(*rcode),
+            Self::Other { rcode: Some(rcode), .. } => hresult::from_rcode(*rcode),
+            Self::Other { rcode: None, .. } => hresult::DNS_SERVER_FAILURE,
             Self::Unreachable { .. } => hresult::HOST_UNREACHABLE,
             Self::Timeout { .. } => hresult::TIMEOUT,
             Self::InvalidConfig { .. } => hresult::INVALID_ARGUMENT,
@@ -349,9 +360,11 @@ impl Publisher {
         query.metadata.recursion_desired = false;
         query.add_query(Query::query(owner.clone(), RecordType::SRV));
         query.edns.get_or_insert_with(Edns::new).set_max_payload(UDP_PAYLOAD).set_version(0);
-        let bytes = query
-            .to_vec()
-            .map_err(|error| PublishError::Other { zone: zone.clone(), detail: format!("cannot encode the SRV query: {error}") })?;
+        let bytes = query.to_vec().map_err(|error| PublishError::Other {
+            zone: zone.clone(),
+            detail: format!("cannot encode the SRV query: {error}"),
+            rcode: None,
+        })?;
 
         let exchange = async {
             socket.send(&bytes).await?;
@@ -395,9 +408,11 @@ impl Publisher {
 
         let mut verifier = None;
         if let Some(signer) = &self.signer {
-            verifier = message
-                .finalize(signer, unix_now())
-                .map_err(|error| PublishError::Other { zone: zone.to_owned(), detail: format!("cannot sign the update: {error}") })?;
+            verifier = message.finalize(signer, unix_now()).map_err(|error| PublishError::Other {
+                zone: zone.to_owned(),
+                detail: format!("cannot sign the update: {error}"),
+                rcode: None,
+            })?;
         }
         debug!(?message, "sending update");
         // The client handle is kept until the answer is in: its background task stops once
@@ -408,7 +423,11 @@ impl Publisher {
         drop(client);
 
         if let Some(error) = response.signature().and_then(|tsig| tsig.data.error) {
-            return Err(PublishError::BadSignature { zone: zone.to_owned(), detail: describe_tsig_error(&error) });
+            return Err(PublishError::BadSignature {
+                zone: zone.to_owned(),
+                detail: describe_tsig_error(&error),
+                rcode: tsig_rcode(&error),
+            });
         }
         match response.response_code {
             ResponseCode::NoError => {
@@ -416,16 +435,23 @@ impl Publisher {
                     verifier.verify(response.as_buffer()).map_err(|error| PublishError::BadSignature {
                         zone: zone.to_owned(),
                         detail: format!("the server's answer did not verify: {error}"),
+                        rcode: u16::from(ResponseCode::BADSIG),
                     })?;
                 }
                 Ok(())
             }
             ResponseCode::Refused => Err(PublishError::Refused { zone: zone.to_owned() }),
             ResponseCode::NotAuth => Err(PublishError::NotAuth { zone: zone.to_owned() }),
-            code @ (ResponseCode::BADSIG | ResponseCode::BADKEY | ResponseCode::BADTIME) => {
-                Err(PublishError::BadSignature { zone: zone.to_owned(), detail: format!("the server answered {code}") })
-            }
-            code => Err(PublishError::Other { zone: zone.to_owned(), detail: format!("the server answered {code}") }),
+            code @ (ResponseCode::BADSIG | ResponseCode::BADKEY | ResponseCode::BADTIME) => Err(PublishError::BadSignature {
+                zone: zone.to_owned(),
+                detail: format!("the server answered {code}"),
+                rcode: u16::from(code),
+            }),
+            code => Err(PublishError::Other {
+                zone: zone.to_owned(),
+                detail: format!("the server answered {code}"),
+                rcode: Some(u16::from(code)),
+            }),
         }
     }
 
@@ -436,7 +462,7 @@ impl Publisher {
             NetError::NoConnections => {
                 PublishError::Unreachable { server: self.config.server, detail: "no connection could be made".to_owned() }
             }
-            other => PublishError::Other { zone: zone.to_owned(), detail: other.to_string() },
+            other => PublishError::Other { zone: zone.to_owned(), detail: other.to_string(), rcode: None },
         }
     }
 }
@@ -458,6 +484,15 @@ fn delete_rrset(owner: &Name, record_type: RecordType) -> Record {
     let mut record = Record::update0(owner.clone(), 0, record_type).into_record_of_rdata();
     record.dns_class = DNSClass::ANY;
     record
+}
+
+/// The TSIG response code behind a TSIG error (RFC 8945: BADSIG 16, BADKEY 17, BADTIME 18).
+fn tsig_rcode(error: &TsigError) -> u16 {
+    match error {
+        TsigError::BadKey => u16::from(ResponseCode::BADKEY),
+        TsigError::BadTime => u16::from(ResponseCode::BADTIME),
+        _ => u16::from(ResponseCode::BADSIG),
+    }
 }
 
 fn describe_tsig_error(error: &TsigError) -> String {
@@ -515,12 +550,35 @@ mod tests {
             assert!(error.to_string().contains(text), "{error} / {text}");
             assert_eq!(error.hresult(), code, "{error}");
         };
-        check(PublishError::Refused { zone: zone() }, "refused the update for zone lab.test (REFUSED)", 0x8007_232A);
-        check(PublishError::NotAuth { zone: zone() }, "NOTAUTH", 0x8007_232A);
-        check(PublishError::BadSignature { zone: zone(), detail: "bad signature".to_owned() }, "TSIG authentication failed", 0x8007_232A);
+        check(PublishError::Refused { zone: zone() }, "refused the update for zone lab.test (REFUSED)", 0x8007_232D);
+        check(PublishError::NotAuth { zone: zone() }, "NOTAUTH", 0x8007_2331);
+        check(
+            PublishError::BadSignature { zone: zone(), detail: "bad signature".to_owned(), rcode: 16 },
+            "TSIG authentication failed",
+            0x8007_2338,
+        );
+        check(
+            PublishError::BadSignature { zone: zone(), detail: "unknown key".to_owned(), rcode: 17 },
+            "TSIG authentication failed",
+            0x8007_2339,
+        );
+        check(
+            PublishError::BadSignature { zone: zone(), detail: "bad time".to_owned(), rcode: 18 },
+            "TSIG authentication failed",
+            0x8007_233A,
+        );
         check(PublishError::Unreachable { server, detail: "connection refused".to_owned() }, "unreachable", 0x8007_06BA);
         check(PublishError::Timeout { server, zone: zone(), timeout: Duration::from_millis(300) }, "within 300 ms", 0x8007_05B4);
-        check(PublishError::Other { zone: zone(), detail: "the server answered SERVFAIL".to_owned() }, "SERVFAIL", 0x8007_232A);
+        check(
+            PublishError::Other { zone: zone(), detail: "the server answered SERVFAIL".to_owned(), rcode: Some(2) },
+            "SERVFAIL",
+            0x8007_232A,
+        );
+        check(
+            PublishError::Other { zone: zone(), detail: "the server answered NOTZONE".to_owned(), rcode: Some(10) },
+            "NOTZONE",
+            0x8007_2332,
+        );
     }
 
     #[test]

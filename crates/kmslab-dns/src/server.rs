@@ -6,6 +6,12 @@
 //! restart on the same data directory serves the same records. Updates are accepted only
 //! when TSIG-signed with the configured key (hickory's store refuses unsigned updates and
 //! answers NOTAUTH with BADKEY/BADSIG to wrongly signed ones).
+//!
+//! An answer of several records is rotated by one position per query ([`RotatingZone`]),
+//! like BIND's `rrset-order cyclic` and the Windows DNS Server's round robin (both on by
+//! default in their own way): two `_vlmcs._tcp` records of equal priority and weight reach
+//! the clients in both orders, so a fleet spreads over the hosts whatever order the
+//! records were added in.
 
 use std::fs;
 use std::io;
@@ -14,11 +20,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::rr::{LowerName, Name};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{LowerName, Name, Record, RecordType, TSigResponseContext};
 use hickory_server::Server;
+use hickory_server::dnssec::NxProofKind;
 use hickory_server::net::runtime::TokioRuntimeProvider;
+use hickory_server::server::{Request, RequestInfo};
 use hickory_server::store::sqlite::{SqliteConfig, SqliteZoneHandler, TsigKeyConfig};
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
+use hickory_server::zone_handler::{
+    AuthLookup, AxfrPolicy, Catalog, LookupControlFlow, LookupError, LookupOptions, LookupRecords, Nsec3QueryInfo, ZoneHandler,
+    ZoneTransfer, ZoneType,
+};
 use tokio::net::{TcpListener, UdpSocket};
 use tracing::info;
 
@@ -161,7 +175,7 @@ impl LabDnsServer {
         .await
         .map_err(|detail| ServeError::Zone { zone: zone.clone(), detail })?;
         let mut catalog = Catalog::new();
-        let handler: Arc<dyn ZoneHandler> = Arc::new(handler);
+        let handler: Arc<dyn ZoneHandler> = Arc::new(RotatingZone { inner: handler, next: AtomicUsize::new(0) });
         catalog.upsert(LowerName::from(&origin), vec![handler]);
 
         let (udp, tcp, local_addr) = bind_pair(config.listen).await?;
@@ -187,6 +201,100 @@ impl LabDnsServer {
         let result = self.server.shutdown_gracefully().await.map_err(|error| ServeError::Shutdown { detail: error.to_string() });
         info!(local_addr = %self.local_addr, zone = %self.zone, "lab DNS server stopped");
         result
+    }
+}
+
+/// The zone handler with cyclic order of multi-record answers: every answer of two or
+/// more records starts one record later than the previous one did (BIND's `rrset-order
+/// cyclic`, the Windows DNS Server's round robin). Everything else is the SQLite handler's.
+struct RotatingZone {
+    inner: SqliteZoneHandler<TokioRuntimeProvider>,
+    /// Queries answered with several records so far: the rotation of the next one.
+    next: AtomicUsize,
+}
+
+impl RotatingZone {
+    fn rotate(&self, flow: LookupControlFlow<AuthLookup>) -> LookupControlFlow<AuthLookup> {
+        let rotate_lookup = |lookup: AuthLookup| match lookup {
+            AuthLookup::Records { answers, additionals } => {
+                let mut records: Vec<Record> = answers.iter().cloned().collect();
+                if records.len() < 2 {
+                    return AuthLookup::Records { answers, additionals };
+                }
+                let shift = self.next.fetch_add(1, Ordering::Relaxed) % records.len();
+                records.rotate_left(shift);
+                AuthLookup::Records { answers: LookupRecords::Section(records), additionals }
+            }
+            other => other,
+        };
+        match flow {
+            LookupControlFlow::Continue(Ok(lookup)) => LookupControlFlow::Continue(Ok(rotate_lookup(lookup))),
+            LookupControlFlow::Break(Ok(lookup)) => LookupControlFlow::Break(Ok(rotate_lookup(lookup))),
+            other => other,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ZoneHandler for RotatingZone {
+    fn zone_type(&self) -> ZoneType {
+        self.inner.zone_type()
+    }
+
+    fn axfr_policy(&self) -> AxfrPolicy {
+        self.inner.axfr_policy()
+    }
+
+    fn can_validate_dnssec(&self) -> bool {
+        self.inner.can_validate_dnssec()
+    }
+
+    async fn update(&self, update: &Request, now: u64) -> (Result<bool, ResponseCode>, Option<TSigResponseContext>) {
+        self.inner.update(update, now).await
+    }
+
+    fn origin(&self) -> &LowerName {
+        self.inner.origin()
+    }
+
+    async fn lookup(
+        &self,
+        name: &LowerName,
+        rtype: RecordType,
+        request_info: Option<&RequestInfo<'_>>,
+        lookup_options: LookupOptions,
+    ) -> LookupControlFlow<AuthLookup> {
+        self.rotate(self.inner.lookup(name, rtype, request_info, lookup_options).await)
+    }
+
+    async fn search(
+        &self,
+        request: &Request,
+        lookup_options: LookupOptions,
+    ) -> (LookupControlFlow<AuthLookup>, Option<TSigResponseContext>) {
+        let (flow, signer) = self.inner.search(request, lookup_options).await;
+        (self.rotate(flow), signer)
+    }
+
+    async fn nsec_records(&self, name: &LowerName, lookup_options: LookupOptions) -> LookupControlFlow<AuthLookup> {
+        self.inner.nsec_records(name, lookup_options).await
+    }
+
+    async fn nsec3_records(&self, info: Nsec3QueryInfo<'_>, lookup_options: LookupOptions) -> LookupControlFlow<AuthLookup> {
+        self.inner.nsec3_records(info, lookup_options).await
+    }
+
+    async fn zone_transfer(
+        &self,
+        request: &Request,
+        lookup_options: LookupOptions,
+        now: u64,
+    ) -> Option<(Result<ZoneTransfer, LookupError>, Option<TSigResponseContext>)> {
+        self.inner.zone_transfer(request, lookup_options, now).await
+    }
+
+    fn nx_proof_kind(&self) -> Option<&NxProofKind> {
+        self.inner.nx_proof_kind()
     }
 }
 

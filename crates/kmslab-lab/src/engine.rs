@@ -24,6 +24,7 @@ use std::time::Duration;
 use kmslab_core::activator::{Action, Activator, ActivatorState, AttemptId, ClientEvent, HostOutcome, HostSource};
 use kmslab_core::catalog::{Catalog, Product};
 use kmslab_core::hostaddr::HostAddr;
+use kmslab_core::license::{days_from_minutes, notification_reason_line};
 use kmslab_core::rng::{KmsRng, SplitMix64};
 use kmslab_core::srv::SrvCandidate;
 use kmslab_core::wire::{Message, Request};
@@ -258,6 +259,9 @@ pub struct MachineView {
     pub last_host: Option<HostAddr>,
     /// Result of the last request sent (event 12288), when `request_events` is on.
     pub last_request_result: Option<HResult>,
+    /// Host and result of every 12288 of the last finished attempt, in the order tried,
+    /// when `request_events` is on.
+    pub attempt_requests: Vec<(HostAddr, HResult)>,
     /// How that host was chosen.
     pub last_source: Option<HostSource>,
     /// Its ePID.
@@ -284,10 +288,10 @@ impl MachineView {
             l.push(format!("Partial Product Key: {}", p.partial_key()));
         }
         l.push(format!("License Status: {}", self.status.label()));
-        let days = |m: u32| m / (24 * 60);
+        let days = |m: u32| days_from_minutes(u64::from(m));
         match self.status {
             LicenseStatus::Notification => {
-                l.push(format!("Notification Reason: {}.", self.notification_reason.unwrap_or(HResult::GRACE_EXPIRED)));
+                l.push(notification_reason_line(self.notification_reason.unwrap_or(HResult::GRACE_EXPIRED)));
             }
             LicenseStatus::Licensed => l.push(format!(
                 "Volume activation expiration: {} minute(s) ({} day(s))",
@@ -432,6 +436,16 @@ struct Machine {
     generation: u32,
     /// Result of the last event 12288 (only with `request_events`).
     last_request_result: Option<HResult>,
+    /// The 12288s of the attempt in progress and of the last finished one (only with
+    /// `request_events`; boxed so that machines without them stay small).
+    requests: Option<Box<RequestLog>>,
+}
+
+/// Host and result of each event 12288 of an attempt.
+#[derive(Debug, Default)]
+struct RequestLog {
+    current: Vec<(HostAddr, HResult)>,
+    last_attempt: Vec<(HostAddr, HResult)>,
 }
 
 struct Driver {
@@ -489,6 +503,7 @@ impl Driver {
                 busy: None,
                 generation: 0,
                 last_request_result: None,
+                requests: None,
             });
             // Compact each machine as it is made, so that the peak is never N live activators.
             driver.drain_events(i);
@@ -645,6 +660,7 @@ impl Driver {
             last_result: s.last.result,
             last_host: s.last.host.clone(),
             last_request_result: m.last_request_result,
+            attempt_requests: m.requests.as_ref().map(|r| r.last_attempt.clone()).unwrap_or_default(),
             last_source: s.last.source,
             last_epid: s.last.epid.clone(),
             last_count: s.last.current_count,
@@ -755,7 +771,7 @@ impl Driver {
     }
 
     fn drain_events(&mut self, i: usize) {
-        let Machine { slot, last_request_result, .. } = &mut self.machines[i];
+        let Machine { slot, last_request_result, requests, .. } = &mut self.machines[i];
         let Slot::Live(a) = slot else { return };
         while let Some(event) = a.poll_event() {
             match event {
@@ -763,9 +779,17 @@ impl Driver {
                     self.stats.by_status[from as usize].fetch_sub(1, Ordering::Relaxed);
                     self.stats.by_status[to as usize].fetch_add(1, Ordering::Relaxed);
                 }
-                ClientEvent::RequestSent(sent) => *last_request_result = Some(sent.result),
-                ClientEvent::AttemptFinished { result, .. } if result != HResult::SUCCESS => {
-                    *self.stats.errors.lock().expect("stats lock").entry(result.0).or_default() += 1;
+                ClientEvent::RequestSent(sent) => {
+                    *last_request_result = Some(sent.result);
+                    requests.get_or_insert_default().current.push((sent.host, sent.result));
+                }
+                ClientEvent::AttemptFinished { result, .. } => {
+                    if let Some(log) = requests.as_mut() {
+                        log.last_attempt = std::mem::take(&mut log.current);
+                    }
+                    if result != HResult::SUCCESS {
+                        *self.stats.errors.lock().expect("stats lock").entry(result.0).or_default() += 1;
+                    }
                 }
                 _ => {}
             }

@@ -1,9 +1,9 @@
 //! Every drill is a test: it fails when the drill's symptom or its outcome is not the
 //! expected one. Drills wait on conditions with generous deadlines, never on fixed delays.
 
-use kmslab_lab::drill::{DEFAULT_SCALE, DRILLS, run_drill};
+use kmslab_lab::drill::{DEFAULT_SCALE, DRILLS, DrillOutcome, run_drill};
 
-async fn check(name: &str) {
+async fn check(name: &str) -> DrillOutcome {
     let outcome = run_drill(name, DEFAULT_SCALE, false).await.expect("the drill's lab starts");
     assert!(outcome.passed, "drill {name} failed: {:?}\n{}", outcome.failures, outcome.transcript.join("\n"));
     assert_eq!(outcome.summary["drill"], name);
@@ -12,6 +12,7 @@ async fn check(name: &str) {
         assert!(outcome.summary[key].is_u64(), "{key} in {}", outcome.summary);
     }
     assert!(outcome.summary["errors"].is_object());
+    outcome
 }
 
 #[test]
@@ -66,4 +67,17 @@ async fn unactivated_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_key_group() {
     check("wrong-key-group").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusing_host() {
+    let outcome = check("refusing-host").await;
+    // The technician sees both hosts in one attempt: kms1's refusal, then kms2's answer.
+    let requests: Vec<&String> = outcome.transcript.iter().filter(|l| l.contains("Event 12288")).collect();
+    let refused =
+        requests.iter().position(|l| l.contains("0xC004F041 SL_E_VL_KEY_MANAGEMENT_SERVICE_NOT_ACTIVATED") && l.contains("kms1."));
+    let answered = requests.iter().position(|l| l.contains("0x00000000") && l.contains("kms2."));
+    assert!(matches!((refused, answered), (Some(r), Some(a)) if r < a), "{}", outcome.transcript.join("\n"));
+    assert_eq!(outcome.summary["licensed"], 12, "{}", outcome.summary);
+    assert!(outcome.summary["errors"].get("0xC004F074").is_none(), "no attempt ended with 0xC004F074: {}", outcome.summary);
 }

@@ -6,7 +6,9 @@
 
 use std::process::ExitCode;
 
+use kmslab_core::HResult;
 use kmslab_core::hostaddr::HostAddr;
+use kmslab_core::license::{days_from_minutes, notification_reason_line};
 use serde_json::{Value, json};
 
 use crate::api::{Ctx, Reply};
@@ -159,11 +161,10 @@ fn failure(ctx: &Ctx, reply: Reply) -> ExitCode {
     }
 }
 
-/// Minutes and whole days as `/dli` prints them: `N minute(s) (D day(s))`.
+/// Minutes and whole days as `/dli` prints them: `N minute(s) (D day(s))`, the days
+/// truncated as Windows 7's slmgr.vbs does ([`days_from_minutes`]).
 fn minutes_and_days(minutes: u64) -> String {
-    // slmgr.vbs rounds the day count.
-    let days = (minutes + 720) / 1440;
-    format!("{minutes} minute(s) ({days} day(s))")
+    format!("{minutes} minute(s) ({} day(s))", days_from_minutes(minutes))
 }
 
 /// The `/dli` (or `/dlv` when `verbose`) text for a status object; `Err` holds the one
@@ -191,7 +192,8 @@ pub fn render_dli(s: &Value, verbose: bool) -> Result<String, String> {
     line(&format!("License Status: {}", str_or(&s["status_label"], "")));
     let status = str_or(&s["status"], "");
     if status == "notification" {
-        line(&format!("Notification Reason: {}.", str_or(&s["notification_reason"], "0xC004F009")));
+        let reason = s["notification_reason"].as_str().and_then(HResult::parse).unwrap_or(HResult::GRACE_EXPIRED);
+        line(&notification_reason_line(reason));
     }
     let minutes = s["minutes_remaining"].as_u64().unwrap_or(0);
     match status {
@@ -258,4 +260,41 @@ pub fn render_xpr(s: &Value) -> Result<String, String> {
         _ => str_or(&s["status_label"], "").to_owned(),
     };
     Ok(format!("{name}:\n    {detail}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: &str, minutes: u64, reason: Option<&str>) -> Value {
+        json!({
+            "product": {"display_name": "Windows(R) 7, Enterprise edition", "description": "d", "partial_key": "HVTHH"},
+            "status": state, "status_label": "label", "minutes_remaining": minutes, "notification_reason": reason,
+            "cmid": "c", "host": {}, "activation_interval": 120, "renewal_interval": 10080, "host_caching": true,
+        })
+    }
+
+    fn line_with(text: &str, prefix: &str) -> String {
+        text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix:?} in {text}")).to_owned()
+    }
+
+    #[test]
+    fn day_counts_are_truncated_like_windows_7_slmgr_vbs() {
+        let dli = render_dli(&status("initial_grace", 43_140, None), false).unwrap();
+        assert_eq!(line_with(&dli, "Time remaining:"), "Time remaining: 43140 minute(s) (29 day(s))");
+        let dli = render_dli(&status("licensed", 259_199, None), false).unwrap();
+        assert_eq!(line_with(&dli, "Volume activation expiration:"), "Volume activation expiration: 259199 minute(s) (179 day(s))");
+    }
+
+    #[test]
+    fn notification_reason_reads_as_slmgr_vbs_writes_it() {
+        let check = |reason: Option<&str>, expected: &str| {
+            let dli = render_dli(&status("notification", 0, reason), false).unwrap();
+            assert_eq!(line_with(&dli, "Notification Reason:"), expected);
+        };
+        check(Some("0xC004F009"), "Notification Reason: 0xC004F009 (grace time expired).");
+        check(None, "Notification Reason: 0xC004F009 (grace time expired).");
+        check(Some("0xC004F200"), "Notification Reason: 0xC004F200 (non-genuine).");
+        check(Some("0xC004F074"), "Notification Reason: 0xC004F074.");
+    }
 }

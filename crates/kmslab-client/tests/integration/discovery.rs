@@ -97,6 +97,38 @@ async fn failover_with_and_without_host_caching_and_a_missing_record() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusing_host_at_priority_0_is_dropped_and_the_one_at_10_activates() {
+    let h1 = TestHost::start(120, 10080).await;
+    h1.ledger.lock().unwrap().settings_mut().activated = false;
+    let h2 = TestHost::start(120, 10080).await;
+    let (p1, p2) = (h1.addr.port(), h2.addr.port());
+    let bind = Bind::start("lab.test", &srv_zone(&[("_vlmcs._tcp", 0, 0, p1, "kms1"), ("_vlmcs._tcp", 10, 0, p2, "kms2")]));
+    let (kms1, kms2) = (format!("kms1.lab.test:{p1}"), format!("kms2.lab.test:{p2}"));
+    let mut cfg = config(1.0);
+    cfg.product = product("server2008r2-standard");
+    cfg.domain = Some("lab.test".into());
+    cfg.dns_server = Some(bind.addr.into());
+    let client = TestClient::start(cfg).await;
+    let before = last_seq(&client.events().await);
+    let r = client.ato().await;
+    // kms2 counts this one machine: too few (0xC004F038), but a proper host to stay with.
+    assert_eq!(r["hresult"], "0xC004F038", "{r}");
+    assert_eq!(r["host"], kms2.as_str(), "{r}");
+    let events = client.events().await;
+    assert_eq!(
+        request_sent_hosts(&events, before),
+        vec![(kms1, "0xC004F041".to_owned()), (kms2.clone(), "0x00000000".to_owned())],
+        "one 12288 per host, the refusing host's carrying its code"
+    );
+    let refused = events.iter().find(|e| e["event_id"] == 12288 && e["fields"]["result"] == "0xC004F041").unwrap();
+    assert_eq!(refused["fields"]["name"], "SL_E_VL_KEY_MANAGEMENT_SERVICE_NOT_ACTIVATED");
+    let processed: Vec<_> = events.iter().filter(|e| e["seq"].as_u64().unwrap() > before && e["event_id"] == 12289).collect();
+    assert_eq!(processed.len(), 1, "a refusal has no 12289: {processed:?}");
+    assert_eq!(client.status().await["host"]["cached"], kms2.as_str());
+    client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn srv_priority_and_75_25_weights_are_honoured() {
     let h3 = TestHost::start(120, 10080).await;
     let h4 = TestHost::start(120, 10080).await;

@@ -186,7 +186,7 @@ async fn dli_in_notification_and_additional_grace() {
     let expected = licensed_contract(&cmid, "    Registered KMS machine name: 127.0.0.1:9")
         .replace(
             "License Status: Licensed\nVolume activation expiration: 259200 minute(s) (180 day(s))\n",
-            "License Status: Notification\nNotification Reason: 0xC004F009.\n",
+            "License Status: Notification\nNotification Reason: 0xC004F009 (grace time expired).\n",
         )
         .replace("    KMS machine extended PID: 55041-00168-305-123456-03-1033-7600.0000-0012026\n", "");
     assert_lines(&out, &expected);

@@ -93,7 +93,7 @@ async fn zone_that_allows_no_updates_refuses() {
     let bind = Bind::start();
     let error = bind.publisher("kms1.locked.test", 1688, None).publish(&zone(LOCKED_ZONE, 0, 0)).await.unwrap_err();
     assert!(matches!(&error, PublishError::Refused { zone } if zone == LOCKED_ZONE), "{error:?}");
-    assert_eq!(error.hresult(), 0x8007_232A);
+    assert_eq!(error.hresult(), 0x8007_232D, "DNS_ERROR_RCODE_REFUSED");
     assert_eq!(error.to_string(), "DNS server refused the update for zone locked.test (REFUSED)");
 }
 
@@ -104,7 +104,7 @@ async fn wrong_tsig_secret_is_an_authentication_failure() {
     let wrong = TsigKey::generate("ddns-key").unwrap();
     let error = bind.publisher("kms1.tsig.test", 1688, Some(wrong)).publish(&zone(TSIG_ZONE, 0, 0)).await.unwrap_err();
     assert!(matches!(&error, PublishError::BadSignature { zone, .. } if zone == TSIG_ZONE), "{error:?}");
-    assert_eq!(error.hresult(), 0x8007_232A);
+    assert_eq!(error.hresult(), 0x8007_2338, "DNS_ERROR_RCODE_BADSIG");
     let message = error.to_string();
     assert!(message.contains("TSIG authentication failed"), "{message}");
     assert!(message.contains("bad signature"), "{message}");
@@ -120,6 +120,7 @@ async fn unknown_tsig_key_name_is_an_authentication_failure() {
     let message = error.to_string();
     assert!(message.contains("TSIG authentication failed"), "{message}");
     assert!(message.contains("unknown key"), "{message}");
+    assert_eq!(error.hresult(), 0x8007_2339, "DNS_ERROR_RCODE_BADKEY");
 }
 
 #[tokio::test]
@@ -169,12 +170,13 @@ async fn name_without_srv_is_no_records() {
 }
 
 #[tokio::test]
-async fn zone_the_server_does_not_serve_is_a_server_failure() {
+async fn zone_the_server_does_not_serve_is_refused_with_its_own_code() {
     let bind = Bind::start();
     // recursion is off, so BIND answers REFUSED for a zone it is not authoritative for.
     let error = lookup_vlmcs(&DnsServerChoice::Server(bind.addr), "elsewhere.example", TIMEOUT).await.unwrap_err();
-    assert!(matches!(&error, LookupError::ServerFailure { .. }), "{error:?}");
-    assert_eq!(error.hresult(), 0x8007_232A);
+    assert!(matches!(&error, LookupError::ErrorResponse { rcode: 5, .. }), "{error:?}");
+    assert_eq!(error.hresult(), 0x8007_232D, "DNS_ERROR_RCODE_REFUSED, not SERVER_FAILURE");
+    assert!(error.to_string().contains("REFUSED"), "{error}");
 }
 
 #[tokio::test]

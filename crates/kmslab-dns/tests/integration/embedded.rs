@@ -94,6 +94,44 @@ async fn signed_update_is_published_and_discovered() {
     server.shutdown().await.unwrap();
 }
 
+/// The `+short` SRV lines of one dig query, in the order the server sent them.
+async fn srv_order(addr: SocketAddr) -> Vec<String> {
+    dig(addr, &["+short", "SRV", "_vlmcs._tcp.lab.test"]).await.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn equal_srv_records_come_back_in_both_orders() {
+    let data = tempfile::tempdir().unwrap();
+    let key = TsigKey::generate("lab-key").unwrap();
+    let server = start(data.path(), &key).await;
+    let addr = server.local_addr();
+    // Two `0 0` records, as two default hosts publish them.
+    publisher_for(addr, "kms1.lab.test", 1688, Some(key.clone())).publish(&zone(LAB_ZONE, 0, 0)).await.unwrap();
+    publisher_for(addr, "kms2.lab.test", 1688, Some(key.clone())).publish(&zone(LAB_ZONE, 0, 0)).await.unwrap();
+
+    let mut first = std::collections::BTreeMap::<String, u32>::new();
+    for _ in 0..20 {
+        let order = srv_order(addr).await;
+        assert_eq!(order.len(), 2, "{order:?}");
+        *first.entry(order[0].clone()).or_default() += 1;
+    }
+    // Cyclic order: each record leads every other answer, whoever published first.
+    assert_eq!(first.len(), 2, "both orders seen: {first:?}");
+    assert!(first.values().all(|n| *n == 10), "each record first in half the answers: {first:?}");
+    // TCP answers rotate too, and a single record is unaffected.
+    let tcp: std::collections::BTreeSet<String> = {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..4 {
+            let out = dig(addr, &["+short", "+tcp", "SRV", "_vlmcs._tcp.lab.test"]).await;
+            seen.insert(out.lines().next().unwrap_or_default().to_owned());
+        }
+        seen
+    };
+    assert_eq!(tcp.len(), 2, "{tcp:?}");
+    assert_eq!(dig(addr, &["+short", "A", "ns.lab.test"]).await.trim(), "127.0.0.1");
+    server.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn unsigned_and_wrongly_signed_updates_are_rejected() {
     let data = tempfile::tempdir().unwrap();
@@ -103,16 +141,19 @@ async fn unsigned_and_wrongly_signed_updates_are_rejected() {
 
     let unsigned = publisher_for(addr, "kms1.lab.test", 1688, None).publish(&zone(LAB_ZONE, 0, 0)).await.unwrap_err();
     assert!(matches!(&unsigned, PublishError::Refused { zone } if zone == LAB_ZONE), "{unsigned:?}");
+    assert_eq!(unsigned.hresult(), 0x8007_232D, "DNS_ERROR_RCODE_REFUSED");
 
     let same_name_other_secret = TsigKey::generate("lab-key").unwrap();
     let bad_signature =
         publisher_for(addr, "kms1.lab.test", 1688, Some(same_name_other_secret)).publish(&zone(LAB_ZONE, 0, 0)).await.unwrap_err();
     assert!(matches!(&bad_signature, PublishError::BadSignature { .. }), "{bad_signature:?}");
     assert!(bad_signature.to_string().contains("TSIG authentication failed"), "{bad_signature}");
+    assert_eq!(bad_signature.hresult(), 0x8007_2338, "DNS_ERROR_RCODE_BADSIG");
 
     let unknown = TsigKey::generate("other-key").unwrap();
     let unknown_key = publisher_for(addr, "kms1.lab.test", 1688, Some(unknown)).publish(&zone(LAB_ZONE, 0, 0)).await.unwrap_err();
     assert!(matches!(&unknown_key, PublishError::BadSignature { detail, .. } if detail.contains("unknown key")), "{unknown_key:?}");
+    assert_eq!(unknown_key.hresult(), 0x8007_2339, "DNS_ERROR_RCODE_BADKEY");
 
     assert!(dig_srv(addr, LAB_ZONE).await.is_empty());
     server.shutdown().await.unwrap();

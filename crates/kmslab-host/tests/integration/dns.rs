@@ -155,14 +155,14 @@ async fn a_zone_that_refuses_updates_gives_12293_while_the_host_keeps_serving() 
     let dir = tempfile::tempdir().unwrap();
     let host = TestHost::start(dns_config(dir.path(), bind.addr, &[LOCKED_ZONE], "kms1.example.test", None)).await;
     let entry = wait_zone(&host, LOCKED_ZONE, "a failed publish", failed).await;
-    assert_eq!(entry["hresult"], "0x8007232A");
+    assert_eq!(entry["hresult"], "0x8007232D");
     assert!(entry["message"].as_str().unwrap().contains("REFUSED"), "{entry}");
     assert!(entry["next_attempt"].is_string(), "a retry is scheduled: {entry}");
 
     let failures = events(&host, 12293).await;
     let event = failures.first().unwrap_or_else(|| panic!("no 12293 event"));
     assert_eq!(event["fields"]["domain"], LOCKED_ZONE);
-    assert_eq!(event["fields"]["result"], "0x8007232A");
+    assert_eq!(event["fields"]["result"], "0x8007232D");
     assert!(event["fields"]["error"].as_str().unwrap().contains("refused"), "{event}");
     assert!(events(&host, 12294).await.is_empty());
 

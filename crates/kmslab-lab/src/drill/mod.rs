@@ -45,6 +45,10 @@ pub const DRILLS: &[(&str, &str)] = &[
     ("time-skew", "client clock 5 hours ahead: 0xC004F06C; fix: correct the clock"),
     ("unactivated-host", "the KMS host itself is not activated: 0xC004F041; fix: activate the host"),
     ("wrong-key-group", "a client-VL host key cannot activate Server 2008 R2: 0xC004F042; fix: install a kms-b key"),
+    (
+        "refusing-host",
+        "the priority-0 host refuses (not activated, 0xC004F041 in 12288); clients move on to priority 10 and activate; fix: activate it",
+    ),
 ];
 
 /// Default time scale of the drills: an activation retry (15 simulated minutes) every 1.5 s.
@@ -128,6 +132,7 @@ pub async fn run_drill(name: &str, scale: f64, echo: bool) -> anyhow::Result<Dri
         "time-skew" => scenarios::time_skew(&mut t, time).await?,
         "unactivated-host" => scenarios::unactivated_host(&mut t, time).await?,
         "wrong-key-group" => scenarios::wrong_key_group(&mut t, time).await?,
+        "refusing-host" => scenarios::refusing_host(&mut t, time).await?,
         other => anyhow::bail!("unknown drill {other:?}"),
     }
     let passed = t.failures.is_empty();
@@ -195,7 +200,12 @@ impl Transcript {
     fn machine(&mut self, m: &MachineView) {
         self.say(format!("  slmgr /dli on {}:", m.machine_name));
         self.block(&m.dli_lines());
-        if let Some(r) = m.last_request_result {
+        if m.attempt_requests.len() > 1 {
+            // Several hosts tried in one attempt: one 12288 each, with that host's answer.
+            for (host, r) in &m.attempt_requests {
+                self.say(format!("  Event 12288 (request sent): result {r} {}, host {host}", r.name()));
+            }
+        } else if let Some(r) = m.last_request_result {
             let host = m.manual_host.as_ref().or(m.last_host.as_ref()).map_or_else(String::new, |h| format!(", host {h}"));
             self.say(format!("  Event 12288 (request sent): result {r} {}{host}", r.name()));
         }

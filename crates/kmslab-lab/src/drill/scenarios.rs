@@ -214,10 +214,13 @@ pub(crate) async fn dns_refused(t: &mut Transcript, time: LabTime) -> anyhow::Re
     t.machine(&ms[0]);
     t.say("  nslookup -type=srv _vlmcs._tcp.lab.test:");
     t.block(&dns.srv_lines().await);
-    t.check(refused && zone["hresult"] == "0x8007232A", "kms1's status shows its update refused: result failure, hresult 0x8007232A");
     t.check(
-        has_event(&events, DNS_PUBLISH_FAILED, Some("0x8007232A")) && !has_event(&events, DNS_PUBLISH_SUCCEEDED, None),
-        "kms1 logged 12293 (0x8007232A) and no 12294",
+        refused && zone["hresult"] == "0x8007232D",
+        "kms1's status shows its update refused: result failure, hresult 0x8007232D DNS_ERROR_RCODE_REFUSED",
+    );
+    t.check(
+        has_event(&events, DNS_PUBLISH_FAILED, Some("0x8007232D")) && !has_event(&events, DNS_PUBLISH_SUCCEEDED, None),
+        "kms1 logged 12293 (0x8007232D) and no 12294",
     );
     t.check(ok, "every client reports 0x8007232B DNS_ERROR_RCODE_NAME_ERROR");
     t.section(format!("Fix: give kms1 the zone's update key (--tsig-key-file with {}), restart kms-host, slmgr /ato", dns.key.name));
@@ -265,8 +268,8 @@ pub(crate) async fn second_host_srv(t: &mut Transcript, time: LabTime) -> anyhow
     let srv = dns.srv_lines().await;
     t.block(&srv);
     t.check(
-        refused && zone2["hresult"] == "0x8007232A" && has_event(&events2, DNS_PUBLISH_FAILED, Some("0x8007232A")),
-        "kms2 reports its update refused (status failure 0x8007232A) and logged 12293: no permission on the record",
+        refused && zone2["hresult"] == "0x80072339" && has_event(&events2, DNS_PUBLISH_FAILED, Some("0x80072339")),
+        "kms2 reports its update refused (status failure 0x80072339 DNS_ERROR_RCODE_BADKEY: the zone does not know its key) and logged 12293: no permission on the record",
     );
     t.check(srv.iter().any(|l| l.contains("kms1.")) && !srv.iter().any(|l| l.contains("kms2")), "DNS lists kms1 only");
     t.check(ok, "the clients fail with 0xC004F074 although kms2 is running");
@@ -308,7 +311,7 @@ pub(crate) async fn port_blocked(t: &mut Transcript, time: LabTime) -> anyhow::R
     })
     .await;
     t.machine(&ms[0]);
-    t.check(ok, "12288 shows 0x800706BA RPC_S_SERVER_UNAVAILABLE, the attempt 0xC004F074 SL_E_VL_KMS_NOT_AVAILABLE");
+    t.check(ok, "12288 shows 0x800706BA RPC_S_SERVER_UNAVAILABLE, the attempt 0xC004F074 SL_E_VL_BINDING_SERVICE_UNAVAILABLE");
     t.section(format!("Fix: open TCP {} on the firewall, slmgr /ato", port.addr.port()));
     port.open_to(host.kms).await?;
     f.activate_now(0..5);
@@ -379,5 +382,63 @@ pub(crate) async fn wrong_key_group(t: &mut Transcript, time: LabTime) -> anyhow
     t.check(ok, "all 5 servers Licensed");
     t.stop(f).await;
     host.stop().await;
+    Ok(())
+}
+
+/// The host published at the best priority refuses (its own activation is missing); the
+/// clients drop it and activate through the good host behind it in the same attempt.
+pub(crate) async fn refusing_host(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
+    let dns = LabDns::start().await?;
+    t.say("  kms1 (SRV priority 0) runs with --unactivated: its own KMS host key is not activated; kms2 (priority 10) is a good host");
+    let kms1 = LabHost::start("kms1", time, |c| {
+        dns.host_publishing(c, "kms1", 0, Some(dns.key.clone()));
+        c.activated = false;
+    })
+    .await?;
+    let kms2 = LabHost::start("kms2", time, |c| dns.host_publishing(c, "kms2", 10, Some(dns.key.clone()))).await?;
+    let (first, _) = wait_dns(&kms1, "success").await;
+    let (second, _) = wait_dns(&kms2, "success").await;
+    t.block(&kms1.dns_lines(1).await);
+    t.block(&kms2.dns_lines(1).await);
+    t.say("  nslookup -type=srv _vlmcs._tcp.lab.test:");
+    t.block(&dns.srv_lines().await);
+    t.check(first && second, "both hosts publish themselves: 12294 (kms1 at priority 0, kms2 at priority 10)");
+    let (kms1_addr, kms2_addr) = (kms1.dns_addr(), kms2.dns_addr());
+    let f = fleet(time, 6, SERVER, Target::Discover(ZONE.into()), "REFUSE", |c| dns_target(&dns, c));
+    t.section("Symptom");
+    let (ok, ms) = wait_for(&f, |ms| all_licensed_by(ms, Some(&kms2_addr))).await;
+    // The machine whose last attempt tried both hosts shows the failover; the first few
+    // machines needed a second attempt (kms2's count below 5), which went straight to the
+    // cached kms2.
+    let shown = ms.iter().find(|m| m.attempt_requests.len() > 1).unwrap_or(&ms[0]);
+    t.machine(shown);
+    t.say("  slmgr /dli on kms1:");
+    t.block(&kms1.dli_lines().await);
+    let failed_over = ms.iter().filter(|m| m.attempt_requests.len() > 1).all(|m| {
+        m.attempt_requests.first().is_some_and(|(h, r)| h.port == kms1_addr.port && *r == HResult::HOST_NOT_ACTIVATED)
+            && m.attempt_requests.last().is_some_and(|(h, r)| h.port == kms2_addr.port && *r == HResult::SUCCESS)
+    });
+    t.check(
+        shown.attempt_requests.len() == 2 && failed_over,
+        format!("12288 from {kms1_addr}: 0xC004F041 SL_E_VL_KEY_MANAGEMENT_SERVICE_NOT_ACTIVATED; the next 12288, in the same attempt, to {kms2_addr}"),
+    );
+    t.check(ok, format!("all 6 servers are Licensed by {kms2_addr}: a refusing host does not end discovery"));
+    let failed = kms1.status().await.map(|s| s["counters"]["failed"].as_u64().unwrap_or(0)).unwrap_or(0);
+    t.check(failed >= 6 && kms1.current_count().await == 0, "kms1 counted every request as failed and no machine");
+    t.section("Fix: activate kms1 (restart kms-host without --unactivated); the machines keep their cached kms2, new machines discover kms1 first");
+    let kms1 = kms1.stop().await.restart(|c| c.activated = true).await?;
+    let newcomers = fleet(time, 6, SERVER, Target::Discover(ZONE.into()), "NEW", |c| dns_target(&dns, c));
+    let (ok, _) = outcome_licensed(t, &newcomers, Some(&kms1_addr)).await;
+    t.say("  slmgr /dli on kms1:");
+    t.block(&kms1.dli_lines().await);
+    t.check(ok, format!("6 new servers are Licensed by {kms1_addr}, priority 0 again"));
+    f.activate_now(0..6);
+    let (ok, _) = wait_for(&f, |ms| all_licensed_by(ms, Some(&kms2_addr))).await;
+    t.check(ok, format!("the first 6 renew with their cached host {kms2_addr} (host caching, as on Windows)"));
+    t.stop(f).await;
+    t.stop(newcomers).await;
+    kms1.stop().await;
+    kms2.stop().await;
+    let _ = dns.server.shutdown().await;
     Ok(())
 }
