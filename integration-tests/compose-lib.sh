@@ -42,6 +42,8 @@ export KMSLAB_NET_PREFIX
 # Empty host ports: docker picks free ones on 127.0.0.1 (the defaults 8688/8698 may be in
 # use by a developer's own kms-host).
 export KMSLAB_KMS1_ADMIN_PORT= KMSLAB_KMS2_ADMIN_PORT=
+# The admin token of every host and client of the drill (docker-compose.yml requires one).
+export KMSLAB_ADMIN_TOKEN=${KMSLAB_ADMIN_TOKEN:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 # One fast simulated clock starting now, shared by every container of the drill.
 export KMSLAB_TIME_SCALE=${DRILL_TIME_SCALE:-600}
 export KMSLAB_TIME_ORIGIN

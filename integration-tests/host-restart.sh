@@ -34,7 +34,7 @@ all_licensed "$clients" || fail "a client left Licensed when kms1 restarted: $(c
 for round in 1 2 3; do
   refused=0
   for id in $(client_ids); do
-    r=$(curl -fsS --max-time 30 -X POST "http://$(client_addr "$id")/api/v1/ato") || fail "/ato failed on $id"
+    r=$(curl -fsS --max-time 30 -X POST -H 'Content-Type: application/json' -H "Authorization: Bearer $KMSLAB_ADMIN_TOKEN" -d '{}' "http://$(client_addr "$id")/api/v1/ato") || fail "/ato failed on $id"
     if [[ $(jq -r .hresult <<<"$r") != 0x00000000 ]]; then
       refused=$((refused + 1))
       [[ $(jq -r .hresult <<<"$r") == 0xC004F038 ]] || fail "unexpected renewal answer: $r"

@@ -32,6 +32,7 @@ done
 export KMSLAB_IMAGE=${KMSLAB_IMAGE:-kmslab:dev}
 STACK=${SWARM_STACK:-kmslab-drill}
 SECRET=kmslab_tsig_key
+ADMIN_SECRET=kmslab_admin_token
 total_start=$SECONDS
 summary=()
 
@@ -71,7 +72,7 @@ cleanup() {
     done
     docker volume ls -q --filter "label=com.docker.stack.namespace=$STACK" | xargs -r docker volume rm >/dev/null 2>&1
   fi
-  docker secret rm "$SECRET" >/dev/null 2>&1
+  docker secret rm "$SECRET" "$ADMIN_SECRET" >/dev/null 2>&1
   if ((created_swarm)); then
     docker swarm leave --force >/dev/null 2>&1
     docker network rm docker_gwbridge >/dev/null 2>&1
@@ -156,8 +157,9 @@ scale() { docker service scale -d "$@" >/dev/null; }
 
 deploy() {
   log "deploying stack $STACK (image $KMSLAB_IMAGE, time x$KMSLAB_TIME_SCALE, $KMSLAB_FLEET_MACHINES machines per fleet replica)"
-  docker secret rm "$SECRET" >/dev/null 2>&1
+  docker secret rm "$SECRET" "$ADMIN_SECRET" >/dev/null 2>&1
   printf 'kmslab-ddns:hmac-sha256:%s\n' "$(head -c 32 /dev/urandom | base64)" | docker secret create "$SECRET" - >/dev/null || return 1
+  head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n' | docker secret create "$ADMIN_SECRET" - >/dev/null || return 1
   docker stack deploy --resolve-image never -c "$repo/deploy/swarm/kmslab.yml" "$STACK" >/dev/null || { fail "docker stack deploy"; return 1; }
   wait_for 120 "both hosts healthy" eval 'healthy kms1 && healthy kms2' || return 1
   wait_for 120 "1 fleet replica, $KMSLAB_FLEET_MACHINES machines Licensed" all_licensed "$KMSLAB_FLEET_MACHINES" 1 fleet || return 1

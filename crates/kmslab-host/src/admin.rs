@@ -95,6 +95,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let mut body = state.metrics.render(&snapshot(&state));
     state.dns.render_metrics(&mut body);
     body.push_str(&crate::dashboard::alerts::render_metrics(&state, &crate::dashboard::alerts::current(&state)));
+    kmslab_runtime::process_metrics::render(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

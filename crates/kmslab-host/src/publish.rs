@@ -112,8 +112,11 @@ impl DnsConfig {
 /// is found again. A name that does not resolve is a failed attempt like any other.
 async fn resolve_publisher(config: &DnsConfig, port: u16) -> Result<Option<Publisher>, PublishError> {
     let Some(server) = &config.server else { return Ok(None) };
-    let unresolved =
-        |detail: String| PublishError::Other { zone: config.zones.first().map(|z| z.zone.clone()).unwrap_or_default(), detail, rcode: None };
+    let unresolved = |detail: String| PublishError::Other {
+        zone: config.zones.first().map(|z| z.zone.clone()).unwrap_or_default(),
+        detail,
+        rcode: None,
+    };
     let address = server.server_address(config.timeout).await.map_err(|e| unresolved(e.to_string()))?;
     let address = address.ok_or_else(|| unresolved("no DNS server to publish in".to_owned()))?;
     let record = match &config.address_name {

@@ -199,7 +199,11 @@ pub fn admin_router(stats: Arc<FleetStats>) -> Router {
         "/metrics",
         get(move || {
             let stats = Arc::clone(&stats);
-            async move { stats.prometheus() }
+            async move {
+                let mut body = stats.prometheus();
+                kmslab_runtime::process_metrics::render(&mut body);
+                body
+            }
         }),
     )
 }

@@ -106,6 +106,13 @@ async fn host_failures_map_to_hresults() {
     cfg.product = product("win7-enterprise");
     cfg.timeouts.response = Duration::from_millis(300);
     let client = TestClient::start(cfg).await;
+    // The attempt the client starts by itself (DNS discovery, which fails here) must be over
+    // first: an /ato while it runs joins it instead of trying the host set by /skms.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !client.events().await.iter().any(|e| e["kind"] == "attempt_finished") {
+        assert!(std::time::Instant::now() < deadline, "the start-up attempt did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for (addr, code) in [(closing_addr, "0xC004F039"), (silent_addr, "0x800705B4"), (refused, "0x800706BA")] {
         let (status, _) = client.post("/api/v1/skms", serde_json::json!({"host": addr.to_string()})).await;
         assert_eq!(status, 200);

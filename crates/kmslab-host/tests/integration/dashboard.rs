@@ -265,8 +265,17 @@ async fn metrics_pass_promtool() {
     let (code, text) = http(host.admin, "GET", "/metrics", None).await.unwrap();
     assert_eq!(code, 200);
     host.stop().await;
-    for series in ["kmslab_host_alert{alert=\"store_unhealthy\"} 0", "kmslab_host_activated 1", "kmslab_host_registry_clients 30"] {
+    let build_info =
+        format!("kmslab_build_info{{version=\"{}\",revision=\"{}\"}} 1", env!("CARGO_PKG_VERSION"), kmslab_runtime::GIT_REVISION);
+    for series in
+        ["kmslab_host_alert{alert=\"store_unhealthy\"} 0", "kmslab_host_activated 1", "kmslab_host_registry_clients 30", &build_info]
+    {
         assert!(text.contains(series), "{series} in\n{text}");
+    }
+    for standard in
+        ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds", "process_max_fds", "process_start_time_seconds"]
+    {
+        assert!(text.contains(&format!("# TYPE {standard} ")), "{standard} in\n{text}");
     }
     // The shipped Grafana dashboard only uses series this host exports.
     let grafana = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/grafana-kmslab.json")).unwrap();
