@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak (issue 9): N minutes (default 30) at half the peak rate measured by `kmslab bench`.
+# Soak: N minutes (default 30) at half the peak rate measured by `kmslab bench`.
 #
 #   integration-tests/soak.sh [MINUTES]
 #

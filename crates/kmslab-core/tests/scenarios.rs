@@ -1,5 +1,5 @@
 //! Scenario harness: a host ledger and many client activators on one simulated clock, no
-//! sockets (kmslab_core::sim::World). These are the scenarios in executable form.
+//! sockets (kmslab_core::sim::World). These are the documented behaviours in executable form.
 
 mod support;
 

@@ -1,4 +1,4 @@
-//! Hostile input against the real `kms-host` binary (issue 9): every case is answered with
+//! Hostile input against the real `kms-host` binary: every case is answered with
 //! an error frame or a close, counted as a failed request (`/api/v1/status` counters, and
 //! `/metrics` for frame-level cases), logged once per hostile connection or request (never
 //! once per byte: log lines are counted in the host's captured stderr), and a well-behaved
@@ -572,7 +572,7 @@ struct Ratio {
     attacked: Window,
 }
 
-/// The issue's criterion: during every attack the well-behaved client keeps at least 95% of
+/// The criterion: during every attack the well-behaved client keeps at least 95% of
 /// its normal rate (the paced rate it had in the window just before).
 fn report_and_assert(ratios: &[Ratio]) {
     for r in ratios {

@@ -156,7 +156,7 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The state directory on a full 1 MiB tmpfs (issue 9): the daemon keeps running, says so
+/// The state directory on a full 1 MiB tmpfs: the daemon keeps running, says so
 /// in its log, on /healthz and in its status, the last saved state stays loadable, and it
 /// saves again by itself once space returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

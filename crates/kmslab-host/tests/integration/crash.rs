@@ -75,7 +75,7 @@ async fn load_until_killed(kms: SocketAddr, child: &mut Child, run_for: Duration
     acknowledged.lock().unwrap().clone()
 }
 
-/// Ten `kill -9`s during sustained load on the same registry (issue 9): after each, every
+/// Ten `kill -9`s during sustained load on the same registry: after each, every
 /// CMID any client was ever answered for is in the registry and `PRAGMA integrity_check` is ok.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_kill_9s_under_load_lose_no_acknowledged_cmid_and_leave_the_registry_intact() {

@@ -1,4 +1,4 @@
-//! A full disk under the real binary (issue 9): the registry on a 4 MiB tmpfs, filled with
+//! A full disk under the real binary: the registry on a 4 MiB tmpfs, filled with
 //! a ballast file. The host keeps running, says so on /healthz and in its log, answers
 //! what it could not store with an error frame (never a response), and recovers once the
 //! ballast is deleted. Needs root (mount); fails with a clear message otherwise.
