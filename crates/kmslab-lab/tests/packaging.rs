@@ -168,23 +168,13 @@ fn a_mistyped_flag_or_verb_gets_one_line_with_the_suggestion_and_exit_2() {
 
 #[test]
 fn slmgr_takes_the_machine_before_the_verb_as_slmgr_vbs_does() {
-    use std::io::BufRead as _;
     let dir = built_binaries();
     let data = tempfile::tempdir().unwrap();
-    let mut host = Command::new(dir.join("kms-host"))
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--no-dns-publish", "--data-dir"])
-        .arg(data.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(host.stdout.take().unwrap()).lines();
-    let admin = loop {
-        let line = lines.next().expect("kms-host printed its addresses").unwrap();
-        if let Some(addr) = line.strip_prefix("listening on admin ") {
-            break addr.trim().to_owned();
-        }
-    };
+    let data_dir = data.path().display().to_string();
+    let (mut host, admin) = spawn_host(
+        &dir.join("kms-host"),
+        &["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--no-dns-publish", "--data-dir", &data_dir],
+    );
     let slmgr = |args: &[&str]| Command::new(dir.join("slmgr")).args(args).output().unwrap();
     let by_target = slmgr(&["--target", &admin, "/dli"]);
     let by_machine = slmgr(&[&admin, "/dli"]);
@@ -198,6 +188,22 @@ fn slmgr_takes_the_machine_before_the_verb_as_slmgr_vbs_does() {
     assert_eq!(String::from_utf8_lossy(&with_credentials.stdout).trim(), "Volume activation interval set to 60 minutes successfully.");
     let two_words = slmgr(&[&admin, "administrator", "/dli"]);
     assert_eq!(two_words.status.code(), Some(2));
+}
+
+/// Starts the `kms-host` at `bin` with `args`; returns it with the admin address it printed.
+fn spawn_host(bin: &Path, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut host = Command::new(bin).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(host.stdout.take().unwrap()).lines();
+    let admin = loop {
+        let line = lines.next().unwrap_or_else(|| panic!("{} printed no admin address", bin.display())).unwrap();
+        if let Some(addr) = line.strip_prefix("listening on admin ") {
+            break addr.trim().to_owned();
+        }
+    };
+    // Keep reading, so that the host never writes into a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (host, admin)
 }
 
 /// Runs a command, panicking with its output when it fails.
@@ -262,21 +268,8 @@ fn the_deb_installs_verifies_starts_and_removes() {
                 other => other.to_owned(),
             })
             .collect();
-        let mut host = Command::new("/usr/bin/kms-host")
-            .args(&args)
-            .arg("--no-dns-publish")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        use std::io::BufRead as _;
-        let mut lines = std::io::BufReader::new(host.stdout.take().unwrap()).lines();
-        let admin = loop {
-            let line = lines.next().expect("the installed kms-host printed its addresses").unwrap();
-            if let Some(addr) = line.strip_prefix("listening on admin ") {
-                break addr.trim().to_owned();
-            }
-        };
+        let args: Vec<&str> = args.iter().map(String::as_str).chain(["--no-dns-publish"]).collect();
+        let (mut host, admin) = spawn_host(Path::new("/usr/bin/kms-host"), &args);
         let health = Command::new("/usr/bin/kmslab").args(["health", &format!("http://{admin}/healthz")]).output().unwrap();
         let _ = host.kill();
         let _ = host.wait();
