@@ -12,22 +12,17 @@ use std::time::Duration;
 use kmslab_client::config::Timeouts;
 use kmslab_client::net::Net;
 use kmslab_core::activator::HostOutcome;
-use kmslab_core::catalog::Catalog;
 use kmslab_core::hostaddr::HostAddr;
-use kmslab_core::wire::{self, FrameKey, HEADER_LEN, KMS_PROTOCOL_V4, Request};
-use kmslab_core::{HResult, LicenseStatus, Timestamp, Uuid};
+use kmslab_core::wire::{self, FrameKey, HEADER_LEN};
+use kmslab_core::{HResult, Uuid};
 use kmslab_dns::DnsServerChoice;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{http, write_state};
+use crate::support::{http, win7_request, write_state};
 
 const PSK: &str = "integrity-test-psk-0123456789abcdef";
-
-fn wall_now() -> Timestamp {
-    Timestamp::from_unix_ms(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64)
-}
 
 /// Reads one whole frame as raw bytes (header, body, nonce, MAC); `None` on a clean close.
 async fn read_raw_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
@@ -61,25 +56,6 @@ async fn proxy(listener: TcpListener, host: SocketAddr, recorded: Arc<Mutex<Opti
                 }
             }
         });
-    }
-}
-
-fn request_from(cmid: Uuid) -> Request {
-    let catalog = Catalog::builtin();
-    let p = catalog.product_by_name("win7-enterprise").unwrap();
-    Request {
-        protocol: KMS_PROTOCOL_V4,
-        vm: false,
-        license_status: LicenseStatus::InitialGrace,
-        minutes_to_expiry: 43_200,
-        application_id: p.application_id,
-        activation_id: p.activation_id,
-        kms_counted_id: p.kms_counted_id,
-        cmid,
-        previous_cmid: Uuid::nil(),
-        n_policy: 25,
-        client_time: wall_now(),
-        machine_name: "other-machine".into(),
     }
 }
 
@@ -139,7 +115,7 @@ async fn a_replayed_psk_answer_does_not_activate_the_client_while_the_host_is_do
     let target = HostAddr::new("127.0.0.1", host_addr.port());
     let mut counted = 0;
     for _ in 0..400 {
-        match net.send(&target, request_from(Uuid::new_v4())).await {
+        match net.send(&target, win7_request(Uuid::new_v4(), "other-machine")).await {
             HostOutcome::Response(_) => counted += 1,
             HostOutcome::Unreachable(HResult::HOST_UNREACHABLE) => tokio::time::sleep(Duration::from_millis(25)).await,
             other => panic!("{other:?}"),

@@ -7,12 +7,13 @@ use std::time::Duration;
 use kmslab_client::config::Timeouts;
 use kmslab_client::net::Net;
 use kmslab_core::activator::HostOutcome;
-use kmslab_core::catalog::Catalog;
 use kmslab_core::hostaddr::HostAddr;
-use kmslab_core::wire::{FrameKey, KMS_PROTOCOL_V4, Request};
-use kmslab_core::{HResult, LicenseStatus, Timestamp, Uuid};
+use kmslab_core::wire::FrameKey;
+use kmslab_core::{HResult, Uuid};
 use kmslab_dns::DnsServerChoice;
 use tokio_util::sync::CancellationToken;
+
+use crate::support::win7_request;
 
 async fn start_host(dir: &std::path::Path, psk: Option<FrameKey>) -> (SocketAddr, CancellationToken, tokio::task::JoinHandle<()>) {
     let mut config = kmslab_host::HostConfig::with_data_dir(dir);
@@ -27,32 +28,13 @@ async fn start_host(dir: &std::path::Path, psk: Option<FrameKey>) -> (SocketAddr
     (kms, shutdown, task)
 }
 
-fn request() -> Request {
-    let catalog = Catalog::builtin();
-    let p = catalog.product_by_name("win7-enterprise").unwrap();
-    Request {
-        protocol: KMS_PROTOCOL_V4,
-        vm: false,
-        license_status: LicenseStatus::InitialGrace,
-        minutes_to_expiry: 43_200,
-        application_id: p.application_id,
-        activation_id: p.activation_id,
-        kms_counted_id: p.kms_counted_id,
-        cmid: Uuid::new_v4(),
-        previous_cmid: Uuid::nil(),
-        n_policy: 25,
-        client_time: Timestamp::from_unix_ms(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64),
-        machine_name: "psk-test".into(),
-    }
-}
-
 async fn send(kms: SocketAddr, psk: Option<FrameKey>) -> HostOutcome {
     let timeouts = Timeouts { connect: Duration::from_secs(2), response: Duration::from_secs(5), dns: Duration::from_secs(1) };
     let net = Net::new(DnsServerChoice::System, timeouts).with_psk(psk);
     let host = HostAddr::new(kms.ip().to_string(), kms.port());
     // The host may still be opening its registry: retry a refused connect for a while.
     for _ in 0..100 {
-        match net.send(&host, request()).await {
+        match net.send(&host, win7_request(Uuid::new_v4(), "psk-test")).await {
             HostOutcome::Unreachable(HResult::HOST_UNREACHABLE) => tokio::time::sleep(Duration::from_millis(20)).await,
             other => return other,
         }

@@ -204,10 +204,35 @@ pub fn ts(v: &Value) -> Timestamp {
     Timestamp::parse_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"))).unwrap()
 }
 
+/// The wall clock as the core's timestamp (what a host on real time compares with).
+pub fn wall_now() -> Timestamp {
+    Timestamp::from_unix_ms(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64)
+}
+
+/// A Windows 7 Enterprise request in initial grace from `machine_name`, sent now.
+pub fn win7_request(cmid: uuid::Uuid, machine_name: &str) -> Request {
+    let catalog = Catalog::builtin();
+    let p = catalog.product_by_name("win7-enterprise").unwrap();
+    Request {
+        protocol: kmslab_core::wire::KMS_PROTOCOL_V4,
+        vm: false,
+        license_status: kmslab_core::license::LicenseStatus::InitialGrace,
+        minutes_to_expiry: 43_200,
+        application_id: p.application_id,
+        activation_id: p.activation_id,
+        kms_counted_id: p.kms_counted_id,
+        cmid,
+        previous_cmid: uuid::Uuid::nil(),
+        n_policy: 25,
+        client_time: wall_now(),
+        machine_name: machine_name.into(),
+    }
+}
+
 /// Writes a state as a restarted machine would find it.
 pub fn write_state(dir: &std::path::Path, edit: impl FnOnce(&mut kmslab_core::activator::ActivatorState)) {
     let catalog = Catalog::builtin();
-    let now = Timestamp::from_unix_ms(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64);
+    let now = wall_now();
     let p = catalog.product_by_name("win7-enterprise").unwrap().clone();
     let a = Activator::new(p, SplitMix64::new(42).uuid_v4(), "test-pc", now);
     let mut state = a.state().clone();
