@@ -1,0 +1,233 @@
+//! The one renderer of slmgr's `/dli`, `/dlv` and `/xpr` text, for clients and hosts,
+//! from the typed views. slmgr prints it; the drills and the fleet show it.
+//!
+//! The lines are those of docs/interfaces.md: labels exact, one space after the colon;
+//! day counts truncated as Windows 7's slmgr.vbs does; times in slmgr's en-US form
+//! (`4/28/2009 2:32:10 PM`, UTC).
+//!
+//! `all` is `/dli all` and `/dlv all`: every installed license. A client has one product,
+//! so its text is the same; a host prints one license block per host key group, then the
+//! Key Management Service sections once.
+
+use kmslab_core::license::{days_from_minutes, notification_reason_line};
+use kmslab_core::{HResult, Timestamp};
+
+use crate::client::ClientStatus;
+use crate::host::{HostLicense, HostStatus};
+
+/// What `/dli` prints on a client that has no product key (slmgr exits 1).
+pub const NO_PRODUCT_KEY: &str = "Error: product key not found.";
+
+/// The `Software licensing service version:` line of `/dlv`.
+pub fn version_line() -> String {
+    format!("Software licensing service version: 6.1.7600.16385 (kmslab {})", env!("CARGO_PKG_VERSION"))
+}
+
+/// A time as slmgr.vbs prints it in the en-US locale: `4/28/2009 2:32:10 PM` (UTC).
+pub fn slmgr_time(t: Timestamp) -> String {
+    let c = t.civil();
+    let (hour, half) = match c.hour {
+        0 => (12, "AM"),
+        h @ 1..=11 => (h, "AM"),
+        12 => (12, "PM"),
+        h => (h - 12, "PM"),
+    };
+    format!("{}/{}/{} {hour}:{:02}:{:02} {half}", c.month, c.day, c.year, c.minute, c.second)
+}
+
+/// An RFC 3339 time of a view in slmgr's form; text that is not RFC 3339 is kept.
+pub fn slmgr_time_text(rfc3339: &str) -> String {
+    Timestamp::parse_rfc3339(rfc3339).map_or_else(|_| rfc3339.to_owned(), slmgr_time)
+}
+
+fn opt_time(t: Option<&String>) -> String {
+    t.map(|t| slmgr_time_text(t)).unwrap_or_default()
+}
+
+/// `N minute(s) (D day(s))`, the days truncated as Windows 7's slmgr.vbs does.
+pub fn minutes_and_days(minutes: u64) -> String {
+    format!("{minutes} minute(s) ({} day(s))", days_from_minutes(minutes))
+}
+
+struct Lines(String);
+
+impl Lines {
+    fn line(&mut self, l: impl AsRef<str>) {
+        self.0.push_str(l.as_ref());
+        self.0.push('\n');
+    }
+}
+
+/// A client's `/dli` (or `/dlv` when `verbose`) text; `Err` holds the one line printed
+/// when no product key is installed ([`NO_PRODUCT_KEY`]).
+pub fn client_dli(s: &ClientStatus, verbose: bool, all: bool) -> Result<String, String> {
+    // A client has one product: `all` lists the same one.
+    let _ = all;
+    let Some(product) = &s.product else {
+        return Err(NO_PRODUCT_KEY.to_owned());
+    };
+    let mut out = Lines(String::new());
+    if verbose {
+        out.line(version_line());
+        out.line("");
+    }
+    out.line(format!("Name: {}", product.display_name));
+    out.line(format!("Description: {}", product.description));
+    if verbose {
+        out.line(format!("Activation ID: {}", product.activation_id));
+        out.line(format!("Application ID: {}", product.application_id));
+        if let Some(epid) = &s.extended_pid {
+            out.line(format!("Extended PID: {epid}"));
+        }
+        if let Some(iid) = &s.installation_id {
+            out.line(format!("Installation ID: {iid}"));
+        }
+    }
+    out.line(format!("Partial Product Key: {}", product.partial_key));
+    out.line(format!("License Status: {}", s.status_label));
+    if s.status == "notification" {
+        let reason = s.notification_reason.as_deref().and_then(HResult::parse).unwrap_or(HResult::GRACE_EXPIRED);
+        out.line(notification_reason_line(reason));
+    }
+    match s.status.as_str() {
+        "licensed" => out.line(format!("Volume activation expiration: {}", minutes_and_days(s.minutes_remaining))),
+        "initial_grace" | "additional_grace" | "non_genuine_grace" | "extended_grace" => {
+            out.line(format!("Time remaining: {}", minutes_and_days(s.minutes_remaining)))
+        }
+        _ => {}
+    }
+    if verbose {
+        out.line(format!("Remaining Windows rearm count: {}", s.rearm_count));
+        out.line(format!("Trusted time: {}", slmgr_time_text(&s.now)));
+    }
+    out.line("");
+    out.line("Key Management Service client information");
+    out.line(format!("    Client Machine ID (CMID): {}", s.cmid));
+    let host = &s.host;
+    if let Some(manual) = &host.manual {
+        out.line(format!("    Registered KMS machine name: {manual}"));
+    } else if let Some(h) = host.last.as_ref().filter(|_| host.last_source.as_deref() != Some("manual")).or(host.cached.as_ref()) {
+        out.line(format!("    KMS machine name from DNS: {h}"));
+    } else {
+        out.line("    DNS auto-discovery: KMS name not available");
+    }
+    if let Some(epid) = &s.epid {
+        out.line(format!("    KMS machine extended PID: {epid}"));
+    }
+    out.line(format!("    Activation interval: {} minutes", s.activation_interval));
+    out.line(format!("    Renewal interval: {} minutes", s.renewal_interval));
+    out.line(if s.host_caching { "    KMS host caching is enabled" } else { "    KMS host caching is disabled" });
+    if verbose {
+        if let Some(d) = &s.domain {
+            out.line(format!("    KMS SRV record lookup domain: {d}"));
+        }
+        if let Some(prev) = Some(&s.previous_cmid).filter(|p| !p.is_empty() && !p.starts_with("00000000-")) {
+            out.line(format!("    Previous Client Machine ID (CMID): {prev}"));
+        }
+        if let Some(c) = s.current_count {
+            out.line(format!("    Current count reported by the KMS host: {c}"));
+        }
+        if let Some(last) = &s.last_result {
+            out.line(format!("    Last activation result: {} {} at {}", last.hresult, last.name, opt_time(last.at.as_ref())));
+        }
+    }
+    Ok(out.0)
+}
+
+/// A client's `/xpr` text (`Err`: no product key).
+pub fn client_xpr(s: &ClientStatus, all: bool) -> Result<String, String> {
+    let _ = all;
+    let Some(product) = &s.product else {
+        return Err(NO_PRODUCT_KEY.to_owned());
+    };
+    let detail = match s.status.as_str() {
+        "licensed" => format!("Volume activation will expire {}", opt_time(s.valid_until.as_ref())),
+        "initial_grace" => format!("Initial grace period ends {}", opt_time(s.grace_end.as_ref())),
+        "additional_grace" => format!("Additional grace period ends {}", opt_time(s.grace_end.as_ref())),
+        "notification" => "Windows is in Notification mode".to_owned(),
+        _ => s.status_label.clone(),
+    };
+    Ok(format!("{}:\n    {detail}\n", product.display_name))
+}
+
+fn host_license(out: &mut Lines, s: &HostStatus, license: &HostLicense, verbose: bool) {
+    out.line(format!("Name: {}", license.name));
+    out.line(format!("Description: {}", license.description));
+    if verbose {
+        out.line(format!("Activation ID: {}", license.activation_id));
+        out.line(format!("Application ID: {}", s.application_id));
+        out.line(format!("Extended PID: {}", s.epid));
+        out.line(format!("Host key groups: {}", s.host_key_groups.join(", ")));
+    }
+    out.line(format!("Partial Product Key: {}", license.partial_product_key));
+    out.line(format!("License Status: {}", s.license_status));
+    if verbose {
+        out.line(format!("Remaining Windows rearm count: {}", s.remaining_rearm_count));
+        out.line(format!("Trusted time: {}", slmgr_time_text(&s.trusted_time)));
+    }
+}
+
+/// A host's `/dli` (or `/dlv` when `verbose`) text.
+pub fn host_dli(s: &HostStatus, verbose: bool, all: bool) -> String {
+    let mut out = Lines(String::new());
+    if verbose {
+        out.line(version_line());
+        out.line("");
+    }
+    let primary = HostLicense {
+        host_key_group: s.host_key_groups.first().cloned().unwrap_or_default(),
+        name: s.name.clone().unwrap_or_default(),
+        description: s.description.clone().unwrap_or_default(),
+        partial_product_key: s.partial_product_key.clone().unwrap_or_default(),
+        activation_id: s.activation_id.clone(),
+    };
+    let licenses: Vec<&HostLicense> = if all && !s.licenses.is_empty() { s.licenses.iter().collect() } else { vec![&primary] };
+    for (i, license) in licenses.iter().enumerate() {
+        if i > 0 {
+            out.line("");
+        }
+        host_license(&mut out, s, license, verbose);
+    }
+    out.line("");
+    out.line("Key Management Service is enabled on this machine");
+    let primary = s.primary_count();
+    out.line(format!("    Current count: {}", primary.map_or(0, |c| c.count)));
+    for c in s.served_counts().filter(|c| Some(*c) != primary) {
+        out.line(format!("    Current count ({}): {}", c.group.as_deref().unwrap_or("?"), c.count));
+    }
+    out.line(format!("    Listening on Port: {}", s.port.map(|p| p.to_string()).unwrap_or_default()));
+    out.line(format!("    DNS publishing {}", if s.dns_publishing { "enabled" } else { "disabled" }));
+    out.line(format!("    KMS priority: {}", if s.settings.priority_low() { "Low" } else { "Normal" }));
+    if verbose {
+        out.line(format!("    Activation interval: {} minutes", s.settings.activation_interval));
+        out.line(format!("    Renewal interval: {} minutes", s.settings.renewal_interval));
+    }
+    out.line("");
+    out.line("Key Management Service cumulative requests received from clients");
+    out.line(format!("    Total requests received: {}", s.counters.total));
+    out.line(format!("    Failed requests received: {}", s.counters.failed));
+    for (key, label) in [
+        ("unlicensed", "Unlicensed"),
+        ("licensed", "Licensed"),
+        ("initial_grace", "Initial grace period"),
+        ("additional_grace", "License expired or Hardware out of tolerance"),
+        ("non_genuine_grace", "Non-genuine grace period"),
+        ("notification", "Notification"),
+    ] {
+        out.line(format!("    Requests with License Status {label}: {}", s.counters.by_status.get(key).copied().unwrap_or(0)));
+    }
+    out.0
+}
+
+/// [`host_dli`] as lines.
+pub fn host_dli_lines(s: &HostStatus, verbose: bool, all: bool) -> Vec<String> {
+    host_dli(s, verbose, all).lines().map(str::to_owned).collect()
+}
+
+/// [`client_dli`] as lines (the one error line when no product key is installed).
+pub fn client_dli_lines(s: &ClientStatus, verbose: bool, all: bool) -> Vec<String> {
+    match client_dli(s, verbose, all) {
+        Ok(text) => text.lines().map(str::to_owned).collect(),
+        Err(line) => vec![line],
+    }
+}
