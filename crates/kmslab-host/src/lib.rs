@@ -22,8 +22,10 @@ pub mod config;
 pub mod dashboard;
 pub mod metrics;
 pub mod publish;
+pub mod series;
 mod serve;
 pub mod state;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -118,7 +120,10 @@ async fn run_started(
     }
     // Publishing has its own token so that it can still unpublish after the listeners stop.
     let dns_shutdown = CancellationToken::new();
-    let dns_task = srv_port.map(|port| tokio::spawn(publish::run(Arc::clone(&state), port, dns_shutdown.clone())));
+    let dns_task = srv_port.map(|port| {
+        let recorder = publish::Recorder { clock: state.clock.clone(), store: state.store.clone() };
+        tokio::spawn(publish::run(Arc::clone(&state.dns), recorder, port, dns_shutdown.clone()))
+    });
     let admin_shutdown = shutdown.clone();
     tokio::spawn(dashboard::alerts::watch(Arc::clone(&state), shutdown.clone()));
     let admin_limits = kmslab_admin::ServeLimits { max_connections: admin_cap, ..Default::default() };

@@ -61,14 +61,14 @@ pub(crate) async fn accept_loop(
                 continue;
             }
         };
-        if !crate::access::admit(&state, peer) {
+        if !state.access.admit(&state.metrics, peer) {
             // Not in --allow: closed before a byte is read (counted and logged by `admit`).
             continue;
         }
         let Some(source_slot) = per_source.try_acquire(peer.ip()) else {
             // The source holds its share of the slots: closed at once, so that one machine
             // cannot take every slot (counted and logged by `note_per_source`).
-            crate::access::note_per_source(&state, peer, per_source.cap());
+            state.access.note_per_source(&state.metrics, peer, per_source.cap());
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -131,7 +131,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
                 return;
             }
             Ok(Ok(None)) => return,
-            Ok(Ok(Some(Message::Request(req)))) => match crate::access::rate_limited(state, peer, &req) {
+            Ok(Ok(Some(Message::Request(req)))) => match state.access.rate_limited(&state.metrics, peer, &req) {
                 Some(refusal) => (refusal, false),
                 None => (state.handle_request(&req, Some(peer)).await, false),
             },
@@ -141,7 +141,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
                 (Message::Error(ErrorFrame { hresult: HResult::INVALID_DATA, cmid: kmslab_core::Uuid::nil(), message }), true)
             }
             Ok(Err(FrameError::Decode(err))) => {
-                plain_reply = crate::access::note_decode_error(state, &err);
+                plain_reply = state.access.note_decode_error(&state.metrics, &err);
                 let message = err.to_string();
                 malformed(state, peer, message.clone()).await;
                 (Message::Error(ErrorFrame { hresult: err.hresult(), cmid: kmslab_core::Uuid::nil(), message }), true)
