@@ -231,3 +231,101 @@ pub fn client_dli_lines(s: &ClientStatus, verbose: bool, all: bool) -> Vec<Strin
         Err(line) => vec![line],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{ClientHost, LastResult, ProductView};
+
+    fn client(status: &str, minutes: u64) -> ClientStatus {
+        ClientStatus {
+            role: "client".into(),
+            now: "2009-04-28T14:32:10Z".into(),
+            product: Some(ProductView {
+                name: "win7-enterprise".into(),
+                display_name: "Windows(R) 7, Enterprise edition".into(),
+                description: "Windows Operating System - Windows(R) 7, VOLUME_KMSCLIENT channel".into(),
+                partial_key: "HVTHH".into(),
+                activation_id: "ae2ee509-1b34-41c0-acb7-6d4650168915".into(),
+                application_id: WINDOWS_APP.into(),
+                required_count: 25,
+            }),
+            status: status.into(),
+            status_code: 1,
+            status_label: "Licensed".into(),
+            notification_reason: None,
+            cmid: "2ffcfc30-6a6a-49ec-92b8-f6150c7df211".into(),
+            previous_cmid: "00000000-0000-0000-0000-000000000000".into(),
+            minutes_remaining: minutes,
+            grace_end: None,
+            valid_until: Some("2009-10-25T00:05:00Z".into()),
+            activation_interval: 120,
+            renewal_interval: 10080,
+            next_attempt: None,
+            attempt_in_progress: false,
+            host: ClientHost::default(),
+            epid: None,
+            current_count: Some(25),
+            host_caching: true,
+            domain: None,
+            dns_server: None,
+            rearm_count: 3,
+            machine_name: "pc".into(),
+            vm: false,
+            state_save_error: None,
+            last_result: Some(LastResult { hresult: "0x00000000".into(), name: "S_OK".into(), at: Some("2009-04-28T12:00:00Z".into()) }),
+            extended_pid: Some("55041-00142-001-000001-03-1033-7600.0000-0012009".into()),
+            installation_id: Some("000000-000000-000000-000000-000000-000000-000000-000000-000000".into()),
+        }
+    }
+
+    const WINDOWS_APP: &str = crate::host::WINDOWS_APPLICATION_ID;
+
+    #[test]
+    fn times_read_as_slmgr_vbs_writes_them_in_en_us() {
+        let t = |s: &str| slmgr_time(Timestamp::parse_rfc3339(s).unwrap());
+        assert_eq!(t("2009-04-28T14:32:10Z"), "4/28/2009 2:32:10 PM");
+        assert_eq!(t("2009-04-28T00:05:09Z"), "4/28/2009 12:05:09 AM");
+        assert_eq!(t("2009-12-01T12:00:00Z"), "12/1/2009 12:00:00 PM");
+        assert_eq!(t("2009-12-01T11:59:59.999Z"), "12/1/2009 11:59:59 AM");
+        assert_eq!(slmgr_time_text("not a time"), "not a time");
+    }
+
+    #[test]
+    fn client_dli_has_the_contract_lines_and_dlv_the_details() {
+        let s = client("licensed", 259_200);
+        let dli = client_dli(&s, false, false).unwrap();
+        assert_eq!(
+            dli.lines().collect::<Vec<_>>(),
+            [
+                "Name: Windows(R) 7, Enterprise edition",
+                "Description: Windows Operating System - Windows(R) 7, VOLUME_KMSCLIENT channel",
+                "Partial Product Key: HVTHH",
+                "License Status: Licensed",
+                "Volume activation expiration: 259200 minute(s) (180 day(s))",
+                "",
+                "Key Management Service client information",
+                "    Client Machine ID (CMID): 2ffcfc30-6a6a-49ec-92b8-f6150c7df211",
+                "    DNS auto-discovery: KMS name not available",
+                "    Activation interval: 120 minutes",
+                "    Renewal interval: 10080 minutes",
+                "    KMS host caching is enabled",
+            ]
+        );
+        assert_eq!(client_dli(&s, false, true).unwrap(), dli, "a client's /dli all is its one product");
+        let dlv = client_dli(&s, true, false).unwrap();
+        for line in [
+            "Extended PID: 55041-00142-001-000001-03-1033-7600.0000-0012009",
+            "Installation ID: 000000-000000-000000-000000-000000-000000-000000-000000-000000",
+            "Trusted time: 4/28/2009 2:32:10 PM",
+            "    Last activation result: 0x00000000 S_OK at 4/28/2009 12:00:00 PM",
+        ] {
+            assert!(dlv.lines().any(|l| l == line), "{line:?} in\n{dlv}");
+        }
+        assert_eq!(client_xpr(&s, false).unwrap(), "Windows(R) 7, Enterprise edition:\n    Volume activation will expire 10/25/2009 12:05:00 AM\n");
+        let mut none = s.clone();
+        none.product = None;
+        assert_eq!(client_dli(&none, false, false), Err(NO_PRODUCT_KEY.to_owned()));
+        assert_eq!(client_dli_lines(&none, true, false), [NO_PRODUCT_KEY]);
+    }
+}
