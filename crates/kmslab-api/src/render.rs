@@ -322,7 +322,10 @@ mod tests {
         ] {
             assert!(dlv.lines().any(|l| l == line), "{line:?} in\n{dlv}");
         }
-        assert_eq!(client_xpr(&s, false).unwrap(), "Windows(R) 7, Enterprise edition:\n    Volume activation will expire 10/25/2009 12:05:00 AM\n");
+        assert_eq!(
+            client_xpr(&s, false).unwrap(),
+            "Windows(R) 7, Enterprise edition:\n    Volume activation will expire 10/25/2009 12:05:00 AM\n"
+        );
         let mut none = s.clone();
         none.product = None;
         assert_eq!(client_dli(&none, false, false), Err(NO_PRODUCT_KEY.to_owned()));

@@ -23,6 +23,7 @@ use kmslab_store::{ClientQuery, ClientRow, EventQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::config::HostConfig;
 use crate::metrics::Snapshot;
 use crate::state::{HostState, keys};
 
@@ -32,7 +33,7 @@ type AppState = Arc<HostState>;
 const E_INVALIDARG: &str = "0x80070057";
 
 /// The admin router.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, access: AdminAccess) -> Router {
     Router::new()
         .merge(crate::dashboard::routes())
         .route("/healthz", get(healthz))
@@ -42,7 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/settings", post(settings))
         .with_state(Arc::clone(&state))
-        .layer(middleware::from_fn_with_state(Arc::new(access_rules(&state)), kmslab_admin::guard::middleware))
+        .layer(middleware::from_fn_with_state(Arc::new(access), kmslab_admin::guard::middleware))
 }
 
 /// The admin API's rules (kmslab-admin's guard, docs/reliability.md "Threat model"):
@@ -57,12 +58,12 @@ pub fn router(state: AppState) -> Router {
 ///
 /// A request that did not come through a socket (the router driven in-process) is judged
 /// by the bind address instead.
-pub fn access_rules(state: &HostState) -> AdminAccess {
-    let mut access = AdminAccess::new("kms-host", state.admin_addr);
-    access.local = state.config.admin_local_networks.clone();
-    access.read = state.config.admin_read_networks.clone();
-    access.token = state.config.admin_token.clone();
-    access.names = state.config.admin_hosts.clone();
+pub fn access_rules(config: &HostConfig, admin_addr: std::net::SocketAddr) -> AdminAccess {
+    let mut access = AdminAccess::new("kms-host", admin_addr);
+    access.local = config.admin_local_networks.clone();
+    access.read = config.admin_read_networks.clone();
+    access.token = config.admin_token.clone();
+    access.names = config.admin_hosts.clone();
     access.csp = crate::dashboard::CONTENT_SECURITY_POLICY.as_str();
     access
 }

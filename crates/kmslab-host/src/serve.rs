@@ -87,7 +87,7 @@ pub(crate) async fn accept_loop(
 async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostState, shutdown: &CancellationToken) {
     let mut rbuf = Vec::with_capacity(256);
     let mut wbuf = Vec::with_capacity(256);
-    let idle = state.config.idle_timeout;
+    let idle = state.wire.idle_timeout;
     let mut answered = 0u64;
     loop {
         // The idle timeout covers the whole frame, not each read: a slowloris that trickles
@@ -97,7 +97,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
             // Between requests a shutdown simply closes the connection; a request already
             // read is finished below, outside this select.
             _ = shutdown.cancelled() => return,
-            read = tokio::time::timeout(idle, read_frame_with(&mut counted, &mut rbuf, state.config.psk.as_ref())) => read,
+            read = tokio::time::timeout(idle, read_frame_with(&mut counted, &mut rbuf, state.wire.psk.as_ref())) => read,
         };
         // With --psk, the answer echoes the request's nonce under its MAC (docs/protocol.md),
         // so that a recorded answer cannot pass for the answer to a later request.
@@ -164,7 +164,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
         answered += 1;
         // The idle timeout covers writes too: a peer that sends requests and never reads
         // its answers fills both socket buffers, and the write would wait forever.
-        let write = write_frame_with(&mut stream, &answer, &mut wbuf, state.config.psk.as_ref().filter(|_| !plain_reply), nonce.as_ref());
+        let write = write_frame_with(&mut stream, &answer, &mut wbuf, state.wire.psk.as_ref().filter(|_| !plain_reply), nonce.as_ref());
         match tokio::time::timeout(idle, write).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {

@@ -81,6 +81,15 @@ pub struct ExtraSettings {
     pub priority_low: bool,
 }
 
+/// The connection tasks' own settings.
+#[derive(Debug, Clone)]
+pub struct WireSettings {
+    /// `--idle-timeout`: the longest wait for a whole frame or for a write.
+    pub idle_timeout: std::time::Duration,
+    /// `--psk`: frames carry a MAC with this key.
+    pub psk: Option<kmslab_core::wire::FrameKey>,
+}
+
 /// Everything the connection tasks and the admin API share.
 #[derive(Debug)]
 pub struct HostState {
@@ -89,7 +98,8 @@ pub struct HostState {
     pub(crate) clock: SimClock,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) metrics: HostMetrics,
-    pub(crate) config: HostConfig,
+    /// How KMS connections are read and written (`--idle-timeout`, `--psk`).
+    pub(crate) wire: WireSettings,
     pub(crate) kms_addrs: Vec<SocketAddr>,
     pub(crate) admin_addr: SocketAddr,
     malformed_total: AtomicU64,
@@ -244,7 +254,7 @@ impl HostState {
             clock,
             catalog: Arc::clone(&config.catalog),
             metrics: HostMetrics::default(),
-            config,
+            wire: WireSettings { idle_timeout: config.idle_timeout, psk: config.psk.clone() },
             kms_addrs,
             admin_addr,
             malformed_total: AtomicU64::new(malformed),
