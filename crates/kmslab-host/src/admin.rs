@@ -21,7 +21,7 @@ use kmslab_core::ledger::validate_interval;
 use kmslab_core::{LicenseStatus, Timestamp, Uuid};
 use kmslab_store::{ClientQuery, ClientRow, EventQuery};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::config::HostConfig;
 use crate::metrics::Snapshot;
@@ -99,11 +99,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
     body.push_str(&crate::dashboard::alerts::render_metrics(&state, &crate::dashboard::alerts::current(&state)));
     kmslab_runtime::process_metrics::render(&mut body);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
-}
-
-/// The `/api/v1/status` document (also what `slmgr /dli` on a host reads).
-pub fn status_json(state: &HostState) -> Value {
-    serde_json::to_value(crate::status::host_status(state)).unwrap_or(Value::Null)
 }
 
 async fn status(State(state): State<AppState>) -> Json<HostStatus> {

@@ -395,13 +395,9 @@ pub async fn http_get_text(addr: SocketAddr, path: &str) -> anyhow::Result<Strin
     Ok(body.to_owned())
 }
 
-/// The Windows group's count in a status document.
+/// The Windows group's count in a status document (0 when it is not a host's status).
 pub fn windows_count(status: &Value) -> u64 {
-    status["counts"]
-        .as_array()
-        .and_then(|groups| groups.iter().find(|g| g["group"] == "windows"))
-        .and_then(|g| g["count"].as_u64())
-        .unwrap_or(0)
+    serde_json::from_value::<kmslab_api::HostStatus>(status.clone()).map_or(0, |s| u64::from(s.count_of("windows")))
 }
 
 /// A host's `/dli` lines (docs/interfaces.md) from its status document, from the one
