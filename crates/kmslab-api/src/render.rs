@@ -331,4 +331,79 @@ mod tests {
         assert_eq!(client_dli(&none, false, false), Err(NO_PRODUCT_KEY.to_owned()));
         assert_eq!(client_dli_lines(&none, true, false), [NO_PRODUCT_KEY]);
     }
+
+    #[test]
+    fn host_dli_lists_served_groups_and_all_lists_every_license() {
+        use crate::host::{DnsStatus, GroupCount, Health, HostCounters, HostSettings};
+        let group = |name: &str, count: u32, served: bool| GroupCount {
+            group: Some(name.into()),
+            kms_counted_id: name.into(),
+            count,
+            cap: 50,
+            max_n_policy: 25,
+            thresholds: vec![25],
+            served,
+        };
+        let license = |g: &str, name: &str| HostLicense {
+            host_key_group: g.into(),
+            name: name.into(),
+            description: format!("{name} description"),
+            partial_product_key: "ABCDE".into(),
+            activation_id: format!("id-{g}"),
+        };
+        let s = HostStatus {
+            role: "host".into(),
+            version: "0".into(),
+            now: "2009-04-28T14:32:10Z".into(),
+            name: Some("Host A".into()),
+            description: Some("Host A description".into()),
+            partial_product_key: Some("ABCDE".into()),
+            host_key_groups: vec!["kms-b".into(), "office-2010".into()],
+            activated: true,
+            license_status: "Licensed".into(),
+            epid: "55041-00168-305-123456-03-1033-7600.0000-0012026".into(),
+            listening: vec!["0.0.0.0:1688".into()],
+            port: Some(1688),
+            admin: "127.0.0.1:8688".into(),
+            counts: vec![group("office2010", 4, true), group("windows", 7, true), group("other", 9, false)],
+            counters: HostCounters { total: 11, failed: 1, by_status: [("licensed".to_owned(), 10)].into() },
+            settings: HostSettings {
+                activation_interval: 120,
+                renewal_interval: 10080,
+                port: None,
+                dns_publishing: true,
+                priority: "low".into(),
+            },
+            dns_publishing: true,
+            dns: DnsStatus {
+                configured: false,
+                enabled: true,
+                server: None,
+                hostname: None,
+                port: None,
+                address: None,
+                ttl: 600,
+                tsig_key: None,
+                unpublish_on_exit: false,
+                zones: Vec::new(),
+            },
+            open_connections: 0,
+            health: Health { ok: true, reason: None },
+            activation_id: "id-kms-b".into(),
+            application_id: WINDOWS_APP.into(),
+            remaining_rearm_count: 3,
+            trusted_time: "2009-04-28T14:32:10Z".into(),
+            licenses: vec![license("kms-b", "Host A"), license("office-2010", "Office host")],
+        };
+        let dli = host_dli(&s, false, false);
+        assert!(dli.contains("    Current count: 7\n    Current count (office2010): 4\n    Listening on Port: 1688\n"), "{dli}");
+        assert!(!dli.contains("(other)"), "a group the host does not serve is not listed: {dli}");
+        assert!(dli.contains("    KMS priority: Low\n") && dli.contains("    Requests with License Status Licensed: 10\n"), "{dli}");
+        assert_eq!(dli.matches("Name: ").count(), 1);
+        let all = host_dli(&s, true, true);
+        assert_eq!(all.matches("Name: ").count(), 2, "{all}");
+        assert!(all.contains("Name: Office host\nDescription: Office host description\nActivation ID: id-office-2010\n"), "{all}");
+        assert!(all.contains("Trusted time: 4/28/2009 2:32:10 PM\n"), "{all}");
+        assert_eq!(all.matches("Key Management Service is enabled on this machine").count(), 1);
+    }
 }
