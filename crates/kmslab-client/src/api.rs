@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kmslab_admin::AdminAccess;
+use kmslab_api::{ClientStatus, EventList};
 use kmslab_core::LicenseStatus;
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::hresult::HResult;
@@ -17,7 +18,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::daemon::{Inner, Shared};
-use crate::persist::host_source_key;
 
 /// How long `/api/v1/ato` waits for the attempt to end (real time).
 const ATO_WAIT: Duration = Duration::from_secs(90);
@@ -72,7 +72,7 @@ pub fn access_rules(config: &crate::ClientConfig, bind: std::net::SocketAddr) ->
 pub fn router(shared: Arc<Shared>, access: Arc<AdminAccess>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/api/v1/status", get(status))
+        .route("/api/v1/status", get(get_status))
         .route("/api/v1/events", get(events))
         .route("/api/v1/ato", post(ato))
         .route("/api/v1/ipk", post(ipk))
@@ -92,64 +92,18 @@ fn opt<T: ToString>(v: Option<T>) -> Value {
     v.map_or(Value::Null, |v| Value::String(v.to_string()))
 }
 
+/// The `/api/v1/status` view: the machine's status ([`ClientStatus::of`], as the fleet's
+/// machines show it) plus what only the daemon knows.
+pub fn status(shared: &Shared, inner: &Inner) -> ClientStatus {
+    let mut status = ClientStatus::of(&inner.activator, shared.clock.now());
+    status.dns_server = shared.dns_server.as_ref().map(ToString::to_string);
+    status.state_save_error = shared.save_error(inner).map(str::to_owned);
+    status
+}
+
 /// The `/api/v1/status` object.
 pub fn status_json(shared: &Shared, inner: &Inner) -> Value {
-    let now = shared.clock.now();
-    let a = &inner.activator;
-    let s = a.state();
-    let product = a.product().map(|p| {
-        json!({
-            "name": p.name, "display_name": p.display_name, "description": p.description,
-            "partial_key": p.partial_key(), "activation_id": p.activation_id.to_string(),
-            "application_id": p.application_id.to_string(), "required_count": p.required_count,
-        })
-    });
-    // Rounded up, so a machine activated this very second shows the full 259200 minutes.
-    let end = match s.status {
-        LicenseStatus::Licensed => s.valid_until,
-        LicenseStatus::InitialGrace | LicenseStatus::AdditionalGrace => s.grace_end,
-        _ => None,
-    };
-    let minutes = end.map_or(0, |t| {
-        let ms = t.ms_since(now).max(0);
-        (ms + 59_999) / 60_000
-    });
-    json!({
-        "role": "client",
-        "now": now.to_string(),
-        "product": product,
-        "status": s.status.key(),
-        "status_code": s.status as u8,
-        "status_label": s.status.label(),
-        "notification_reason": opt(s.notification_reason),
-        "cmid": s.cmid.to_string(),
-        "previous_cmid": s.previous_cmid.to_string(),
-        "minutes_remaining": minutes,
-        "grace_end": opt(s.grace_end),
-        "valid_until": opt(s.valid_until),
-        "activation_interval": s.activation_interval,
-        "renewal_interval": s.renewal_interval,
-        "next_attempt": opt(s.next_attempt),
-        "attempt_in_progress": a.attempt_in_progress(),
-        "host": {
-            "manual": opt(s.manual_host.as_ref()),
-            "cached": opt(s.cached_host.as_ref()),
-            "last": opt(s.last.host.as_ref()),
-            "last_source": s.last.source.map(host_source_key),
-        },
-        "epid": s.last.epid,
-        "current_count": s.last.current_count,
-        "host_caching": s.host_caching,
-        "domain": s.domain,
-        "dns_server": opt(shared.dns_server.as_ref()),
-        "rearm_count": s.rearm_count,
-        "machine_name": s.machine_name,
-        "vm": s.vm,
-        "state_save_error": shared.save_error(inner),
-        "last_result": s.last.result.map(|r| json!({
-            "hresult": r.to_string(), "name": r.name(), "at": opt(s.last.at),
-        })),
-    })
+    serde_json::to_value(status(shared, inner)).unwrap_or(Value::Null)
 }
 
 /// 200 "ok", or 503 while the state cannot be saved (a full or failing disk).
@@ -161,9 +115,9 @@ async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-async fn status(State(shared): State<Arc<Shared>>) -> Json<Value> {
+async fn get_status(State(shared): State<Arc<Shared>>) -> Json<ClientStatus> {
     let g = shared.lock();
-    Json(status_json(&shared, &g))
+    Json(status(&shared, &g))
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,8 +125,8 @@ struct EventsQuery {
     since: Option<u64>,
 }
 
-async fn events(State(shared): State<Arc<Shared>>, Query(q): Query<EventsQuery>) -> Json<Value> {
-    Json(json!({ "events": shared.events_since(q.since.unwrap_or(0)) }))
+async fn events(State(shared): State<Arc<Shared>>, Query(q): Query<EventsQuery>) -> Json<EventList> {
+    Json(EventList { events: shared.events_since(q.since.unwrap_or(0)) })
 }
 
 /// Applies a change, saves, wakes the driver and answers with `reply` or the status.

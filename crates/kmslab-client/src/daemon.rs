@@ -5,15 +5,16 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use kmslab_api::event::{request_sent_fields, response_processed_fields};
 use kmslab_core::Timestamp;
 use kmslab_core::activator::{Action, Activator, ActivatorState, AttemptId, ClientEvent, HostOutcome};
 use kmslab_core::catalog::Catalog;
+use kmslab_core::events::{REQUEST_SENT, RESPONSE_PROCESSED};
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::hresult::HResult;
 use kmslab_core::rng::SplitMix64;
 use kmslab_core::srv::SrvCandidate;
 use kmslab_runtime::SimClock;
-use serde::Serialize;
 use serde_json::json;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -26,20 +27,7 @@ use crate::persist;
 pub const EVENT_RING: usize = 1000;
 
 /// One entry of the event ring, as `/api/v1/events` serves it.
-#[derive(Debug, Clone, Serialize)]
-pub struct EventRecord {
-    /// Sequence number (1, 2, ...).
-    pub seq: u64,
-    /// Simulated time (RFC 3339).
-    pub time: String,
-    /// The KMS event ID (12288, 12289) or none for the lab's own events.
-    pub event_id: Option<u32>,
-    /// `request_sent`, `response_processed`, `license_changed`, `notification_reminder`,
-    /// `attempt_finished`.
-    pub kind: &'static str,
-    /// The event's fields.
-    pub fields: serde_json::Value,
-}
+pub use kmslab_api::EventRecord;
 
 /// How an attempt ended, for `/ato`.
 #[derive(Debug, Clone)]
@@ -169,13 +157,13 @@ impl Shared {
 }
 
 impl Inner {
-    fn push_event(&mut self, now: Timestamp, event_id: Option<u32>, kind: &'static str, fields: serde_json::Value) {
+    fn push_event(&mut self, now: Timestamp, event_id: Option<u32>, kind: &str, fields: serde_json::Value) {
         let seq = self.next_seq;
         self.next_seq += 1;
         if self.events.len() == EVENT_RING {
             self.events.pop_front();
         }
-        self.events.push_back(EventRecord { seq, time: now.to_string(), event_id, kind, fields });
+        self.events.push_back(EventRecord { seq, time: now.to_string(), event_id, kind: Some(kind.to_owned()), fields });
     }
 
     /// Logs and records every pending core event; answers `/ato` waiters.
@@ -184,7 +172,7 @@ impl Inner {
             match ev {
                 ClientEvent::RequestSent(e) => {
                     tracing::info!(
-                        event_id = 12288u32,
+                        event_id = REQUEST_SENT,
                         result = %e.result,
                         name = e.result.name(),
                         status_flags = e.status_flags,
@@ -198,21 +186,11 @@ impl Inner {
                         n_policy = e.n_policy,
                         "KMS request sent"
                     );
-                    self.push_event(
-                        now,
-                        Some(12288),
-                        "request_sent",
-                        json!({
-                            "result": e.result.to_string(), "name": e.result.name(), "status_flags": e.status_flags, "host": e.host.to_string(),
-                            "cmid": e.cmid.to_string(), "client_time": e.client_time.to_string(), "vm": e.vm,
-                            "license_status": e.license_status as u8, "minutes_to_expiry": e.minutes_to_expiry,
-                            "activation_id": e.activation_id.to_string(), "n_policy": e.n_policy,
-                        }),
-                    );
+                    self.push_event(now, Some(REQUEST_SENT), "request_sent", request_sent_fields(&e));
                 }
                 ClientEvent::ResponseProcessed(e) => {
                     tracing::info!(
-                        event_id = 12289u32,
+                        event_id = RESPONSE_PROCESSED,
                         result = %e.result,
                         name = e.result.name(),
                         status_flags = e.status_flags,
@@ -222,16 +200,7 @@ impl Inner {
                         renewal_interval = e.renewal_interval,
                         "KMS response processed"
                     );
-                    self.push_event(
-                        now,
-                        Some(12289),
-                        "response_processed",
-                        json!({
-                            "result": e.result.to_string(), "name": e.result.name(), "status_flags": e.status_flags, "activated": u8::from(e.activated),
-                            "current_count": e.current_count, "activation_interval": e.activation_interval,
-                            "renewal_interval": e.renewal_interval,
-                        }),
-                    );
+                    self.push_event(now, Some(RESPONSE_PROCESSED), "response_processed", response_processed_fields(&e));
                 }
                 ClientEvent::LicenseChanged { from, to, at } => {
                     tracing::info!(from = from.label(), to = to.label(), at = %at, "license status changed");

@@ -257,6 +257,8 @@ impl CountSet {
 pub struct Admission {
     outcome: Result<Response, Refusal>,
     license_status: LicenseStatus,
+    /// The N-policy the request asked for.
+    n_policy: u32,
     /// The counted group and CMID the request was counted in, with what that changed.
     counted: Option<(Uuid, Uuid, Observed)>,
 }
@@ -265,6 +267,12 @@ impl Admission {
     /// The answer the ledger decided on (sent only after the registry stored the request).
     pub fn outcome(&self) -> &Result<Response, Refusal> {
         &self.outcome
+    }
+
+    /// The answer activates the client: a response whose current count reaches the
+    /// N-policy the client asked for (docs/kms-behaviour.md "Activation threshold").
+    pub fn activates(&self) -> bool {
+        matches!(&self.outcome, Ok(resp) if resp.current_count >= self.n_policy)
     }
 }
 
@@ -306,6 +314,28 @@ impl Ledger {
     /// Replaces the counters (the daemon restores them from its registry at start).
     pub fn set_counters(&mut self, counters: Counters) {
         self.counters = counters;
+    }
+
+    /// Restores the counters a daemon stored, plus `malformed` frames it counted apart
+    /// (each is a request received and failed, [`Ledger::record_malformed`]).
+    pub fn restore_counters(&mut self, stored: Counters, malformed: u64) {
+        self.counters = Counters { total: stored.total + malformed, failed: stored.failed + malformed, by_status: stored.by_status };
+    }
+
+    /// The N-policy a client of counted group `kms_counted_id` asks for: the highest
+    /// activation threshold among the catalog's products of that group (`None`: the
+    /// catalog has no product in it).
+    pub fn group_n_policy(&self, kms_counted_id: &Uuid) -> Option<u32> {
+        self.catalog.products().iter().filter(|p| p.kms_counted_id == *kms_counted_id).map(|p| p.required_count).max()
+    }
+
+    /// Puts a CMID the registry counted back into the count (`--keep-count`), with its
+    /// group's N-policy ([`Ledger::group_n_policy`]); false (and nothing restored) when
+    /// the catalog has no product in the group. Ignored if older than 30 days.
+    pub fn restore_counted_cmid(&mut self, kms_counted_id: Uuid, cmid: Uuid, last_seen: Timestamp, now: Timestamp) -> bool {
+        let Some(n_policy) = self.group_n_policy(&kms_counted_id) else { return false };
+        self.restore_cmid(kms_counted_id, cmid, n_policy, last_seen, now);
+        true
     }
 
     /// Puts a CMID back into the count (for `--keep-count`); ignored if older than 30 days.
@@ -365,7 +395,7 @@ impl Ledger {
                 (Err(refusal), None)
             }
         };
-        Admission { outcome, license_status: req.license_status, counted }
+        Admission { outcome, license_status: req.license_status, n_policy: req.n_policy, counted }
     }
 
     /// Makes an admission final (the registry stored the request) and returns its answer.

@@ -278,3 +278,34 @@ fn restored_cmids_count_only_within_the_window() {
     let got = l.handle_request(&request("win7-enterprise", ids[2], t0()), t0()).unwrap().current_count;
     assert_eq!(got, 2);
 }
+
+#[test]
+fn an_admission_activates_once_the_count_reaches_the_requested_n_policy() {
+    let mut l = ledger(&["kms-c"]);
+    let ids = cmids(5, 41);
+    for (i, c) in ids.iter().enumerate() {
+        let admission = l.admit(&request("server2008r2-standard", *c, t0()), t0());
+        assert_eq!(admission.activates(), i + 1 >= 5, "request {}", i + 1);
+        let _ = l.commit(admission);
+    }
+    let refused = l.admit(&request("office2010-proplus", ids[0], t0()), t0());
+    assert!(refused.outcome().is_err() && !refused.activates(), "a refusal never activates");
+    l.roll_back(refused);
+}
+
+#[test]
+fn restored_counters_include_malformed_frames_and_restored_cmids_use_the_groups_n_policy() {
+    let mut l = ledger(&["kms-c"]);
+    let stored = Counters { total: 10, failed: 2, by_status: [0, 8, 0, 0, 0, 0, 0] };
+    l.restore_counters(stored, 3);
+    assert_eq!((l.counters().total, l.counters().failed, l.counters().by_status), (13, 5, stored.by_status));
+    let catalog = catalog();
+    let windows = catalog.product_by_name("win7-enterprise").unwrap().kms_counted_id;
+    assert_eq!(l.group_n_policy(&windows), Some(25), "the group's highest threshold (client editions)");
+    assert_eq!(l.group_n_policy(&Uuid::from_u128(99)), None);
+    assert!(l.restore_counted_cmid(windows, Uuid::from_u128(5), t0(), t0()));
+    assert!(!l.restore_counted_cmid(Uuid::from_u128(99), Uuid::from_u128(6), t0(), t0()), "no product: nothing to count against");
+    let counts = l.group_counts(t0());
+    let g = counts.iter().find(|g| g.kms_counted_id == windows).unwrap();
+    assert_eq!((g.count, g.max_n_policy), (1, 25));
+}

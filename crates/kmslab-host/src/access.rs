@@ -15,7 +15,7 @@ use kmslab_core::HResult;
 use kmslab_core::wire::{DecodeError, ErrorFrame, Message, Request};
 use tokio::time::Instant;
 
-use crate::state::HostState;
+use crate::metrics::HostMetrics;
 
 /// How often a refused source is logged at most.
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -149,65 +149,67 @@ impl LogThrottle {
 /// The host's access-control state (built from the config at start).
 #[derive(Debug)]
 pub struct Access {
+    /// `--allow` (empty: everyone).
+    allow: Vec<Cidr>,
     limiter: Option<RateLimiter>,
     log: LogThrottle,
 }
 
 impl Access {
-    /// The state for `config`.
-    pub fn new(config: &crate::HostConfig) -> Access {
-        Access { limiter: config.rate_limit.map(|l| RateLimiter::new(l, MAX_TRACKED_SOURCES)), log: LogThrottle::default() }
+    /// The state for `--allow` and `--rate-limit`.
+    pub fn new(allow: Vec<Cidr>, rate_limit: Option<RateLimit>) -> Access {
+        Access { allow, limiter: rate_limit.map(|l| RateLimiter::new(l, MAX_TRACKED_SOURCES)), log: LogThrottle::default() }
     }
-}
 
-/// Called for each accepted KMS connection: false (and counted, and logged once a minute
-/// per source) when `--allow` does not cover the source; the caller closes it.
-pub(crate) fn admit(state: &HostState, peer: SocketAddr) -> bool {
-    let allow = &state.config.allow;
-    if allow.is_empty() || any_contains(allow, peer.ip()) {
-        return true;
+    /// Called for each accepted KMS connection: false (and counted, and logged once a minute
+    /// per source) when `--allow` does not cover the source; the caller closes it.
+    pub(crate) fn admit(&self, metrics: &HostMetrics, peer: SocketAddr) -> bool {
+        let allow = &self.allow;
+        if allow.is_empty() || any_contains(allow, peer.ip()) {
+            return true;
+        }
+        metrics.refused_not_allowed.fetch_add(1, Ordering::Relaxed);
+        if self.log.should_log(peer.ip(), "not_allowed", Instant::now()) {
+            tracing::warn!(%peer, "KMS connection refused: source not in --allow (logged once a minute per source)");
+        }
+        false
     }
-    state.metrics.refused_not_allowed.fetch_add(1, Ordering::Relaxed);
-    if state.access.log.should_log(peer.ip(), "not_allowed", Instant::now()) {
-        tracing::warn!(%peer, "KMS connection refused: source not in --allow (logged once a minute per source)");
-    }
-    false
-}
 
-/// Counts (and logs once a minute per source) a KMS connection closed at accept because
-/// its source already holds `cap` connections (`--max-connections-per-source`).
-pub(crate) fn note_per_source(state: &HostState, peer: SocketAddr, cap: usize) {
-    state.metrics.refused_per_source.fetch_add(1, Ordering::Relaxed);
-    if state.access.log.should_log(peer.ip(), "per_source", Instant::now()) {
-        tracing::warn!(%peer, max_connections_per_source = cap, "KMS connection refused: its source already holds --max-connections-per-source connections (logged once a minute per source)");
+    /// Counts (and logs once a minute per source) a KMS connection closed at accept because
+    /// its source already holds `cap` connections (`--max-connections-per-source`).
+    pub(crate) fn note_per_source(&self, metrics: &HostMetrics, peer: SocketAddr, cap: usize) {
+        metrics.refused_per_source.fetch_add(1, Ordering::Relaxed);
+        if self.log.should_log(peer.ip(), "per_source", Instant::now()) {
+            tracing::warn!(%peer, max_connections_per_source = cap, "KMS connection refused: its source already holds --max-connections-per-source connections (logged once a minute per source)");
+        }
     }
-}
 
-/// The error frame answering `req` when its source is over `--rate-limit`, else `None`.
-pub(crate) fn rate_limited(state: &HostState, peer: SocketAddr, req: &Request) -> Option<Message> {
-    let limiter = state.access.limiter.as_ref()?;
-    if limiter.check(peer.ip(), Instant::now()) {
-        return None;
+    /// The error frame answering `req` when its source is over `--rate-limit`, else `None`.
+    pub(crate) fn rate_limited(&self, metrics: &HostMetrics, peer: SocketAddr, req: &Request) -> Option<Message> {
+        let limiter = self.limiter.as_ref()?;
+        if limiter.check(peer.ip(), Instant::now()) {
+            return None;
+        }
+        metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        if self.log.should_log(peer.ip(), "rate_limited", Instant::now()) {
+            tracing::warn!(%peer, "KMS request refused: source over --rate-limit (logged once a minute per source)");
+        }
+        Some(Message::Error(ErrorFrame {
+            hresult: HResult::RATE_LIMITED,
+            cmid: req.cmid,
+            message: "too many requests from this address: over the host's --rate-limit".into(),
+        }))
     }
-    state.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
-    if state.access.log.should_log(peer.ip(), "rate_limited", Instant::now()) {
-        tracing::warn!(%peer, "KMS request refused: source over --rate-limit (logged once a minute per source)");
-    }
-    Some(Message::Error(ErrorFrame {
-        hresult: HResult::RATE_LIMITED,
-        cmid: req.cmid,
-        message: "too many requests from this address: over the host's --rate-limit".into(),
-    }))
-}
 
-/// Counts a MAC failure (`--psk`); true when `err` is one, in which case the error frame is
-/// sent without a MAC so that a peer without the key can still read why.
-pub(crate) fn note_decode_error(state: &HostState, err: &DecodeError) -> bool {
-    if err.is_auth() {
-        state.metrics.frame_auth_failed.fetch_add(1, Ordering::Relaxed);
-        return true;
+    /// Counts a MAC failure (`--psk`); true when `err` is one, in which case the error frame is
+    /// sent without a MAC so that a peer without the key can still read why.
+    pub(crate) fn note_decode_error(&self, metrics: &HostMetrics, err: &DecodeError) -> bool {
+        if err.is_auth() {
+            metrics.frame_auth_failed.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        false
     }
-    false
 }
 
 #[cfg(test)]

@@ -16,14 +16,16 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use kmslab_admin::AdminAccess;
+use kmslab_api::{ClientEntry, ClientList, EventList, HostStatus};
 use kmslab_core::ledger::validate_interval;
 use kmslab_core::{LicenseStatus, Timestamp, Uuid};
 use kmslab_store::{ClientQuery, ClientRow, EventQuery};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use crate::config::HostConfig;
 use crate::metrics::Snapshot;
-use crate::state::{HostState, host_license_status, keys};
+use crate::state::{HostState, keys};
 
 type AppState = Arc<HostState>;
 
@@ -31,7 +33,7 @@ type AppState = Arc<HostState>;
 const E_INVALIDARG: &str = "0x80070057";
 
 /// The admin router.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, access: AdminAccess) -> Router {
     Router::new()
         .merge(crate::dashboard::routes())
         .route("/healthz", get(healthz))
@@ -41,7 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/settings", post(settings))
         .with_state(Arc::clone(&state))
-        .layer(middleware::from_fn_with_state(Arc::new(access_rules(&state)), kmslab_admin::guard::middleware))
+        .layer(middleware::from_fn_with_state(Arc::new(access), kmslab_admin::guard::middleware))
 }
 
 /// The admin API's rules (kmslab-admin's guard, docs/reliability.md "Threat model"):
@@ -56,12 +58,12 @@ pub fn router(state: AppState) -> Router {
 ///
 /// A request that did not come through a socket (the router driven in-process) is judged
 /// by the bind address instead.
-pub fn access_rules(state: &HostState) -> AdminAccess {
-    let mut access = AdminAccess::new("kms-host", state.admin_addr);
-    access.local = state.config.admin_local_networks.clone();
-    access.read = state.config.admin_read_networks.clone();
-    access.token = state.config.admin_token.clone();
-    access.names = state.config.admin_hosts.clone();
+pub fn access_rules(config: &HostConfig, admin_addr: std::net::SocketAddr) -> AdminAccess {
+    let mut access = AdminAccess::new("kms-host", admin_addr);
+    access.local = config.admin_local_networks.clone();
+    access.read = config.admin_read_networks.clone();
+    access.token = config.admin_token.clone();
+    access.names = config.admin_hosts.clone();
     access.csp = crate::dashboard::CONTENT_SECURITY_POLICY.as_str();
     access
 }
@@ -99,80 +101,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
-fn settings_json(state: &HostState) -> Value {
-    let (activation_interval, renewal_interval) = {
-        let l = state.ledger();
-        (l.settings().activation_interval, l.settings().renewal_interval)
-    };
-    let extra = state.extra().clone();
-    json!({
-        "activation_interval": activation_interval,
-        "renewal_interval": renewal_interval,
-        "port": extra.port,
-        "dns_publishing": extra.dns_publishing,
-        "priority": if extra.priority_low { "low" } else { "normal" },
-    })
-}
-
-/// The `/api/v1/status` document (also used by `slmgr /dli` on a host).
-pub fn status_json(state: &HostState) -> Value {
-    let now = state.now();
-    let (groups, counters, settings) = {
-        let l = state.ledger();
-        (l.group_counts(now), *l.counters(), l.settings().clone())
-    };
-    let key_groups = &settings.key_groups;
-    let counts: Vec<Value> = groups
-        .iter()
-        .map(|g| {
-            let group = state.catalog.counted_group(&g.kms_counted_id);
-            let products = state.catalog.products().iter().filter(|p| p.kms_counted_id == g.kms_counted_id);
-            let mut thresholds: Vec<u32> = products.clone().map(|p| p.required_count).collect();
-            thresholds.sort_unstable();
-            thresholds.dedup();
-            let served = products.clone().any(|p| p.served_by_any(key_groups));
-            json!({
-                "group": group.map(|c| c.name.clone()),
-                "kms_counted_id": g.kms_counted_id.to_string(),
-                "count": g.count,
-                "cap": g.cap,
-                "max_n_policy": g.max_n_policy,
-                "thresholds": thresholds,
-                "served": served,
-            })
-        })
-        .collect();
-    let identity = state.catalog.host_key_group(&key_groups[0]);
-    let by_status: serde_json::Map<String, Value> =
-        LicenseStatus::ALL.iter().map(|s| (s.key().to_owned(), json!(counters.with_status(*s)))).collect();
-    let health = state.store.health();
-    let listening: Vec<String> = state.kms_addrs.iter().map(ToString::to_string).collect();
-    json!({
-        "role": "host",
-        "version": env!("CARGO_PKG_VERSION"),
-        "now": now.to_string(),
-        "name": identity.map(|h| h.display_name.clone()),
-        "description": identity.map(|h| h.description.clone()),
-        "partial_product_key": identity.map(|h| h.partial_key.clone()),
-        "host_key_groups": key_groups,
-        "activated": settings.activated,
-        "license_status": host_license_status(settings.activated).label(),
-        "epid": settings.epid,
-        "listening": listening,
-        "port": state.kms_addrs.first().map(|a| a.port()),
-        "admin": state.admin_addr.to_string(),
-        "counts": counts,
-        "counters": { "total": counters.total, "failed": counters.failed, "by_status": by_status },
-        "settings": settings_json(state),
-        "dns_publishing": state.extra().dns_publishing,
-        "dns": state.dns.status_json(&state.config.dns, state.extra().dns_publishing),
-        "open_connections": state.metrics.open_connections.load(std::sync::atomic::Ordering::Relaxed),
-        "health": { "ok": health.ok, "reason": if health.ok { None } else { health.last_error } },
-    })
-}
-
-async fn status(State(state): State<AppState>) -> Json<Value> {
-    Json(status_json(&state))
+async fn status(State(state): State<AppState>) -> Json<HostStatus> {
+    Json(crate::status::host_status(&state))
 }
 
 /// Parses RFC 3339 or Unix milliseconds.
@@ -195,25 +125,25 @@ fn parse_u64(q: &HashMap<String, String>, name: &str, default: u64, max: u64) ->
     }
 }
 
-fn client_json(state: &HostState, c: &ClientRow) -> Value {
+fn client_entry(state: &HostState, c: &ClientRow) -> ClientEntry {
     let product = state.catalog.product_by_activation_id(&c.activation_id);
     let status = LicenseStatus::from_u8(c.license_status);
-    json!({
-        "cmid": c.cmid.to_string(),
-        "machine_name": c.machine_name,
-        "product": product.map(|p| p.name.clone()),
-        "activation_id": c.activation_id.to_string(),
-        "application_id": c.application_id.to_string(),
-        "counted_group": state.catalog.counted_group(&c.counted_id).map(|g| g.name.clone()),
-        "license_status": status.map(|s| s.key()),
-        "minutes_to_expiry": c.minutes_to_expiry,
-        "first_seen": Timestamp::from_unix_ms(c.first_seen_ms).to_string(),
-        "last_seen": Timestamp::from_unix_ms(c.last_seen_ms).to_string(),
-        "request_count": c.request_count,
-        "last_address": c.last_address.map(|a| a.to_string()),
-        "last_result": format!("0x{:08X}", c.last_result),
-        "last_activation": c.last_activation_ms.map(|ms| Timestamp::from_unix_ms(ms).to_string()),
-    })
+    ClientEntry {
+        cmid: c.cmid.to_string(),
+        machine_name: c.machine_name.clone(),
+        product: product.map(|p| p.name.clone()),
+        activation_id: c.activation_id.to_string(),
+        application_id: c.application_id.to_string(),
+        counted_group: state.catalog.counted_group(&c.counted_id).map(|g| g.name.clone()),
+        license_status: status.map(|s| s.key().to_owned()),
+        minutes_to_expiry: c.minutes_to_expiry,
+        first_seen: Timestamp::from_unix_ms(c.first_seen_ms).to_string(),
+        last_seen: Timestamp::from_unix_ms(c.last_seen_ms).to_string(),
+        request_count: c.request_count,
+        last_address: c.last_address.map(|a| a.to_string()),
+        last_result: format!("0x{:08X}", c.last_result),
+        last_activation: c.last_activation_ms.map(|ms| Timestamp::from_unix_ms(ms).to_string()),
+    }
 }
 
 async fn clients(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
@@ -254,12 +184,12 @@ async fn clients(State(state): State<AppState>, Query(q): Query<HashMap<String, 
     let st = Arc::clone(&state);
     let page = tokio::task::spawn_blocking(move || st.store.clients(&query).map(|p| (p, query))).await;
     match page {
-        Ok(Ok((page, query))) => Json(json!({
-            "total": page.total,
-            "offset": query.offset,
-            "limit": query.limit,
-            "clients": page.rows.iter().map(|c| client_json(&state, c)).collect::<Vec<_>>(),
-        }))
+        Ok(Ok((page, query))) => Json(ClientList {
+            total: page.total,
+            offset: query.offset,
+            limit: query.limit,
+            clients: page.rows.iter().map(|c| client_entry(&state, c)).collect(),
+        })
         .into_response(),
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "0x80070070", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "0x8000FFFF", e.to_string()),
@@ -314,18 +244,8 @@ async fn events(State(state): State<AppState>, Query(q): Query<HashMap<String, S
         }
         return ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
     }
-    let events: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            json!({
-                "seq": r.seq,
-                "event_id": r.event_id,
-                "time": Timestamp::from_unix_ms(r.time_ms).to_string(),
-                "fields": serde_json::from_str::<Value>(&r.fields_json).unwrap_or(Value::Null),
-            })
-        })
-        .collect();
-    Json(json!({ "events": events })).into_response()
+    let events = rows.iter().map(crate::status::event_record).collect();
+    Json(EventList { events }).into_response()
 }
 
 /// Body of `POST /api/v1/settings`: every field optional.
@@ -406,14 +326,13 @@ async fn settings(State(state): State<AppState>, body: axum::body::Bytes) -> Res
         if port.is_some() {
             extra.port = port;
         }
-        if let Some(d) = change.dns_publishing {
-            extra.dns_publishing = d;
-            state.dns.setting_changed();
-        }
         if let Some(l) = low {
             extra.priority_low = l;
         }
     }
+    if let Some(d) = change.dns_publishing {
+        state.dns.set_enabled(d);
+    }
     tracing::info!(changes = ?writes, "settings changed through the admin API");
-    Json(settings_json(&state)).into_response()
+    Json(crate::status::settings(&state)).into_response()
 }

@@ -711,7 +711,7 @@ fn resolve_values(
         Outside::System => crate::publish::system_hostname,
         Outside::Nothing => || None,
     };
-    crate::publish::finish_config_with(dns, dns_hostname, system_hostname)?;
+    crate::publish::finish_config_with(dns, dns_hostname, system_hostname).map_err(|e| ConfigError(e.0))?;
     if !config.admin.ip().is_loopback() && config.admin_token.is_none() {
         tracing::warn!(admin = %config.admin, "admin API is not on loopback and no --admin-token is set: mutating requests from non-local sources are refused");
     }

@@ -22,8 +22,10 @@ pub mod config;
 pub mod dashboard;
 pub mod metrics;
 pub mod publish;
+pub mod series;
 mod serve;
 pub mod state;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -118,13 +120,17 @@ async fn run_started(
     }
     // Publishing has its own token so that it can still unpublish after the listeners stop.
     let dns_shutdown = CancellationToken::new();
-    let dns_task = srv_port.map(|port| tokio::spawn(publish::run(Arc::clone(&state), port, dns_shutdown.clone())));
+    let dns_task = srv_port.map(|port| {
+        let recorder = publish::Recorder { clock: state.clock, store: state.store.clone() };
+        tokio::spawn(publish::run(Arc::clone(&state.dns), recorder, port, dns_shutdown.clone()))
+    });
     let admin_shutdown = shutdown.clone();
     tokio::spawn(dashboard::alerts::watch(Arc::clone(&state), shutdown.clone()));
     let admin_limits = kmslab_admin::ServeLimits { max_connections: admin_cap, ..Default::default() };
+    let admin_access = admin::access_rules(&config, state.admin_addr);
     let admin_task = tokio::spawn(async move {
         // Each request carries its peer address: the admin API's rules are per source.
-        let app = admin::router(Arc::clone(&state));
+        let app = admin::router(Arc::clone(&state), admin_access);
         kmslab_admin::serve(admin, app, admin_limits, Arc::clone(&state.metrics.admin), admin_shutdown).await;
         state
     });

@@ -15,19 +15,23 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use kmslab_core::Timestamp;
 use kmslab_core::events::{DNS_PUBLISH_FAILED, DNS_PUBLISH_SUCCEEDED};
 use kmslab_dns::{DnsServerChoice, PublishError, PublishZone, Publisher, PublisherConfig, TsigKey};
-use kmslab_store::EventRecord;
-use serde_json::{Value, json};
+use kmslab_runtime::SimClock;
+use kmslab_store::{EventRecord, Store};
+use serde_json::json;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ConfigError;
-use crate::state::HostState;
+/// Why the DNS publishing settings are invalid (the configuration reports it as its own error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct DnsConfigError(pub String);
 
 /// The republish interval, simulated milliseconds (docs/kms-behaviour.md: every 24 hours).
 pub const REPUBLISH_MS: i64 = 24 * 3600 * 1000;
@@ -138,7 +142,7 @@ async fn resolve_publisher(config: &DnsConfig, port: u16) -> Result<Option<Publi
 /// Derivation: without `--dns-hostname` the system host name is used, completed with the
 /// first zone when it has no dot (`kms1` + `lab.test` = `kms1.lab.test`). Without
 /// `--dns-zone` the host publishes in the domain of its host name, as Windows does.
-pub fn finish_config(dns: &mut DnsConfig, hostname: Option<(String, String)>) -> Result<(), ConfigError> {
+pub fn finish_config(dns: &mut DnsConfig, hostname: Option<(String, String)>) -> Result<(), DnsConfigError> {
     finish_config_with(dns, hostname, system_hostname)
 }
 
@@ -148,13 +152,13 @@ pub(crate) fn finish_config_with(
     dns: &mut DnsConfig,
     hostname: Option<(String, String)>,
     system_hostname: impl FnOnce() -> Option<String>,
-) -> Result<(), ConfigError> {
+) -> Result<(), DnsConfigError> {
     if let Some((value, name)) = &hostname {
         // Spaces and final dots in any order: `trim` then `trim_end_matches('.')` kept the
         // space of "kms1.lab.test. ." ("kms1.lab.test. "), which the next check would drop.
         let trimmed = value.trim_start().trim_end_matches(|c: char| c == '.' || c.is_whitespace());
         if trimmed.is_empty() || !trimmed.contains('.') {
-            return Err(ConfigError(format!("invalid {name} {value:?}: expected a fully qualified name such as kms1.lab.test")));
+            return Err(DnsConfigError(format!("invalid {name} {value:?}: expected a fully qualified name such as kms1.lab.test")));
         }
         dns.hostname = Some(trimmed.to_owned());
     }
@@ -163,7 +167,7 @@ pub(crate) fn finish_config_with(
     }
     if dns.server.is_none() {
         if !dns.zones.is_empty() {
-            return Err(ConfigError("invalid --dns-zone: publishing needs --dns-server IP:PORT (or --no-dns-publish)".into()));
+            return Err(DnsConfigError("invalid --dns-zone: publishing needs --dns-server IP:PORT (or --no-dns-publish)".into()));
         }
         return Ok(());
     }
@@ -173,7 +177,9 @@ pub(crate) fn finish_config_with(
             (Some(h), _) if h.contains('.') => Some(h),
             (Some(h), Some(zone)) => Some(format!("{h}.{}", zone.zone)),
             _ => {
-                return Err(ConfigError("invalid --dns-server: publishing needs --dns-hostname FQDN (no usable system host name)".into()));
+                return Err(DnsConfigError(
+                    "invalid --dns-server: publishing needs --dns-hostname FQDN (no usable system host name)".into(),
+                ));
             }
         };
     }
@@ -181,12 +187,12 @@ pub(crate) fn finish_config_with(
         let own = dns.hostname.as_deref().and_then(|h| h.split_once('.')).map(|(_, domain)| domain.to_owned());
         match own.map(|d| PublishZone::new(&d)) {
             Some(Ok(zone)) => dns.zones.push(zone),
-            _ => return Err(ConfigError("invalid --dns-server: no --dns-zone given and the host name has no domain".into())),
+            _ => return Err(DnsConfigError("invalid --dns-server: no --dns-zone given and the host name has no domain".into())),
         }
     }
     // Check the host name and key now, before anything is bound (port is filled in later).
     let any_server = SocketAddr::from(([127, 0, 0, 1], 53));
-    dns.publisher(1688, any_server, None).map_err(|e| ConfigError(format!("invalid --dns-hostname: {e}")))?;
+    dns.publisher(1688, any_server, None).map_err(|e| DnsConfigError(format!("invalid --dns-hostname: {e}")))?;
     Ok(())
 }
 
@@ -227,9 +233,14 @@ impl ZoneState {
     }
 }
 
-/// Shared between the publishing task, the admin API and `/sdns`.
-#[derive(Debug, Default)]
+/// DNS publishing's own state, shared between the publishing task, the admin API and
+/// `/sdns`: the validated configuration, whether publishing is on, and each zone's last
+/// attempt.
+#[derive(Debug)]
 pub struct DnsStatus {
+    config: DnsConfig,
+    /// `/sdns` (true) or `/cdns` (false).
+    enabled: AtomicBool,
     zones: Mutex<BTreeMap<String, ZoneState>>,
     /// Woken by `/sdns` and `/cdns`.
     changed: Notify,
@@ -237,51 +248,78 @@ pub struct DnsStatus {
     port: Mutex<Option<u16>>,
 }
 
+impl Default for DnsStatus {
+    fn default() -> Self {
+        DnsStatus::new(DnsConfig::default(), true)
+    }
+}
+
 impl DnsStatus {
+    /// The state for `config`, publishing on or off as the stored setting says.
+    pub fn new(config: DnsConfig, enabled: bool) -> Self {
+        DnsStatus {
+            config,
+            enabled: AtomicBool::new(enabled),
+            zones: Mutex::new(BTreeMap::new()),
+            changed: Notify::new(),
+            port: Mutex::new(None),
+        }
+    }
+
     fn zones(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ZoneState>> {
         self.zones.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Tells the publishing task that `/sdns` or `/cdns` changed the setting.
-    pub fn setting_changed(&self) {
+    /// The configuration.
+    pub fn config(&self) -> &DnsConfig {
+        &self.config
+    }
+
+    /// Publishing is on (`/sdns`).
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// `/sdns` (true) or `/cdns` (false): the publishing task follows at once.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::Relaxed);
         self.changed.notify_one();
     }
 
     /// The `dns` object of `/api/v1/status`.
-    pub fn status_json(&self, config: &DnsConfig, enabled: bool) -> Value {
+    pub fn view(&self) -> kmslab_api::DnsStatus {
+        let config = &self.config;
         let time = |t: Option<Timestamp>| t.map(|t| t.to_string());
-        let zones: Vec<Value> = self
+        let zones = self
             .zones()
             .values()
-            .map(|z| {
-                json!({
-                    "zone": z.zone.zone,
-                    "priority": z.zone.priority,
-                    "weight": z.zone.weight,
-                    "last_attempt": time(z.last_attempt),
-                    "last_success": time(z.last_success),
-                    "result": z.last_result.as_ref().map(|(code, _)| if *code == 0 { "success" } else { "failure" }),
-                    "hresult": z.last_result.as_ref().map(|(code, _)| format!("0x{code:08X}")),
-                    "message": z.last_result.as_ref().map(|(_, m)| m.clone()),
-                    "next_attempt": time(z.next_attempt),
-                    "consecutive_failures": z.consecutive_failures,
-                    "successes": z.successes,
-                    "failures": z.failures,
-                })
+            .map(|z| kmslab_api::ZoneStatus {
+                zone: z.zone.zone.clone(),
+                priority: z.zone.priority,
+                weight: z.zone.weight,
+                last_attempt: time(z.last_attempt),
+                last_success: time(z.last_success),
+                result: z.last_result.as_ref().map(|(code, _)| if *code == 0 { "success" } else { "failure" }.to_owned()),
+                hresult: z.last_result.as_ref().map(|(code, _)| format!("0x{code:08X}")),
+                message: z.last_result.as_ref().map(|(_, m)| m.clone()),
+                next_attempt: time(z.next_attempt),
+                consecutive_failures: z.consecutive_failures,
+                successes: z.successes,
+                failures: z.failures,
             })
             .collect();
-        json!({
-            "configured": config.active(),
-            "enabled": enabled,
-            "server": config.server.as_ref().map(|s| s.to_string()),
-            "hostname": config.hostname,
-            "port": *self.port.lock().unwrap_or_else(|p| p.into_inner()),
-            "address": config.address.map(|a| a.to_string()).or_else(|| config.address_name.clone()),
-            "ttl": config.ttl,
-            "tsig_key": config.tsig.as_ref().map(|k| k.name.clone()),
-            "unpublish_on_exit": config.unpublish_on_exit,
-            "zones": zones,
-        })
+        kmslab_api::DnsStatus {
+            configured: config.active(),
+            enabled: self.enabled(),
+            server: config.server.as_ref().map(|s| s.to_string()),
+            hostname: config.hostname.clone(),
+            port: *self.port.lock().unwrap_or_else(|p| p.into_inner()),
+            address: config.address.map(|a| a.to_string()).or_else(|| config.address_name.clone()),
+            ttl: config.ttl,
+            tsig_key: config.tsig.as_ref().map(|k| k.name.clone()),
+            unpublish_on_exit: config.unpublish_on_exit,
+            zones,
+        }
     }
 
     /// Appends the DNS series to the `/metrics` text.
@@ -309,18 +347,27 @@ struct Schedule {
     backoff: Duration,
 }
 
+/// Where the publishing task records its attempts: the simulated clock and the registry.
+#[derive(Debug, Clone)]
+pub(crate) struct Recorder {
+    /// Simulated time.
+    pub clock: SimClock,
+    /// The registry (events 12293/12294).
+    pub store: Store,
+}
+
 /// The publishing task: runs until `shutdown`, then (with `--unpublish-on-exit`) removes
 /// this host's records. `port` is the first KMS listener's real port.
-pub(crate) async fn run(state: std::sync::Arc<HostState>, port: u16, shutdown: CancellationToken) {
-    let config = state.config.dns.clone();
+pub(crate) async fn run(dns: std::sync::Arc<DnsStatus>, ctx: Recorder, port: u16, shutdown: CancellationToken) {
+    let config = dns.config.clone();
     if !config.active() {
         return;
     }
     // Built again for the round after a failed attempt (see resolve_publisher).
     let mut publisher: Option<Publisher> = None;
-    *state.dns.port.lock().unwrap_or_else(|p| p.into_inner()) = Some(port);
+    *dns.port.lock().unwrap_or_else(|p| p.into_inner()) = Some(port);
     {
-        let mut zones = state.dns.zones();
+        let mut zones = dns.zones();
         for z in &config.zones {
             zones.insert(z.zone.clone(), ZoneState::new(z));
         }
@@ -328,9 +375,9 @@ pub(crate) async fn run(state: std::sync::Arc<HostState>, port: u16, shutdown: C
     let start = Instant::now();
     let mut schedule: Vec<Schedule> =
         config.zones.iter().map(|z| Schedule { zone: z.clone(), due: start, backoff: config.retry_initial }).collect();
-    let mut was_enabled = state.extra().dns_publishing;
+    let mut was_enabled = dns.enabled();
     loop {
-        let enabled = state.extra().dns_publishing;
+        let enabled = dns.enabled();
         if enabled && !was_enabled {
             // `/sdns`: publish everywhere at once.
             for s in &mut schedule {
@@ -360,17 +407,17 @@ pub(crate) async fn run(state: std::sync::Arc<HostState>, port: u16, shutdown: C
                     r = attempt => r,
                     () = shutdown.cancelled() => break,
                 };
-                publish_done(&state, &config, port, s, result).await;
+                publish_done(&dns, &ctx, &config, port, s, result).await;
             }
         } else {
-            for z in state.dns.zones().values_mut() {
+            for z in dns.zones().values_mut() {
                 z.next_attempt = None;
             }
         }
         let next = schedule.iter().map(|s| s.due).min().filter(|_| enabled);
         tokio::select! {
             () = shutdown.cancelled() => break,
-            () = state.dns.changed.notified() => {}
+            () = dns.changed.notified() => {}
             () = sleep_until(next) => {}
         }
     }
@@ -402,7 +449,14 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 /// Records one attempt: event, log line, zone state, next due time.
-async fn publish_done(state: &HostState, config: &DnsConfig, port: u16, s: &mut Schedule, result: Result<(), PublishError>) {
+async fn publish_done(
+    dns: &DnsStatus,
+    state: &Recorder,
+    config: &DnsConfig,
+    port: u16,
+    s: &mut Schedule,
+    result: Result<(), PublishError>,
+) {
     let now = state.clock.now();
     let zone = &s.zone;
     let server = config.server.as_ref().map(|a| a.to_string()).unwrap_or_default();
@@ -444,7 +498,7 @@ async fn publish_done(state: &HostState, config: &DnsConfig, port: u16, s: &mut 
         tracing::error!(error = %e, "registry write of a DNS publishing event failed");
     }
     {
-        let mut zones = state.dns.zones();
+        let mut zones = dns.zones();
         let z = zones.entry(zone.zone.clone()).or_insert_with(|| ZoneState::new(zone));
         z.last_attempt = Some(now);
         z.next_attempt = Some(next_at);

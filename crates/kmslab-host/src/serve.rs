@@ -61,14 +61,14 @@ pub(crate) async fn accept_loop(
                 continue;
             }
         };
-        if !crate::access::admit(&state, peer) {
+        if !state.access.admit(&state.metrics, peer) {
             // Not in --allow: closed before a byte is read (counted and logged by `admit`).
             continue;
         }
         let Some(source_slot) = per_source.try_acquire(peer.ip()) else {
             // The source holds its share of the slots: closed at once, so that one machine
             // cannot take every slot (counted and logged by `note_per_source`).
-            crate::access::note_per_source(&state, peer, per_source.cap());
+            state.access.note_per_source(&state.metrics, peer, per_source.cap());
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -87,7 +87,7 @@ pub(crate) async fn accept_loop(
 async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostState, shutdown: &CancellationToken) {
     let mut rbuf = Vec::with_capacity(256);
     let mut wbuf = Vec::with_capacity(256);
-    let idle = state.config.idle_timeout;
+    let idle = state.wire.idle_timeout;
     let mut answered = 0u64;
     loop {
         // The idle timeout covers the whole frame, not each read: a slowloris that trickles
@@ -97,7 +97,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
             // Between requests a shutdown simply closes the connection; a request already
             // read is finished below, outside this select.
             _ = shutdown.cancelled() => return,
-            read = tokio::time::timeout(idle, read_frame_with(&mut counted, &mut rbuf, state.config.psk.as_ref())) => read,
+            read = tokio::time::timeout(idle, read_frame_with(&mut counted, &mut rbuf, state.wire.psk.as_ref())) => read,
         };
         // With --psk, the answer echoes the request's nonce under its MAC (docs/protocol.md),
         // so that a recorded answer cannot pass for the answer to a later request.
@@ -131,7 +131,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
                 return;
             }
             Ok(Ok(None)) => return,
-            Ok(Ok(Some(Message::Request(req)))) => match crate::access::rate_limited(state, peer, &req) {
+            Ok(Ok(Some(Message::Request(req)))) => match state.access.rate_limited(&state.metrics, peer, &req) {
                 Some(refusal) => (refusal, false),
                 None => (state.handle_request(&req, Some(peer)).await, false),
             },
@@ -141,7 +141,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
                 (Message::Error(ErrorFrame { hresult: HResult::INVALID_DATA, cmid: kmslab_core::Uuid::nil(), message }), true)
             }
             Ok(Err(FrameError::Decode(err))) => {
-                plain_reply = crate::access::note_decode_error(state, &err);
+                plain_reply = state.access.note_decode_error(&state.metrics, &err);
                 let message = err.to_string();
                 malformed(state, peer, message.clone()).await;
                 (Message::Error(ErrorFrame { hresult: err.hresult(), cmid: kmslab_core::Uuid::nil(), message }), true)
@@ -164,7 +164,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostS
         answered += 1;
         // The idle timeout covers writes too: a peer that sends requests and never reads
         // its answers fills both socket buffers, and the write would wait forever.
-        let write = write_frame_with(&mut stream, &answer, &mut wbuf, state.config.psk.as_ref().filter(|_| !plain_reply), nonce.as_ref());
+        let write = write_frame_with(&mut stream, &answer, &mut wbuf, state.wire.psk.as_ref().filter(|_| !plain_reply), nonce.as_ref());
         match tokio::time::timeout(idle, write).await {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {

@@ -72,15 +72,22 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
-/// Settings changed by slmgr verbs that the core ledger does not hold.
+/// Settings changed by slmgr verbs that neither the core ledger nor DNS publishing holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtraSettings {
     /// Port set by `/sprt`, used at the next start.
     pub port: Option<u16>,
-    /// DNS publishing on (`/sdns`) or off (`/cdns`); the publishing task follows it.
-    pub dns_publishing: bool,
     /// Low priority (`/cpri`).
     pub priority_low: bool,
+}
+
+/// The connection tasks' own settings.
+#[derive(Debug, Clone)]
+pub struct WireSettings {
+    /// `--idle-timeout`: the longest wait for a whole frame or for a write.
+    pub idle_timeout: std::time::Duration,
+    /// `--psk`: frames carry a MAC with this key.
+    pub psk: Option<kmslab_core::wire::FrameKey>,
 }
 
 /// Everything the connection tasks and the admin API share.
@@ -91,16 +98,18 @@ pub struct HostState {
     pub(crate) clock: SimClock,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) metrics: HostMetrics,
-    pub(crate) config: HostConfig,
+    /// How KMS connections are read and written (`--idle-timeout`, `--psk`).
+    pub(crate) wire: WireSettings,
     pub(crate) kms_addrs: Vec<SocketAddr>,
     pub(crate) admin_addr: SocketAddr,
     malformed_total: AtomicU64,
     /// A write of `malformed_total` is in flight (see `record_malformed`).
     malformed_flushing: AtomicBool,
     pub(crate) extra: Mutex<ExtraSettings>,
-    pub(crate) dashboard: crate::dashboard::DashState,
-    /// DNS publishing state per zone, shared with the publishing task.
-    pub(crate) dns: crate::publish::DnsStatus,
+    pub(crate) dashboard: crate::series::DashState,
+    /// DNS publishing's configuration, setting and state per zone, shared with the
+    /// publishing task.
+    pub(crate) dns: Arc<crate::publish::DnsStatus>,
     /// Rate-limit buckets and refusal-log throttling (`--allow`, `--rate-limit`).
     pub(crate) access: crate::access::Access,
     /// Failed registry writes of requests are logged once a minute with a count.
@@ -206,9 +215,9 @@ impl HostState {
         let renewal_interval = interval(keys::RENEWAL_INTERVAL, config.renewal_interval, DEFAULT_RENEWAL_INTERVAL)?;
         let extra = ExtraSettings {
             port: number(keys::PORT)?.and_then(|p| u16::try_from(p).ok()),
-            dns_publishing: setting(keys::DNS_PUBLISHING)?.is_none_or(|v| v == "true"),
             priority_low: setting(keys::PRIORITY)?.is_some_and(|v| v == "low"),
         };
+        let dns_publishing = setting(keys::DNS_PUBLISHING)?.is_none_or(|v| v == "true");
         let malformed = number(keys::MALFORMED_REQUESTS)?.unwrap_or(0);
 
         let settings = HostSettings {
@@ -220,7 +229,7 @@ impl HostState {
         };
         let mut ledger = Ledger::new(settings, Arc::clone(&config.catalog));
         let stored = store.counters().map_err(store_err)?;
-        ledger.set_counters(Counters { total: stored.total + malformed, failed: stored.failed + malformed, by_status: stored.by_status });
+        ledger.restore_counters(Counters { total: stored.total, failed: stored.failed, by_status: stored.by_status }, malformed);
         if config.keep_count {
             let since = now.as_unix_ms() - kmslab_core::ledger::COUNT_WINDOW_MS;
             let recent = store.recent_cmids(since).map_err(store_err)?;
@@ -230,19 +239,14 @@ impl HostState {
                 if store.client(client.cmid).map_err(store_err)?.is_none_or(|row| row.last_result != 0) {
                     continue;
                 }
-                let n_policy = config
-                    .catalog
-                    .products()
-                    .iter()
-                    .filter(|p| p.kms_counted_id == client.counted_id)
-                    .map(|p| p.required_count)
-                    .max()
-                    .unwrap_or(25);
-                ledger.restore_cmid(client.counted_id, client.cmid, n_policy, Timestamp::from_unix_ms(client.last_seen_ms), now);
+                if !ledger.restore_counted_cmid(client.counted_id, client.cmid, Timestamp::from_unix_ms(client.last_seen_ms), now) {
+                    tracing::warn!(cmid = %client.cmid, counted_id = %client.counted_id, "not restored: the catalog has no product in its counted group");
+                }
             }
             tracing::info!(restored = recent.len(), "count restored from the registry (--keep-count)");
         }
-        let access = crate::access::Access::new(&config);
+        let access = crate::access::Access::new(config.allow.clone(), config.rate_limit);
+        let dns = Arc::new(crate::publish::DnsStatus::new(config.dns.clone(), dns_publishing));
         Ok(HostState {
             access,
             ledger: Mutex::new(ledger),
@@ -250,14 +254,14 @@ impl HostState {
             clock,
             catalog: Arc::clone(&config.catalog),
             metrics: HostMetrics::default(),
-            config,
+            wire: WireSettings { idle_timeout: config.idle_timeout, psk: config.psk.clone() },
             kms_addrs,
             admin_addr,
             malformed_total: AtomicU64::new(malformed),
             malformed_flushing: AtomicBool::new(false),
             extra: Mutex::new(extra),
-            dashboard: crate::dashboard::DashState::default(),
-            dns: crate::publish::DnsStatus::default(),
+            dashboard: crate::series::DashState::default(),
+            dns,
             store_failure_log: LogThrottle::default(),
             store_failures_logged: AtomicBool::new(false),
             malformed_failure_log: LogThrottle::default(),
@@ -288,10 +292,7 @@ impl HostState {
                 Ok(_) => HResult::SUCCESS,
                 Err(refusal) => refusal.hresult,
             };
-            let activated_at_ms = match result {
-                Ok(resp) if resp.current_count >= req.n_policy => Some(now.as_unix_ms()),
-                _ => None,
-            };
+            let activated_at_ms = admission.activates().then(|| now.as_unix_ms());
             let event = RequestReceived::new(req, hresult);
             log_request_received(&event);
             let record = RequestRecord {
@@ -307,7 +308,11 @@ impl HostState {
                 result: hresult.0,
                 failed: result.is_err(),
                 activated_at_ms,
-                event: Some(EventRecord { event_id: REQUEST_RECEIVED, time_ms: now.as_unix_ms(), fields_json: event_json(&event) }),
+                event: Some(EventRecord {
+                    event_id: REQUEST_RECEIVED,
+                    time_ms: now.as_unix_ms(),
+                    fields_json: kmslab_api::event::request_received_fields(&event).to_string(),
+                }),
             };
             // Queued under the ledger lock so the registry sees requests in ledger order.
             (admission, self.store.record_request(record))
@@ -430,22 +435,6 @@ fn log_request_received(e: &RequestReceived) {
         activation_id = %e.activation_id,
         "KMS request received"
     );
-}
-
-/// The 12290 event's fields as stored and exported.
-pub fn event_json(e: &RequestReceived) -> String {
-    serde_json::json!({
-        "result": format!("0x{:08X}", e.result.0),
-        "n_policy": e.n_policy,
-        "machine_name": e.machine_name,
-        "cmid": e.cmid.to_string(),
-        "client_time": e.client_time.to_string(),
-        "vm": e.vm,
-        "license_status": e.license_status.key(),
-        "minutes_to_expiry": e.minutes_to_expiry,
-        "activation_id": e.activation_id.to_string(),
-    })
-    .to_string()
 }
 
 /// The label `/dli` shows for the host's own license.

@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kmslab_api::{ClientStatus, render};
 use kmslab_core::activator::{Action, Activator, ActivatorState, AttemptId, ClientEvent, HostOutcome, HostSource};
 use kmslab_core::catalog::{Catalog, Product};
 use kmslab_core::hostaddr::HostAddr;
-use kmslab_core::license::{days_from_minutes, notification_reason_line};
 use kmslab_core::rng::{KmsRng, SplitMix64};
 use kmslab_core::srv::SrvCandidate;
 use kmslab_core::wire::{Message, Request};
@@ -276,51 +276,16 @@ pub struct MachineView {
     pub activation_interval: u32,
     /// Renewal interval.
     pub renewal_interval: u32,
+    /// The machine's status as kms-client's `/api/v1/status` would serve it: what
+    /// [`MachineView::dli_lines`] renders.
+    pub client_status: ClientStatus,
 }
 
 impl MachineView {
-    /// The `slmgr /dli` lines of this machine (docs/interfaces.md).
+    /// The `slmgr /dli` lines of this machine (docs/interfaces.md), from the one renderer
+    /// slmgr uses.
     pub fn dli_lines(&self) -> Vec<String> {
-        let mut l = Vec::new();
-        if let Some(p) = &self.product {
-            l.push(format!("Name: {}", p.display_name));
-            l.push(format!("Description: {}", p.description));
-            l.push(format!("Partial Product Key: {}", p.partial_key()));
-        }
-        l.push(format!("License Status: {}", self.status.label()));
-        let days = |m: u32| days_from_minutes(u64::from(m));
-        match self.status {
-            LicenseStatus::Notification => {
-                l.push(notification_reason_line(self.notification_reason.unwrap_or(HResult::GRACE_EXPIRED)));
-            }
-            LicenseStatus::Licensed => l.push(format!(
-                "Volume activation expiration: {} minute(s) ({} day(s))",
-                self.minutes_remaining,
-                days(self.minutes_remaining)
-            )),
-            LicenseStatus::InitialGrace | LicenseStatus::AdditionalGrace => {
-                l.push(format!("Time remaining: {} minute(s) ({} day(s))", self.minutes_remaining, days(self.minutes_remaining)));
-            }
-            _ => {}
-        }
-        l.push(String::new());
-        l.push("Key Management Service client information".into());
-        l.push(format!("    Client Machine ID (CMID): {}", self.cmid));
-        if let Some(h) = &self.manual_host {
-            l.push(format!("    Registered KMS machine name: {h}"));
-        } else if let Some(h) = &self.last_host {
-            l.push(format!("    KMS machine name from DNS: {h}"));
-        }
-        if let Some(e) = &self.last_epid {
-            l.push(format!("    KMS machine extended PID: {e}"));
-        }
-        l.push(format!("    Activation interval: {} minutes", self.activation_interval));
-        l.push(format!("    Renewal interval: {} minutes", self.renewal_interval));
-        l.push(format!("    KMS host caching is {}", if self.host_caching { "enabled" } else { "disabled" }));
-        if let Some(r) = self.last_result {
-            l.push(format!("    Last activation result: {r} {}", r.name()));
-        }
-        l
+        render::client_dli_lines(&self.client_status, false, false)
     }
 }
 
@@ -668,6 +633,7 @@ impl Driver {
             host_caching: s.host_caching,
             activation_interval: s.activation_interval,
             renewal_interval: s.renewal_interval,
+            client_status: ClientStatus::of(a, now),
         }
     }
 

@@ -1,14 +1,14 @@
 //! slmgr's client verbs, against a `kms-client` control API (`/api/v1/...`).
 //!
-//! `/dli` prints exactly the lines of interfaces.md; `/dlv` adds the IDs, the rearm count
-//! and the last result; the other verbs print slmgr-style one-liners. A failure prints
+//! `/dli`, `/dlv` and `/xpr` print the lines of interfaces.md through the one renderer
+//! (`kmslab_api::render`); the other verbs print slmgr-style one-liners. A failure prints
 //! `Error: 0x........ NAME: meaning` and exits 1; bad arguments print usage and exit 2.
 
 use std::process::ExitCode;
 
-use kmslab_core::HResult;
+use kmslab_api::ClientStatus;
+use kmslab_api::render;
 use kmslab_core::hostaddr::HostAddr;
-use kmslab_core::license::{days_from_minutes, notification_reason_line};
 use serde_json::{Value, json};
 
 use crate::api::{Ctx, Reply};
@@ -19,10 +19,12 @@ const CLIENT_USAGE: &str =
 /// Runs one client verb against the daemon at `ctx.target`.
 pub fn run(ctx: &Ctx, verb: &str, args: &[String]) -> anyhow::Result<ExitCode> {
     let takes_arg = matches!(verb, "ipk" | "skms" | "skms-domain");
+    // `/dli all`, `/dlv all`, `/xpr all`: every installed license.
+    let all = matches!(verb, "dli" | "dlv" | "xpr") && args.len() == 1 && args[0].eq_ignore_ascii_case("all");
     if takes_arg && args.len() != 1 {
         return Ok(usage(&format!("/{verb} needs exactly one argument")));
     }
-    if !takes_arg && !args.is_empty() {
+    if !takes_arg && !all && !args.is_empty() {
         return Ok(usage(&format!("/{verb} takes no arguments (got {:?})", args.join(" "))));
     }
     match verb {
@@ -32,10 +34,12 @@ pub fn run(ctx: &Ctx, verb: &str, args: &[String]) -> anyhow::Result<ExitCode> {
                 println!("{status}");
                 return Ok(ExitCode::SUCCESS);
             }
+            let status: ClientStatus = serde_json::from_value(status)
+                .map_err(|e| anyhow::anyhow!("the client's status is not what slmgr reads ({e}); is kms-client the same version?"))?;
             let text = match verb {
-                "dli" => render_dli(&status, false),
-                "dlv" => render_dli(&status, true),
-                _ => render_xpr(&status),
+                "dli" => render::client_dli(&status, false, all),
+                "dlv" => render::client_dli(&status, true, all),
+                _ => render::client_xpr(&status, all),
             };
             match text {
                 Ok(t) => {
@@ -161,117 +165,25 @@ fn failure(ctx: &Ctx, reply: Reply) -> ExitCode {
     }
 }
 
-/// Minutes and whole days as `/dli` prints them: `N minute(s) (D day(s))`, the days
-/// truncated as Windows 7's slmgr.vbs does ([`days_from_minutes`]).
-fn minutes_and_days(minutes: u64) -> String {
-    format!("{minutes} minute(s) ({} day(s))", days_from_minutes(minutes))
-}
-
-/// The `/dli` (or `/dlv` when `verbose`) text for a status object; `Err` holds the one
-/// line printed when no product key is installed.
-pub fn render_dli(s: &Value, verbose: bool) -> Result<String, String> {
-    let Some(product) = s.get("product").filter(|p| p.is_object()) else {
-        return Err("Error: product key not found.".to_owned());
-    };
-    let mut out = String::new();
-    let mut line = |l: &str| {
-        out.push_str(l);
-        out.push('\n');
-    };
-    if verbose {
-        line(&format!("Software licensing service version: 6.1.7600.16385 (kmslab {})", env!("CARGO_PKG_VERSION")));
-        line("");
-    }
-    line(&format!("Name: {}", str_or(&product["display_name"], "")));
-    line(&format!("Description: {}", str_or(&product["description"], "")));
-    if verbose {
-        line(&format!("Activation ID: {}", str_or(&product["activation_id"], "")));
-        line(&format!("Application ID: {}", str_or(&product["application_id"], "")));
-    }
-    line(&format!("Partial Product Key: {}", str_or(&product["partial_key"], "")));
-    line(&format!("License Status: {}", str_or(&s["status_label"], "")));
-    let status = str_or(&s["status"], "");
-    if status == "notification" {
-        let reason = s["notification_reason"].as_str().and_then(HResult::parse).unwrap_or(HResult::GRACE_EXPIRED);
-        line(&notification_reason_line(reason));
-    }
-    let minutes = s["minutes_remaining"].as_u64().unwrap_or(0);
-    match status {
-        "licensed" => line(&format!("Volume activation expiration: {}", minutes_and_days(minutes))),
-        "initial_grace" | "additional_grace" | "non_genuine_grace" | "extended_grace" => {
-            line(&format!("Time remaining: {}", minutes_and_days(minutes)))
-        }
-        _ => {}
-    }
-    if verbose {
-        line(&format!("Remaining Windows rearm count: {}", s["rearm_count"].as_u64().unwrap_or(0)));
-        line(&format!("Trusted time: {}", str_or(&s["now"], "")));
-    }
-    line("");
-    line("Key Management Service client information");
-    line(&format!("    Client Machine ID (CMID): {}", str_or(&s["cmid"], "")));
-    let host = &s["host"];
-    if let Some(manual) = host["manual"].as_str() {
-        line(&format!("    Registered KMS machine name: {manual}"));
-    } else if let Some(h) = host["last"].as_str().filter(|_| host["last_source"].as_str() != Some("manual")).or(host["cached"].as_str()) {
-        line(&format!("    KMS machine name from DNS: {h}"));
-    } else {
-        line("    DNS auto-discovery: KMS name not available");
-    }
-    if let Some(epid) = s["epid"].as_str() {
-        line(&format!("    KMS machine extended PID: {epid}"));
-    }
-    line(&format!("    Activation interval: {} minutes", s["activation_interval"].as_u64().unwrap_or(0)));
-    line(&format!("    Renewal interval: {} minutes", s["renewal_interval"].as_u64().unwrap_or(0)));
-    line(if s["host_caching"].as_bool() == Some(true) { "    KMS host caching is enabled" } else { "    KMS host caching is disabled" });
-    if verbose {
-        if let Some(d) = s["domain"].as_str() {
-            line(&format!("    KMS SRV record lookup domain: {d}"));
-        }
-        if let Some(prev) = s["previous_cmid"].as_str().filter(|p| !p.starts_with("00000000-")) {
-            line(&format!("    Previous Client Machine ID (CMID): {prev}"));
-        }
-        if let Some(c) = s["current_count"].as_u64() {
-            line(&format!("    Current count reported by the KMS host: {c}"));
-        }
-        if let Some(last) = s["last_result"].as_object() {
-            line(&format!(
-                "    Last activation result: {} {} at {}",
-                last.get("hresult").and_then(Value::as_str).unwrap_or(""),
-                last.get("name").and_then(Value::as_str).unwrap_or(""),
-                last.get("at").and_then(Value::as_str).unwrap_or(""),
-            ));
-        }
-    }
-    Ok(out)
-}
-
-/// The `/xpr` text.
-pub fn render_xpr(s: &Value) -> Result<String, String> {
-    let Some(product) = s.get("product").filter(|p| p.is_object()) else {
-        return Err("Error: product key not found.".to_owned());
-    };
-    let name = str_or(&product["display_name"], "");
-    let detail = match str_or(&s["status"], "") {
-        "licensed" => format!("Volume activation will expire {}", str_or(&s["valid_until"], "")),
-        "initial_grace" => format!("Initial grace period ends {}", str_or(&s["grace_end"], "")),
-        "additional_grace" => format!("Additional grace period ends {}", str_or(&s["grace_end"], "")),
-        "notification" => "Windows is in Notification mode".to_owned(),
-        _ => str_or(&s["status_label"], "").to_owned(),
-    };
-    Ok(format!("{name}:\n    {detail}\n"))
-}
-
 #[cfg(test)]
 mod tests {
+    use kmslab_api::render::client_dli;
+    use serde_json::json;
+
     use super::*;
 
-    fn status(state: &str, minutes: u64, reason: Option<&str>) -> Value {
-        json!({
-            "product": {"display_name": "Windows(R) 7, Enterprise edition", "description": "d", "partial_key": "HVTHH"},
-            "status": state, "status_label": "label", "minutes_remaining": minutes, "notification_reason": reason,
-            "cmid": "c", "host": {}, "activation_interval": 120, "renewal_interval": 10080, "host_caching": true,
-        })
+    fn status(state: &str, minutes: u64, reason: Option<&str>) -> ClientStatus {
+        serde_json::from_value(json!({
+            "role": "client", "now": "2026-01-01T00:00:00Z",
+            "product": {"name": "win7-enterprise", "display_name": "Windows(R) 7, Enterprise edition", "description": "d",
+                        "partial_key": "HVTHH", "activation_id": "a", "application_id": "b", "required_count": 25},
+            "status": state, "status_code": 1, "status_label": "label", "minutes_remaining": minutes, "notification_reason": reason,
+            "cmid": "c", "previous_cmid": "00000000-0000-0000-0000-000000000000", "grace_end": null, "valid_until": null,
+            "host": {}, "activation_interval": 120, "renewal_interval": 10080, "next_attempt": null, "attempt_in_progress": false,
+            "epid": null, "current_count": null, "host_caching": true, "domain": null, "dns_server": null, "rearm_count": 3,
+            "machine_name": "m", "vm": false, "state_save_error": null, "last_result": null,
+        }))
+        .unwrap()
     }
 
     fn line_with(text: &str, prefix: &str) -> String {
@@ -280,16 +192,16 @@ mod tests {
 
     #[test]
     fn day_counts_are_truncated_like_windows_7_slmgr_vbs() {
-        let dli = render_dli(&status("initial_grace", 43_140, None), false).unwrap();
+        let dli = client_dli(&status("initial_grace", 43_140, None), false, false).unwrap();
         assert_eq!(line_with(&dli, "Time remaining:"), "Time remaining: 43140 minute(s) (29 day(s))");
-        let dli = render_dli(&status("licensed", 259_199, None), false).unwrap();
+        let dli = client_dli(&status("licensed", 259_199, None), false, false).unwrap();
         assert_eq!(line_with(&dli, "Volume activation expiration:"), "Volume activation expiration: 259199 minute(s) (179 day(s))");
     }
 
     #[test]
     fn notification_reason_reads_as_slmgr_vbs_writes_it() {
         let check = |reason: Option<&str>, expected: &str| {
-            let dli = render_dli(&status("notification", 0, reason), false).unwrap();
+            let dli = client_dli(&status("notification", 0, reason), false, false).unwrap();
             assert_eq!(line_with(&dli, "Notification Reason:"), expected);
         };
         check(Some("0xC004F009"), "Notification Reason: 0xC004F009 (grace time expired).");

@@ -1,10 +1,10 @@
 //! slmgr's host verbs: `/dli`, `/dlv` (read `/api/v1/status`) and `/sai`, `/sri`, `/sprt`,
 //! `/sdns`, `/cdns`, `/spri`, `/cpri` (POST `/api/v1/settings`), printed as slmgr.vbs does.
 
-use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
+use kmslab_api::HostStatus;
 use serde_json::{Value, json};
 
 use crate::api::Ctx;
@@ -13,11 +13,17 @@ use crate::api::Ctx;
 pub fn run(ctx: &Ctx, verb: &str, args: &[String]) -> anyhow::Result<ExitCode> {
     match verb {
         "dli" | "dlv" => {
+            // `/dli all`, `/dlv all`: every installed host key group's license.
+            let all = match args {
+                [] => false,
+                [a] if a.eq_ignore_ascii_case("all") => true,
+                _ => return Err(anyhow!("/{verb} takes no argument or `all` (got {:?})", args.join(" "))),
+            };
             let status = ctx.get("/api/v1/status")?.ok()?;
             if ctx.json {
                 println!("{status}");
             } else {
-                print!("{}", render_dli(&status, verb == "dlv")?);
+                print!("{}", render_dli(status, verb == "dlv", all)?);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -73,73 +79,9 @@ fn change(ctx: &Ctx, body: Value, done: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(1))
 }
 
-fn field<'a>(v: &'a Value, key: &str) -> anyhow::Result<&'a Value> {
-    v.get(key).ok_or_else(|| anyhow!("the host's status has no {key:?} (is kms-host the same version?)"))
-}
-
-fn text(v: &Value, key: &str) -> anyhow::Result<String> {
-    Ok(match field(v, key)? {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    })
-}
-
 /// The `/dli` (or `/dlv`) text of a host, from its `/api/v1/status` document.
-pub fn render_dli(status: &Value, verbose: bool) -> anyhow::Result<String> {
-    let mut out = String::new();
-    if verbose {
-        writeln!(out, "Software licensing service version: kmslab {}", text(status, "version")?)?;
-        out.push('\n');
-    }
-    writeln!(out, "Name: {}", text(status, "name")?)?;
-    writeln!(out, "Description: {}", text(status, "description")?)?;
-    if verbose {
-        writeln!(out, "Extended PID: {}", text(status, "epid")?)?;
-        let groups: Vec<&str> =
-            field(status, "host_key_groups")?.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
-        writeln!(out, "Host key groups: {}", groups.join(", "))?;
-    }
-    writeln!(out, "Partial Product Key: {}", text(status, "partial_product_key")?)?;
-    writeln!(out, "License Status: {}", text(status, "license_status")?)?;
-    out.push('\n');
-    out.push_str("Key Management Service is enabled on this machine\n");
-    let counts = field(status, "counts")?.as_array().cloned().unwrap_or_default();
-    let served: Vec<&Value> = counts.iter().filter(|c| c.get("served").and_then(Value::as_bool).unwrap_or(false)).collect();
-    let group_name = |c: &Value| c.get("group").and_then(Value::as_str).unwrap_or("?").to_owned();
-    let primary = served.iter().find(|c| group_name(c) == "windows").or(served.first()).copied();
-    let count_of = |c: &Value| c.get("count").and_then(Value::as_u64).unwrap_or(0);
-    writeln!(out, "    Current count: {}", primary.map_or(0, count_of))?;
-    for c in &served {
-        if Some(*c) != primary {
-            writeln!(out, "    Current count ({}): {}", group_name(c), count_of(c))?;
-        }
-    }
-    writeln!(out, "    Listening on Port: {}", text(status, "port")?)?;
-    let dns = field(status, "dns_publishing")?.as_bool().unwrap_or(true);
-    writeln!(out, "    DNS publishing {}", if dns { "enabled" } else { "disabled" })?;
-    let settings = field(status, "settings")?;
-    let low = settings.get("priority").and_then(Value::as_str) == Some("low");
-    writeln!(out, "    KMS priority: {}", if low { "Low" } else { "Normal" })?;
-    if verbose {
-        writeln!(out, "    Activation interval: {} minutes", text(settings, "activation_interval")?)?;
-        writeln!(out, "    Renewal interval: {} minutes", text(settings, "renewal_interval")?)?;
-    }
-    out.push('\n');
-    out.push_str("Key Management Service cumulative requests received from clients\n");
-    let counters = field(status, "counters")?;
-    writeln!(out, "    Total requests received: {}", text(counters, "total")?)?;
-    writeln!(out, "    Failed requests received: {}", text(counters, "failed")?)?;
-    let by_status = field(counters, "by_status")?;
-    for (key, label) in [
-        ("unlicensed", "Unlicensed"),
-        ("licensed", "Licensed"),
-        ("initial_grace", "Initial grace period"),
-        ("additional_grace", "License expired or Hardware out of tolerance"),
-        ("non_genuine_grace", "Non-genuine grace period"),
-        ("notification", "Notification"),
-    ] {
-        writeln!(out, "    Requests with License Status {label}: {}", text(by_status, key)?)?;
-    }
-    Ok(out)
+pub fn render_dli(status: Value, verbose: bool, all: bool) -> anyhow::Result<String> {
+    let status: HostStatus = serde_json::from_value(status)
+        .map_err(|e| anyhow!("the host's status is not what slmgr reads ({e}); is kms-host the same version?"))?;
+    Ok(kmslab_api::render::host_dli(&status, verbose, all))
 }

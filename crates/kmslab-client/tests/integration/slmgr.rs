@@ -111,6 +111,30 @@ async fn dli_matches_the_contract_licensed_from_dns_and_manual() {
     assert_eq!((v["role"].as_str(), v["status"].as_str()), (Some("client"), Some("licensed")));
     let (_, out, _) = slmgr(&client, &["/xpr"]).await;
     assert!(out.contains("Volume activation will expire"), "{out}");
+    // /xpr writes the time as slmgr.vbs does in en-US: M/D/YYYY h:mm:ss AM|PM.
+    let until = out.lines().nth(1).unwrap().trim().trim_start_matches("Volume activation will expire ").to_owned();
+    assert_eq!(until.split(' ').count(), 3, "{out}");
+    assert_eq!(until.split(' ').next().unwrap().split('/').count(), 3, "{out}");
+    assert!(until.ends_with(" AM") || until.ends_with(" PM"), "{out}");
+
+    // The machine's own Extended PID and Installation ID, as the status serves them.
+    let status = client.status().await;
+    let typed: kmslab_api::ClientStatus = serde_json::from_value(status.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&typed).unwrap(), status, "the typed view keeps every field");
+    let iid = typed.installation_id.clone().unwrap();
+    assert!(kmslab_core::install_id::is_valid_installation_id(&iid), "{iid}");
+    let (_, dlv, _) = slmgr(&client, &["/dlv"]).await;
+    assert!(dlv.contains(&format!("\nInstallation ID: {iid}\n")), "{dlv}");
+    assert!(dlv.contains(&format!("\nExtended PID: {}\n", typed.extended_pid.as_deref().unwrap())), "{dlv}");
+    // A client has one product: `/dli all` lists it as `/dli` does.
+    let (code, all, _) = slmgr(&client, &["/dli", "all"]).await;
+    assert_eq!(code, 0);
+    let (_, dli, _) = slmgr(&client, &["/dli"]).await;
+    assert_eq!(all, dli);
+    let raw = client.events().await;
+    let events: Vec<kmslab_api::EventRecord> = serde_json::from_value(serde_json::Value::Array(raw.clone())).unwrap();
+    assert_eq!(serde_json::to_value(&events).unwrap(), serde_json::Value::Array(raw), "events keep every field");
+    assert!(events.iter().any(|e| e.event_id == Some(kmslab_core::events::REQUEST_SENT) && e.kind.as_deref() == Some("request_sent")));
     client.stop().await;
 }
 

@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
+use kmslab_api::{HostStatus, ZoneStatus};
 use kmslab_core::events::{DNS_PUBLISH_FAILED, DNS_PUBLISH_SUCCEEDED};
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::series::HOUR_MS;
+use crate::series::HOUR_MS;
 use crate::state::HostState;
 
 /// Simulated time without any KMS request after which a low count raises an alert.
@@ -120,89 +120,49 @@ pub fn evaluate(i: &AlertInputs) -> Vec<Alert> {
     ]
 }
 
-/// Whether a zone entry of the status `dns` object reports a failure, and why.
-fn zone_failure(zone: &Value) -> Option<String> {
-    let name = zone.get("zone").or_else(|| zone.get("name")).and_then(Value::as_str).unwrap_or("?");
-    if zone.get("ok").and_then(Value::as_bool) == Some(false) {
-        let why = ["error", "last_error", "last_result", "result"].iter().find_map(|k| zone.get(*k)).map(compact).unwrap_or_default();
-        return Some(format!("zone {name}: {why}"));
-    }
-    if let Some(err) = zone.get("error").or_else(|| zone.get("last_error")).filter(|e| !e.is_null() && e.as_str() != Some("")) {
-        return Some(format!("zone {name}: {}", compact(err)));
-    }
-    let result = ["last_result", "result", "status"].iter().find_map(|k| zone.get(*k)).map(compact).unwrap_or_default().to_lowercase();
-    (result.contains("fail") || result.contains("error")).then(|| format!("zone {name}: {result}"))
+/// Whether a zone's last publishing attempt failed, and why.
+fn zone_failure(zone: &ZoneStatus) -> Option<String> {
+    zone.failed().then(|| {
+        let why = [zone.hresult.as_deref(), zone.message.as_deref()].into_iter().flatten().filter(|s| !s.is_empty()).collect::<Vec<_>>();
+        format!("zone {}: {}", zone.zone, if why.is_empty() { "failure".to_owned() } else { why.join(" ") })
+    })
 }
 
-/// A JSON value as short text (strings without quotes).
-pub(crate) fn compact(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-/// The status document's `dns` object when DNS publishing is configured (absent, null or
-/// `"configured": false` mean not configured).
-pub(crate) fn dns_object(status: &Value) -> Option<&Value> {
-    status.get("dns").filter(|d| !d.is_null() && d.get("configured").and_then(Value::as_bool) != Some(false))
-}
-
-/// The zones of the status `dns` object (empty when publishing is not configured).
-pub(crate) fn dns_zones(dns: Option<&Value>) -> Vec<Value> {
-    let Some(dns) = dns else { return Vec::new() };
-    match dns.get("zones") {
-        Some(Value::Array(zones)) => zones.clone(),
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(k, v)| {
-                let mut v = v.clone();
-                if let Value::Object(o) = &mut v {
-                    o.entry("zone").or_insert(Value::String(k.clone()));
-                }
-                v
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Gathers the inputs from the running host.
+/// Gathers the inputs from the host's status.
 pub fn inputs(state: &HostState) -> AlertInputs {
-    let now = state.now();
-    let (groups, activated) = {
-        let l = state.ledger();
-        (l.group_counts(now), l.settings().activated)
-    };
-    let groups = groups
+    inputs_from(state, &crate::status::host_status(state))
+}
+
+/// Gathers the inputs from `status` (and the registry's latest DNS event).
+pub fn inputs_from(state: &HostState, status: &HostStatus) -> AlertInputs {
+    let groups = status
+        .counts
         .iter()
         .map(|g| GroupInput {
-            name: state.catalog.counted_group(&g.kms_counted_id).map_or_else(|| g.kms_counted_id.to_string(), |c| c.name.clone()),
+            name: g.group.clone().unwrap_or_else(|| g.kms_counted_id.clone()),
             count: g.count,
             threshold: g.max_n_policy,
         })
         .collect();
     let last_activity_ms = state.dashboard.last_request_ms().or_else(|| state.store.last_seen_ms().ok().flatten());
-    let status = crate::admin::status_json(state);
-    // A zone's last result only counts while publishing is on (`/cdns` stops it).
-    let dns = dns_object(&status).filter(|d| d.get("enabled").and_then(Value::as_bool) != Some(false));
-    let mut dns_failure = dns_zones(dns).iter().filter_map(zone_failure).collect::<Vec<_>>().join("; ");
+    // A zone's last result only counts while publishing is configured and on (`/cdns` stops it).
+    let dns = &status.dns;
+    let zones = if dns.configured && dns.enabled { dns.zones.as_slice() } else { &[] };
+    let mut dns_failure = zones.iter().filter_map(zone_failure).collect::<Vec<_>>().join("; ");
     if dns_failure.is_empty()
         && let Ok(Some(latest)) = state.store.latest_event(&[DNS_PUBLISH_FAILED, DNS_PUBLISH_SUCCEEDED])
         && latest.event_id == DNS_PUBLISH_FAILED
     {
         dns_failure = format!("latest DNS event is 12293 (publishing failed) at {}", kmslab_core::Timestamp::from_unix_ms(latest.time_ms));
     }
-    let health = state.store.health();
     AlertInputs {
-        now_ms: now.as_unix_ms(),
+        now_ms: state.now().as_unix_ms(),
         last_activity_ms,
         groups,
         dns_failure: Some(dns_failure).filter(|s| !s.is_empty()),
-        activated,
-        store_ok: health.ok,
-        store_error: health.last_error,
+        activated: status.activated,
+        store_ok: status.health.ok,
+        store_error: status.health.reason.clone(),
     }
 }
 
@@ -330,17 +290,32 @@ mod tests {
         assert_eq!(active(&i), vec![DNS_PUBLISHING_FAILING, HOST_NOT_ACTIVATED, STORE_UNHEALTHY]);
     }
 
+    fn zone(name: &str, result: Option<&str>, hresult: Option<&str>, message: Option<&str>) -> ZoneStatus {
+        ZoneStatus {
+            zone: name.into(),
+            priority: 0,
+            weight: 0,
+            last_attempt: None,
+            last_success: None,
+            result: result.map(Into::into),
+            hresult: hresult.map(Into::into),
+            message: message.map(Into::into),
+            next_attempt: None,
+            consecutive_failures: 0,
+            successes: 0,
+            failures: 0,
+        }
+    }
+
     #[test]
-    fn dns_zone_failures_in_several_shapes() {
-        let zones = dns_zones(Some(&serde_json::json!({ "zones": [
-            { "zone": "a.test", "ok": true, "last_result": "published" },
-            { "zone": "b.test", "ok": false, "last_error": "REFUSED" },
-            { "name": "c.test", "last_result": "failed: timeout" },
-            { "zone": "d.test", "error": null },
-        ]})));
+    fn a_zone_fails_when_its_last_attempt_failed() {
+        let zones = [
+            zone("a.test", Some("success"), Some("0x00000000"), Some("")),
+            zone("b.test", Some("failure"), Some("0x8007232D"), Some("REFUSED")),
+            zone("c.test", None, None, None),
+            zone("d.test", Some("failure"), None, None),
+        ];
         let failures: Vec<String> = zones.iter().filter_map(zone_failure).collect();
-        assert_eq!(failures.len(), 2, "{failures:?}");
-        assert!(failures[0].contains("b.test") && failures[1].contains("c.test"));
-        assert!(dns_zones(None).is_empty());
+        assert_eq!(failures, ["zone b.test: 0x8007232D REFUSED", "zone d.test: failure"]);
     }
 }

@@ -8,7 +8,6 @@
 
 pub mod alerts;
 mod pages;
-pub mod series;
 pub mod svg;
 
 use std::collections::HashMap;
@@ -20,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
-pub use series::DashState;
+pub use crate::series::DashState;
 
 use crate::state::HostState;
 

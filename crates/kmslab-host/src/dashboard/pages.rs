@@ -10,12 +10,11 @@ use kmslab_core::events::{DNS_PUBLISH_FAILED, DNS_PUBLISH_SUCCEEDED, REQUEST_REC
 use kmslab_core::{LicenseStatus, Timestamp, Uuid};
 use kmslab_dns::{DnsServerChoice, lookup_vlmcs};
 use kmslab_store::{ClientPage, ClientQuery, ClientRow, EventQuery};
-use serde_json::Value;
 
 use super::PageError;
-use super::alerts::{self, Alert, compact, dns_zones};
-use super::series::DAY_MS;
+use super::alerts::{self, Alert};
 use super::svg;
+use crate::series::DAY_MS;
 use crate::state::HostState;
 
 type Q = HashMap<String, String>;
@@ -25,20 +24,43 @@ pub const EXPIRY_RANGES_DAYS: [i64; 5] = [7, 30, 60, 90, 180];
 const PAGE_DEFAULT: u64 = 50;
 const PAGE_MAX: u64 = 500;
 
+/// A simulated time as every page shows it: RFC 3339, as the API writes it, with the real
+/// time it corresponds to in its hover text.
+pub(crate) struct PageTime {
+    pub text: String,
+    pub real: String,
+}
+
+/// The page form of the simulated time `ms`.
+pub(crate) fn page_time(state: &HostState, ms: i64) -> PageTime {
+    let now = state.now().as_unix_ms();
+    let real = state.clock.real_now_ms() - ((now - ms) as f64 / state.clock.scale()) as i64;
+    PageTime { text: Timestamp::from_unix_ms(ms).to_string(), real: format!("real time {}", Timestamp::from_unix_ms(real)) }
+}
+
+/// [`page_time`] of an RFC 3339 time of a view (empty when none).
+fn page_time_text(state: &HostState, t: Option<&str>) -> PageTime {
+    match t.map(Timestamp::parse_rfc3339) {
+        Some(Ok(t)) => page_time(state, t.as_unix_ms()),
+        Some(Err(_)) => PageTime { text: t.unwrap_or_default().to_owned(), real: String::new() },
+        None => PageTime { text: String::new(), real: String::new() },
+    }
+}
+
 /// What every page shows around its content.
 pub(crate) struct Chrome {
     pub title: String,
     pub active: &'static str,
-    pub now: String,
+    pub now: PageTime,
     pub host: String,
     pub alerts: usize,
 }
 
 fn chrome(state: &HostState, title: impl Into<String>, active: &'static str) -> Chrome {
-    let host =
-        state.catalog.host_key_group(&state.config.host_key_groups[0]).map_or_else(|| "KMS host".to_owned(), |h| h.display_name.clone());
+    let primary = state.ledger().settings().key_groups.first().cloned().unwrap_or_default();
+    let host = state.catalog.host_key_group(&primary).map_or_else(|| "KMS host".to_owned(), |h| h.display_name.clone());
     let alerts = alerts::current(state).iter().filter(|a| a.active).count();
-    Chrome { title: title.into(), active, now: state.now().to_string(), host, alerts }
+    Chrome { title: title.into(), active, now: page_time(state, state.now().as_unix_ms()), host, alerts }
 }
 
 /// One client row as the tables show it.
@@ -177,8 +199,16 @@ pub(crate) struct Setting {
 pub(crate) struct ZoneView {
     pub zone: String,
     pub result: String,
-    pub details: String,
     pub failing: bool,
+    pub hresult: String,
+    pub message: String,
+    pub last_attempt: PageTime,
+    pub last_success: PageTime,
+    pub next_attempt: PageTime,
+    /// SRV priority and weight.
+    pub srv: String,
+    /// Successes / failures.
+    pub attempts: String,
 }
 
 #[derive(Template)]
@@ -209,87 +239,66 @@ fn short_label(t: Timestamp, hourly: bool) -> String {
 }
 
 pub(crate) fn overview(state: &HostState, _q: &Q) -> Result<String, PageError> {
-    let status = crate::admin::status_json(state);
+    let status = crate::status::host_status(state);
     let now_ms = state.now().as_unix_ms();
-    let groups = status["counts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|g| g["served"].as_bool() == Some(true) || g["count"].as_u64().unwrap_or(0) > 0)
-        .map(|g| {
-            let thresholds: Vec<u32> =
-                g["thresholds"].as_array().into_iter().flatten().filter_map(|t| t.as_u64()).map(|t| t as u32).collect();
-            let count = g["count"].as_u64().unwrap_or(0);
-            GroupView {
-                name: g["group"].as_str().unwrap_or("?").to_owned(),
-                count,
-                thresholds: thresholds.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-                bar: svg::count_bar(count as u32, &thresholds, g["cap"].as_u64().unwrap_or(0) as u32),
-            }
+    let groups = status
+        .counts
+        .iter()
+        .filter(|g| g.served || g.count > 0)
+        .map(|g| GroupView {
+            name: g.group.clone().unwrap_or_else(|| "?".to_owned()),
+            count: u64::from(g.count),
+            thresholds: g.thresholds.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+            bar: svg::count_bar(g.count, &g.thresholds, g.cap),
         })
         .collect();
     let (hourly, daily) = {
         let series = state.dashboard.series();
         (series.hourly(now_ms), series.daily(now_ms))
     };
-    let points = |v: Vec<(Timestamp, super::series::Bucket)>, hourly: bool| -> Vec<(String, u64, u64)> {
+    let points = |v: Vec<(Timestamp, crate::series::Bucket)>, hourly: bool| -> Vec<(String, u64, u64)> {
         v.into_iter().map(|(t, b)| (short_label(t, hourly), b.requests, b.failed)).collect()
     };
     let status_rows: Vec<(String, String, u64)> = LicenseStatus::ALL
         .iter()
-        .map(|s| (s.key().to_owned(), s.label().to_owned(), status["counters"]["by_status"][s.key()].as_u64().unwrap_or(0)))
+        .map(|s| (s.key().to_owned(), s.label().to_owned(), status.counters.by_status.get(s.key()).copied().unwrap_or(0)))
         .collect();
     let by_status = svg::hbars(&status_rows.iter().map(|(_, label, n)| (short_status(label), *n)).collect::<Vec<_>>());
-    let dns = alerts::dns_object(&status);
-    let zones = dns_zones(dns)
+    let time = |t: &Option<String>| page_time_text(state, t.as_deref());
+    let zones = status
+        .dns
+        .zones
         .iter()
-        .map(|z| {
-            let zone = z.get("zone").or_else(|| z.get("name")).map(compact).unwrap_or_default();
-            let result = ["last_result", "result", "status", "error", "last_error"]
-                .iter()
-                .find_map(|k| z.get(*k).filter(|v| !v.is_null()))
-                .map_or_else(|| "not attempted yet".to_owned(), compact);
-            let details = z
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .filter(|(k, _)| !["zone", "name"].contains(&k.as_str()))
-                        .map(|(k, v)| format!("{k}: {}", compact(v)))
-                        .collect::<Vec<_>>()
-                        .join(" · ")
-                })
-                .unwrap_or_default();
-            let failing = z.get("ok").and_then(Value::as_bool) == Some(false) || result.to_lowercase().contains("fail");
-            ZoneView { zone, result, details, failing }
+        .map(|z| ZoneView {
+            zone: z.zone.clone(),
+            result: z.result.clone().unwrap_or_else(|| "not attempted yet".to_owned()),
+            failing: z.failed(),
+            hresult: z.hresult.clone().unwrap_or_default(),
+            message: z.message.clone().unwrap_or_default(),
+            last_attempt: time(&z.last_attempt),
+            last_success: time(&z.last_success),
+            next_attempt: time(&z.next_attempt),
+            srv: format!("priority {}, weight {}", z.priority, z.weight),
+            attempts: format!("{} / {}", z.successes, z.failures),
         })
         .collect();
-    let s = &status["settings"];
+    let s = &status.settings;
     let settings = vec![
-        Setting { name: "Name", value: compact(&status["name"]) },
-        Setting { name: "Description", value: compact(&status["description"]) },
-        Setting { name: "License status", value: compact(&status["license_status"]) },
-        Setting {
-            name: "Host key groups",
-            value: status["host_key_groups"].as_array().map(|a| a.iter().map(compact).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
-        },
-        Setting { name: "KMS ePID", value: compact(&status["epid"]) },
-        Setting {
-            name: "Listening",
-            value: status["listening"].as_array().map(|a| a.iter().map(compact).collect::<Vec<_>>().join(", ")).unwrap_or_default(),
-        },
-        Setting { name: "Admin address", value: compact(&status["admin"]) },
-        Setting { name: "Activation interval", value: format!("{} minutes", compact(&s["activation_interval"])) },
-        Setting { name: "Renewal interval", value: format!("{} minutes", compact(&s["renewal_interval"])) },
-        Setting { name: "Port at next start", value: compact(&s["port"]) },
-        Setting {
-            name: "DNS publishing",
-            value: if s["dns_publishing"].as_bool() == Some(false) { "disabled".into() } else { "enabled".into() },
-        },
-        Setting { name: "KMS priority", value: compact(&s["priority"]) },
-        Setting { name: "Time scale", value: format!("{}× (simulated now {})", state.clock.scale(), state.now()) },
+        Setting { name: "Name", value: status.name.clone().unwrap_or_default() },
+        Setting { name: "Description", value: status.description.clone().unwrap_or_default() },
+        Setting { name: "License status", value: status.license_status.clone() },
+        Setting { name: "Host key groups", value: status.host_key_groups.join(", ") },
+        Setting { name: "KMS ePID", value: status.epid.clone() },
+        Setting { name: "Listening", value: status.listening.join(", ") },
+        Setting { name: "Admin address", value: status.admin.clone() },
+        Setting { name: "Activation interval", value: format!("{} minutes", s.activation_interval) },
+        Setting { name: "Renewal interval", value: format!("{} minutes", s.renewal_interval) },
+        Setting { name: "Port at next start", value: next_start_port(&status) },
+        Setting { name: "DNS publishing", value: if s.dns_publishing { "enabled".into() } else { "disabled".into() } },
+        Setting { name: "KMS priority", value: s.priority.clone() },
+        Setting { name: "Time scale", value: format!("{}× (simulated now {})", state.clock.scale(), status.now) },
         Setting { name: "Registry", value: state.store.path().display().to_string() },
     ];
-    let counters = &status["counters"];
     Ok(Overview {
         chrome: chrome(state, "Overview", "overview"),
         groups,
@@ -297,14 +306,24 @@ pub(crate) fn overview(state: &HostState, _q: &Q) -> Result<String, PageError> {
         daily: svg::columns(&points(daily, false), 5),
         by_status,
         status_rows,
-        total: counters["total"].as_u64().unwrap_or(0),
-        failed: counters["failed"].as_u64().unwrap_or(0),
-        dns_configured: dns.is_some(),
+        total: status.counters.total,
+        failed: status.counters.failed,
+        dns_configured: status.dns.configured,
         zones,
         settings,
-        active_alerts: alerts::current(state).into_iter().filter(|a| a.active).collect(),
+        active_alerts: alerts::evaluate(&alerts::inputs_from(state, &status)).into_iter().filter(|a| a.active).collect(),
     }
     .render()?)
+}
+
+/// The port the host binds at its next start: the one `/sprt` stored, else the one it
+/// listens on now (`--port`, or 1688).
+fn next_start_port(status: &kmslab_api::HostStatus) -> String {
+    match (status.settings.port, status.port) {
+        (Some(p), _) => format!("{p} (set with /sprt)"),
+        (None, Some(p)) => format!("{p} (as now)"),
+        (None, None) => "1688".to_owned(),
+    }
 }
 
 fn short_status(label: &str) -> String {
@@ -367,11 +386,12 @@ pub(crate) fn clients(state: &HostState, q: &Q) -> Result<String, PageError> {
 // ---------------------------------------------------------------- events
 
 pub(crate) struct EventView {
-    pub seq: i64,
+    pub seq: u64,
     pub id: u32,
     pub name: &'static str,
-    pub time: String,
-    pub summary: String,
+    pub time: PageTime,
+    /// One cell per column of the page's field columns.
+    pub cells: Vec<String>,
 }
 
 #[derive(Template)]
@@ -382,6 +402,7 @@ pub(crate) struct Events {
     pub since: String,
     pub until: String,
     pub rows: Vec<EventView>,
+    pub columns: Vec<String>,
     pub total: u64,
     pub page: u64,
     pub prev: Option<String>,
@@ -429,21 +450,32 @@ pub(crate) fn events(state: &HostState, q: &Q) -> Result<String, PageError> {
     }
     let rows = state.store.events(&query)?;
     let total = state.store.event_count()?;
-    let views = rows
+    let records: Vec<(kmslab_api::EventRecord, Vec<(String, String)>)> = rows
         .iter()
         .map(|r| {
-            let fields: Value = serde_json::from_str(&r.fields_json).unwrap_or(Value::Null);
-            let summary = fields
-                .as_object()
-                .map(|o| o.iter().map(|(k, v)| format!("{k}={}", compact(v))).collect::<Vec<_>>().join(" "))
-                .unwrap_or_else(|| r.fields_json.clone());
-            EventView {
-                seq: r.seq,
-                id: r.event_id,
-                name: event_name(r.event_id),
-                time: Timestamp::from_unix_ms(r.time_ms).to_string(),
-                summary,
+            let e = crate::status::event_record(r);
+            let pairs = e.field_pairs();
+            (e, pairs)
+        })
+        .collect();
+    // One column per field name on this page, in the order they first appear.
+    let mut columns: Vec<String> = Vec::new();
+    for (_, pairs) in &records {
+        for (k, _) in pairs {
+            if !columns.contains(k) {
+                columns.push(k.clone());
             }
+        }
+    }
+    let views = records
+        .iter()
+        .zip(&rows)
+        .map(|((e, pairs), r)| EventView {
+            seq: e.seq,
+            id: r.event_id,
+            name: event_name(r.event_id),
+            time: page_time(state, r.time_ms),
+            cells: columns.iter().map(|c| pairs.iter().find(|(k, _)| k == c).map(|(_, v)| v.clone()).unwrap_or_default()).collect(),
         })
         .collect::<Vec<_>>();
     let filter = export.join("&");
@@ -456,6 +488,7 @@ pub(crate) fn events(state: &HostState, q: &Q) -> Result<String, PageError> {
         prev: (page > 1).then(|| link("/events", q, page - 1)),
         next: (views.len() as u64 == per).then(|| link("/events", q, page + 1)),
         rows: views,
+        columns,
         total,
         page,
         csv: format!("/api/v1/events?format=csv{sep}{filter}"),
@@ -739,17 +772,12 @@ pub(crate) struct FoundHosts {
 
 /// Looks up `_vlmcs._tcp` in each publish zone of the status `dns` object.
 pub(crate) async fn lookup_hosts(state: &HostState) -> FoundHosts {
-    let status = crate::admin::status_json(state);
-    let dns = alerts::dns_object(&status);
-    let server = dns
-        .and_then(|d| d.get("server").or_else(|| d.get("dns_server")))
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse::<SocketAddr>().ok())
-        .map_or(DnsServerChoice::System, DnsServerChoice::Server);
-    let me = dns.and_then(|d| d.get("hostname")).and_then(Value::as_str).map(|h| h.trim_end_matches('.').to_ascii_lowercase());
-    let mut found = FoundHosts { configured: dns.is_some(), hosts: Vec::new(), errors: Vec::new() };
-    for zone in dns_zones(dns) {
-        let Some(name) = zone.get("zone").or_else(|| zone.get("name")).and_then(Value::as_str) else { continue };
+    let dns = crate::status::host_status(state).dns;
+    let server = dns.server.as_deref().and_then(|s| s.parse::<SocketAddr>().ok()).map_or(DnsServerChoice::System, DnsServerChoice::Server);
+    let me = dns.hostname.as_deref().map(|h| h.trim_end_matches('.').to_ascii_lowercase());
+    let mut found = FoundHosts { configured: dns.configured, hosts: Vec::new(), errors: Vec::new() };
+    for zone in &dns.zones {
+        let name = &zone.zone;
         match lookup_vlmcs(&server, name, Duration::from_secs(2)).await {
             Ok(targets) => found.hosts.extend(targets.into_iter().map(|t| HostView {
                 this_host: me.as_deref() == Some(t.target.to_ascii_lowercase().as_str()),

@@ -192,3 +192,79 @@ async fn slmgr_dli_on_a_host_matches_the_interfaces_format_line_by_line() {
     assert!(ours.contains(&"    Requests with License Status Initial grace period: 2"), "{text}");
     host.stop().await;
 }
+
+/// `value` read as `T` and written back is `value` again: the typed view holds every field
+/// the daemon serves, with the same names and types.
+fn round_trips<T: serde::de::DeserializeOwned + serde::Serialize>(value: &serde_json::Value) -> T {
+    let typed: T = serde_json::from_value(value.clone()).unwrap_or_else(|e| panic!("not a {}: {e}\n{value:#}", std::any::type_name::<T>()));
+    assert_eq!(&serde_json::to_value(&typed).unwrap(), value, "{} loses or changes fields", std::any::type_name::<T>());
+    typed
+}
+
+#[tokio::test]
+async fn status_clients_and_events_round_trip_through_the_typed_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.host_key_groups = vec!["kms-b".into(), "office-2010".into()];
+    let host = TestHost::start(c).await;
+    response(ask_once(host.kms, &request("win7-enterprise")).await);
+    error_frame(ask_once(host.kms, &request("server2008r2-datacenter")).await);
+
+    let status: kmslab_api::HostStatus = round_trips(&host.status().await);
+    assert_eq!(status.role, "host");
+    assert_eq!(status.count_of("windows"), 1);
+    assert_eq!(status.application_id, kmslab_api::WINDOWS_APPLICATION_ID);
+    assert_eq!(status.licenses.iter().map(|l| l.host_key_group.as_str()).collect::<Vec<_>>(), ["kms-b", "office-2010"]);
+    assert_eq!(status.activation_id, status.licenses[0].activation_id);
+    assert_ne!(status.licenses[0].activation_id, status.licenses[1].activation_id);
+    assert!(kmslab_core::Timestamp::parse_rfc3339(&status.trusted_time).is_ok(), "{}", status.trusted_time);
+    let clients: kmslab_api::ClientList = round_trips(&get_json(host.admin, "/api/v1/clients").await);
+    assert_eq!(clients.total, 2);
+    let events: kmslab_api::EventList = round_trips(&get_json(host.admin, "/api/v1/events").await);
+    assert_eq!(events.events.len(), 2);
+    assert!(events.events.iter().all(|e| e.event_id == Some(12290) && e.kind.as_deref() == Some("request_received")));
+    host.stop().await;
+}
+
+#[tokio::test]
+async fn slmgr_dlv_and_dli_all_on_a_host_show_every_license() {
+    let slmgr = slmgr_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    c.host_key_groups = vec!["kms-b".into(), "office-2010".into()];
+    let host = TestHost::start(c).await;
+    response(ask_once(host.kms, &request("win7-enterprise")).await);
+    let target = host.admin.to_string();
+    let run = |args: &'static [&'static str]| {
+        let (slmgr, target) = (slmgr.clone(), target.clone());
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(slmgr).arg("--target").arg(target).args(args).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8(out.stdout).unwrap()
+        })
+    };
+    let dlv = run(&["/dlv"]).await.unwrap();
+    let line = |text: &str, prefix: &str| {
+        text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix:?}:\n{text}")).to_owned()
+    };
+    assert!(line(&dlv, "Software licensing service version: ").starts_with("Software licensing service version: 6.1.7600.16385 (kmslab "));
+    assert_eq!(line(&dlv, "Application ID: "), "Application ID: 55c92734-d682-4d71-983e-d6ec3f16059f");
+    let activation_id = kmslab_core::install_id::host_activation_id("kms-b").to_string();
+    assert_eq!(line(&dlv, "Activation ID: "), format!("Activation ID: {activation_id}"));
+    assert!(kmslab_core::epid::is_valid(line(&dlv, "Extended PID: ").trim_start_matches("Extended PID: ")), "{dlv}");
+    assert_eq!(line(&dlv, "Remaining Windows rearm count: "), "Remaining Windows rearm count: 3");
+    // slmgr's en-US time: M/D/YYYY h:mm:ss AM|PM.
+    let trusted = line(&dlv, "Trusted time: ");
+    let trusted = trusted.trim_start_matches("Trusted time: ");
+    let (date, rest) = trusted.split_once(' ').unwrap();
+    assert_eq!(date.split('/').count(), 3, "{trusted}");
+    assert!(rest.ends_with(" AM") || rest.ends_with(" PM"), "{trusted}");
+    assert_eq!(dlv.matches("Name: ").count(), 1, "/dlv shows the primary license:\n{dlv}");
+
+    let all = run(&["/dli", "all"]).await.unwrap();
+    assert_eq!(all.matches("Name: ").count(), 2, "{all}");
+    assert!(all.contains("Name: Windows Server(R), ServerEnterprise edition"), "{all}");
+    assert!(all.contains("Name: Office 14, OfficeKMSHostVL edition"), "{all}");
+    assert_eq!(all.matches("Key Management Service is enabled on this machine").count(), 1, "{all}");
+    host.stop().await;
+}

@@ -139,6 +139,12 @@ async fn pages_and_reports_match_the_api() {
     let (code, _) = http(host.admin, "GET", "/reports/99Z", None).await.unwrap();
     assert_eq!(code, 404);
 
+    // Port at next start: the port the host will use when /sprt never set one.
+    assert!(overview.contains(&format!("<th>Port at next start</th><td>{} (as now)</td>", host.kms.port())), "{overview}");
+    // The header carries the simulated now with the real time in its hover, and no stray separator.
+    assert!(overview.contains("simulated now <time title=\"real time "), "{overview}");
+    assert!(!overview.contains("· </span>") && !overview.contains("·\n"), "{overview}");
+
     // 05A without DNS publishing: this host only.
     let hosts = page(&host, "/reports/05A").await;
     assert!(hosts.contains("(this host)") && hosts.contains(&host.kms.to_string()));
@@ -147,6 +153,11 @@ async fn pages_and_reports_match_the_api() {
     // Events: filtered view and CSV export that parses.
     let events = page(&host, "/events?id=12290&per=20").await;
     assert_eq!(events.matches("12290 KMS request received</td>").count(), 20);
+    // Fields are columns: one header per field name, no key=value text.
+    for column in ["<th>result</th>", "<th>cmid</th>", "<th>machine_name</th>", "<th>license_status</th>"] {
+        assert!(events.contains(column), "{column} in {events}");
+    }
+    assert!(!events.contains("cmid=") && events.contains("<td>0x00000000</td>"), "{events}");
     let export = events.find("href=\"/api/v1/events?format=csv").expect("CSV export link");
     assert!(events[export..export + 60].contains("id=12290\""), "the export link keeps the filter");
     let (code, csv) = http(host.admin, "GET", "/api/v1/events?format=csv&id=12290", None).await.unwrap();
@@ -495,6 +506,12 @@ async fn dns_zones_alert_and_05a_with_real_bind() {
         "{overview}"
     );
     assert!(overview.contains(&format!("<td>{LOCKED_ZONE}</td><td class=\"fail\">failure</td>")), "{overview}");
+    // The zone details are a table with columns, not a key=value dump.
+    for column in ["<th>HRESULT</th>", "<th>Message</th>", "<th>Last attempt</th>", "<th>Next attempt</th>", "<th>SRV</th>"] {
+        assert!(overview.contains(column), "{column} in {overview}");
+    }
+    assert!(overview.contains("<td>0x00000000</td>"), "the successful zone's HRESULT cell: {overview}");
+    assert!(!overview.contains("consecutive_failures:") && !overview.contains("last_attempt:"), "{overview}");
     assert!(overview.contains("dns_publishing_failing</b>: zone"), "the failing zone raises the alert");
     let text = http(host.admin, "GET", "/metrics", None).await.unwrap().1;
     assert_eq!(metric(&text, "kmslab_host_alert{alert=\"dns_publishing_failing\"}"), Some(1.0));

@@ -395,35 +395,16 @@ pub async fn http_get_text(addr: SocketAddr, path: &str) -> anyhow::Result<Strin
     Ok(body.to_owned())
 }
 
-/// The Windows group's count in a status document.
+/// The Windows group's count in a status document (0 when it is not a host's status).
 pub fn windows_count(status: &Value) -> u64 {
-    status["counts"]
-        .as_array()
-        .and_then(|groups| groups.iter().find(|g| g["group"] == "windows"))
-        .and_then(|g| g["count"].as_u64())
-        .unwrap_or(0)
+    serde_json::from_value::<kmslab_api::HostStatus>(status.clone()).map_or(0, |s| u64::from(s.count_of("windows")))
 }
 
-/// A host's `/dli` lines (docs/interfaces.md) from its status document.
+/// A host's `/dli` lines (docs/interfaces.md) from its status document, from the one
+/// renderer slmgr uses.
 pub fn host_dli_lines(s: &Value) -> Vec<String> {
-    let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-    let mut l = vec![
-        format!("Name: {}", text(&s["name"])),
-        format!("Description: {}", text(&s["description"])),
-        format!("Partial Product Key: {}", text(&s["partial_product_key"])),
-        format!("License Status: {}", text(&s["license_status"])),
-        String::new(),
-        "Key Management Service is enabled on this machine".into(),
-        format!("    Current count: {}", windows_count(s)),
-    ];
-    for g in s["counts"].as_array().into_iter().flatten().filter(|g| g["group"] != "windows") {
-        l.push(format!("    Current count ({}): {}", text(&g["group"]), g["count"]));
+    match serde_json::from_value::<kmslab_api::HostStatus>(s.clone()) {
+        Ok(status) => kmslab_api::render::host_dli_lines(&status, false, false),
+        Err(e) => vec![format!("(the host's status is not a kms-host status: {e})")],
     }
-    l.push(format!("    Listening on Port: {}", s["port"]));
-    l.push(format!("    DNS publishing {}", if s["dns_publishing"] == true { "enabled" } else { "disabled" }));
-    l.push(String::new());
-    l.push("Key Management Service cumulative requests received from clients".into());
-    l.push(format!("    Total requests received: {}", s["counters"]["total"]));
-    l.push(format!("    Failed requests received: {}", s["counters"]["failed"]));
-    l
 }

@@ -1,4 +1,4 @@
-//! The dashboard's small in-memory time series: requests per simulated hour and per
+//! The host's small in-memory time series (drawn by the dashboard): requests per simulated hour and per
 //! simulated day, plus the time of the latest request (for the no-activity alert).
 //!
 //! It lives in memory on purpose: it is a picture of recent traffic, not a record (the
