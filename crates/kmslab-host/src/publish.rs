@@ -154,7 +154,7 @@ pub(crate) fn finish_config_with(
         // space of "kms1.lab.test. ." ("kms1.lab.test. "), which the next check would drop.
         let trimmed = value.trim_start().trim_end_matches(|c: char| c == '.' || c.is_whitespace());
         if trimmed.is_empty() || !trimmed.contains('.') {
-            return Err(ConfigError(format!("invalid {name} {value:?}: expected a fully qualified name such as kms1.lab.test")));
+            return Err(ConfigError::value(name, value, "expected a fully qualified name such as kms1.lab.test"));
         }
         dns.hostname = Some(trimmed.to_owned());
     }
@@ -163,7 +163,7 @@ pub(crate) fn finish_config_with(
     }
     if dns.server.is_none() {
         if !dns.zones.is_empty() {
-            return Err(ConfigError("invalid --dns-zone: publishing needs --dns-server IP:PORT (or --no-dns-publish)".into()));
+            return Err(ConfigError::new("--dns-zone", "publishing needs --dns-server IP:PORT (or --no-dns-publish)"));
         }
         return Ok(());
     }
@@ -173,7 +173,7 @@ pub(crate) fn finish_config_with(
             (Some(h), _) if h.contains('.') => Some(h),
             (Some(h), Some(zone)) => Some(format!("{h}.{}", zone.zone)),
             _ => {
-                return Err(ConfigError("invalid --dns-server: publishing needs --dns-hostname FQDN (no usable system host name)".into()));
+                return Err(ConfigError::new("--dns-server", "publishing needs --dns-hostname FQDN (no usable system host name)"));
             }
         };
     }
@@ -181,12 +181,12 @@ pub(crate) fn finish_config_with(
         let own = dns.hostname.as_deref().and_then(|h| h.split_once('.')).map(|(_, domain)| domain.to_owned());
         match own.map(|d| PublishZone::new(&d)) {
             Some(Ok(zone)) => dns.zones.push(zone),
-            _ => return Err(ConfigError("invalid --dns-server: no --dns-zone given and the host name has no domain".into())),
+            _ => return Err(ConfigError::new("--dns-server", "no --dns-zone given and the host name has no domain")),
         }
     }
     // Check the host name and key now, before anything is bound (port is filled in later).
     let any_server = SocketAddr::from(([127, 0, 0, 1], 53));
-    dns.publisher(1688, any_server, None).map_err(|e| ConfigError(format!("invalid --dns-hostname: {e}")))?;
+    dns.publisher(1688, any_server, None).map_err(|e| ConfigError::new("--dns-hostname", e))?;
     Ok(())
 }
 
@@ -480,7 +480,7 @@ mod tests {
                 assert_eq!(dns.hostname.as_deref(), Some(host));
                 assert_eq!(dns.zones.iter().map(|z| z.zone.as_str()).collect::<Vec<_>>(), zones);
             }
-            (Err(e), Err(needle)) => assert!(e.0.contains(needle), "{e} should mention {needle}"),
+            (Err(e), Err(needle)) => assert!(e.to_string().contains(needle), "{e} should mention {needle}"),
             (other, expected) => panic!("{other:?} but expected {expected:?}"),
         }
     }

@@ -5,6 +5,7 @@
 
 pub mod cidr;
 pub mod clock;
+pub mod config;
 pub mod fdlimit;
 pub mod framed;
 pub mod logging;
