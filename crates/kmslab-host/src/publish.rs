@@ -12,7 +12,6 @@
 //! `--time-scale 100000` must not turn a one-minute simulated back-off into a busy loop.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -286,19 +285,20 @@ impl DnsStatus {
 
     /// Appends the DNS series to the `/metrics` text.
     pub fn render_metrics(&self, out: &mut String) {
+        use kmslab_runtime::prometheus::{ConstCounter, ConstGauge, MetricType, Registry, Series, counters, register};
         let zones = self.zones();
-        out.push_str("# HELP kmslab_host_dns_publish_success 1 when the last publish in the zone succeeded.\n");
-        out.push_str("# TYPE kmslab_host_dns_publish_success gauge\n");
+        let mut r = Registry::default();
+        let mut success = Series::new(MetricType::Gauge);
+        let mut attempts = counters();
         for z in zones.values() {
             let ok = z.last_result.as_ref().is_some_and(|(code, _)| *code == 0);
-            let _ = writeln!(out, "kmslab_host_dns_publish_success{{zone=\"{}\"}} {}", z.zone.zone, u8::from(ok));
+            success.push([("zone", z.zone.zone.as_str())], ConstGauge::new(i64::from(ok)));
+            attempts.push([("zone", z.zone.zone.as_str()), ("result", "success")], ConstCounter::new(z.successes));
+            attempts.push([("zone", z.zone.zone.as_str()), ("result", "failure")], ConstCounter::new(z.failures));
         }
-        out.push_str("# HELP kmslab_host_dns_publish_attempts_total DNS publish attempts, by zone and result.\n");
-        out.push_str("# TYPE kmslab_host_dns_publish_attempts_total counter\n");
-        for z in zones.values() {
-            let _ = writeln!(out, "kmslab_host_dns_publish_attempts_total{{zone=\"{}\",result=\"success\"}} {}", z.zone.zone, z.successes);
-            let _ = writeln!(out, "kmslab_host_dns_publish_attempts_total{{zone=\"{}\",result=\"failure\"}} {}", z.zone.zone, z.failures);
-        }
+        register(&mut r, "kmslab_host_dns_publish_success", "1 when the last publish in the zone succeeded.", success);
+        register(&mut r, "kmslab_host_dns_publish_attempts_total", "DNS publish attempts, by zone and result.", attempts);
+        out.push_str(&kmslab_runtime::prometheus::encode(&r));
     }
 }
 

@@ -11,6 +11,7 @@ pub mod framed;
 pub mod logging;
 pub mod notify;
 pub mod process_metrics;
+pub mod prometheus;
 pub mod psk;
 pub mod signal;
 pub mod slots;
