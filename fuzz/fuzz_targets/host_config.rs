@@ -20,16 +20,18 @@ fuzz_target!(|text: &str| {
     let file = match config::parse_file(text) {
         Ok(file) => file,
         Err(e) => {
-            check_refusal(&e.0);
-            assert!(e.0.starts_with("invalid config file: "), "{e}");
+            let e = e.to_string();
+            check_refusal(&e);
+            assert!(e.starts_with("invalid config file: "), "{e}");
             return;
         }
     };
     let config = match config::validate_file(file.clone()) {
         Ok(config) => config,
         Err(e) => {
-            check_refusal(&e.0);
-            assert!(e.0.contains("key `") || e.0.contains(" --"), "the refusal names no key or flag: {e}");
+            let e = e.to_string();
+            check_refusal(&e);
+            assert!(e.contains("key `") || e.contains(" --"), "the refusal names no key or flag: {e}");
             return;
         }
     };

@@ -205,18 +205,12 @@ impl Default for ClientConfig {
     }
 }
 
-/// A bad setting: names the flag (or file key) and says why. Exit code 2.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {reason}")]
-pub struct ConfigError {
-    /// The flag or key, e.g. `--gvlk`.
-    pub key: String,
-    /// What is wrong with it.
-    pub reason: String,
-}
+/// A bad setting: names the flag (or file key) and says why (`invalid --gvlk: ...`), the
+/// shape kms-host refuses a setting with too. Exit code 2.
+pub use kmslab_runtime::config::ConfigError;
 
 fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { key: key.to_owned(), reason: reason.into() }
+    ConfigError::new(key, reason.into())
 }
 
 impl ClientConfig {
@@ -425,5 +419,12 @@ mod tests {
         let e = args(&["--config", p]).unwrap_err();
         assert_eq!(e.key, "--config");
         assert!(e.reason.contains("prodcut"), "{e}");
+        // A wrong type names the key and where it is.
+        std::fs::write(&path, "product = \"win7-enterprise\"\nvm = \"yes\"\n").unwrap();
+        let e = args(&["--config", p]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("invalid --config: {p}: line 2, column 6, key vm: invalid type: string \"yes\", expected a boolean")
+        );
     }
 }

@@ -232,17 +232,7 @@ async fn events(State(state): State<AppState>, Query(q): Query<HashMap<String, S
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "0x8000FFFF", e.to_string()),
     };
     if csv {
-        let mut out = String::from("seq,event_id,time,fields\n");
-        for r in &rows {
-            out.push_str(&format!(
-                "{},{},{},\"{}\"\n",
-                r.seq,
-                r.event_id,
-                Timestamp::from_unix_ms(r.time_ms),
-                r.fields_json.replace('"', "\"\"")
-            ));
-        }
-        return ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out).into_response();
+        return ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], crate::events_csv::render(&rows)).into_response();
     }
     let events = rows.iter().map(crate::status::event_record).collect();
     Json(EventList { events }).into_response()

@@ -55,9 +55,13 @@ async fn serve(config: kmslab_host::HostConfig) -> anyhow::Result<()> {
     let admin = bind(config.admin).await.with_context(|| format!("cannot listen on admin {}", config.admin))?;
     let kms_addrs = listeners.iter().map(TcpListener::local_addr).collect::<Result<Vec<_>, _>>()?;
     let admin_addr = admin.local_addr()?;
+    let registry = config.registry_path();
+    let registry = std::path::absolute(&registry).unwrap_or(registry);
     // The registry is opened and checked before the host says where it listens: a host
     // that cannot serve never looks ready (the start error is the last word).
     let started = kmslab_host::start(listeners, admin, config).await?;
+    // Without --data-dir the registry is made in the working directory: say where.
+    println!("registry {}", registry.display());
     for addr in &kms_addrs {
         println!("listening on kms {addr}");
     }

@@ -1,15 +1,18 @@
-//! The host's Prometheus metrics, kept per host instance and rendered as text on `/metrics`.
+//! The host's Prometheus metrics, kept per host instance and encoded on `/metrics` by the
+//! `prometheus-client` crate (`kmslab_runtime::prometheus`), from a registry of this host's
+//! own filled at each scrape.
 //!
-//! We keep our own few atomics rather than the global `metrics` recorder: a process may
-//! run several hosts (tests, `kmslab up`), and a global recorder would mix their numbers.
-//! Every series here is cheap to update on the request path (a relaxed atomic add, or a
-//! short lock on a small map for the labelled request counter).
+//! We keep our own few atomics rather than a global recorder: a process may run several
+//! hosts (tests, `kmslab up`), and a global recorder would mix their numbers. Every series
+//! here is cheap to update on the request path (a relaxed atomic add, or a short lock on a
+//! small map for the labelled request counter).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
+
+use kmslab_runtime::prometheus::{ConstCounter, ConstGauge, HistogramValues, MetricType, Registry, Series, counters, register};
 
 /// Histogram bucket upper bounds, seconds.
 const BUCKETS: [f64; 12] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
@@ -33,17 +36,13 @@ impl Histogram {
         self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, bucket) in BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    /// The values now, for the registry.
+    fn values(&self) -> HistogramValues {
+        HistogramValues {
+            buckets: BUCKETS.iter().zip(&self.buckets).map(|(bound, n)| (*bound, n.load(Ordering::Relaxed))).collect(),
+            sum: self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            count: self.count.load(Ordering::Relaxed),
         }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count {count}");
     }
 }
 
@@ -97,89 +96,96 @@ impl HostMetrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self, snap: &Snapshot) -> String {
-        let mut out = String::with_capacity(4096);
-        out.push_str("# HELP kmslab_host_requests_total KMS requests answered, by result and reported license status.\n");
-        out.push_str("# TYPE kmslab_host_requests_total counter\n");
+        let mut registry = Registry::default();
+        self.register(&mut registry, snap);
+        kmslab_runtime::prometheus::encode(&registry)
+    }
+
+    /// Registers this host's series, as they are now, in `r`.
+    pub fn register(&self, r: &mut Registry, snap: &Snapshot) {
+        let load = |a: &AtomicU64| ConstCounter::new(a.load(Ordering::Relaxed));
+        let mut requests = counters();
         for ((hr, status), n) in self.requests.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "kmslab_host_requests_total{{result=\"0x{hr:08X}\",license_status=\"{status}\"}} {n}");
+            requests.push([("result", format!("0x{hr:08X}")), ("license_status", (*status).to_owned())], ConstCounter::new(*n));
         }
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_host_malformed_requests_total Frames that could not be decoded (answered with an error frame or a close), and connections closed without a complete request (incomplete frame or nothing sent by the idle timeout, reset mid-frame).\n# TYPE kmslab_host_malformed_requests_total counter\nkmslab_host_malformed_requests_total {}",
-            self.malformed.load(Ordering::Relaxed)
+        register(r, "kmslab_host_requests_total", "KMS requests answered, by result and reported license status.", requests);
+        register(
+            r,
+            "kmslab_host_malformed_requests_total",
+            "Frames that could not be decoded (answered with an error frame or a close), and connections closed without a complete request (incomplete frame or nothing sent by the idle timeout, reset mid-frame).",
+            load(&self.malformed),
         );
-        out.push_str(
-            "# HELP kmslab_host_counted_cmids Distinct CMIDs in the current count, per counted group.\n# TYPE kmslab_host_counted_cmids gauge\n",
-        );
+        let mut counted = Series::new(MetricType::Gauge);
         for (group, n) in &snap.counts {
-            let _ = writeln!(out, "kmslab_host_counted_cmids{{group=\"{group}\"}} {n}");
+            counted.push([("group", group.as_str())], ConstGauge::new(i64::from(*n)));
         }
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_host_open_connections KMS connections open now.\n# TYPE kmslab_host_open_connections gauge\nkmslab_host_open_connections {}",
-            self.open_connections.load(Ordering::Relaxed)
+        register(r, "kmslab_host_counted_cmids", "Distinct CMIDs in the current count, per counted group.", counted);
+        register(
+            r,
+            "kmslab_host_open_connections",
+            "KMS connections open now.",
+            ConstGauge::new(self.open_connections.load(Ordering::Relaxed)),
         );
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_host_connections_total KMS connections accepted.\n# TYPE kmslab_host_connections_total counter\nkmslab_host_connections_total {}",
-            self.connections_total.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_host_refused_connections_total KMS connections closed at accept, by reason.\n# TYPE kmslab_host_refused_connections_total counter\nkmslab_host_refused_connections_total{{reason=\"not_allowed\"}} {}\nkmslab_host_refused_connections_total{{reason=\"per_source\"}} {}",
-            self.refused_not_allowed.load(Ordering::Relaxed),
-            self.refused_per_source.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_host_write_timeouts_total KMS connections closed because an answer could not be written within the idle timeout (the peer does not read); also counted as malformed.\n# TYPE kmslab_host_write_timeouts_total counter\nkmslab_host_write_timeouts_total {}",
-            self.write_timeouts.load(Ordering::Relaxed)
+        register(r, "kmslab_host_connections_total", "KMS connections accepted.", load(&self.connections_total));
+        let mut refused = counters();
+        refused.push([("reason", "not_allowed")], load(&self.refused_not_allowed));
+        refused.push([("reason", "per_source")], load(&self.refused_per_source));
+        register(r, "kmslab_host_refused_connections_total", "KMS connections closed at accept, by reason.", refused);
+        register(
+            r,
+            "kmslab_host_write_timeouts_total",
+            "KMS connections closed because an answer could not be written within the idle timeout (the peer does not read); also counted as malformed.",
+            load(&self.write_timeouts),
         );
         let admin = &self.admin;
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_host_admin_open_connections Admin API connections open now.\n# TYPE kmslab_host_admin_open_connections gauge\nkmslab_host_admin_open_connections {}",
-            admin.open.load(Ordering::Relaxed)
+        register(
+            r,
+            "kmslab_host_admin_open_connections",
+            "Admin API connections open now.",
+            ConstGauge::new(admin.open.load(Ordering::Relaxed)),
         );
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_host_admin_refused_connections_total Admin API connections closed without a request, by reason (per_source: closed at accept; header_timeout: no request headers in time).\n# TYPE kmslab_host_admin_refused_connections_total counter\nkmslab_host_admin_refused_connections_total{{reason=\"per_source\"}} {}\nkmslab_host_admin_refused_connections_total{{reason=\"header_timeout\"}} {}",
-            admin.refused_per_source.load(Ordering::Relaxed),
-            admin.header_timeouts.load(Ordering::Relaxed)
+        let mut admin_refused = counters();
+        admin_refused.push([("reason", "per_source")], load(&admin.refused_per_source));
+        admin_refused.push([("reason", "header_timeout")], load(&admin.header_timeouts));
+        register(
+            r,
+            "kmslab_host_admin_refused_connections_total",
+            "Admin API connections closed without a request, by reason (per_source: closed at accept; header_timeout: no request headers in time).",
+            admin_refused,
         );
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_host_rate_limited_total KMS requests refused with 0xA04B0001 by the per-source rate limit.\n# TYPE kmslab_host_rate_limited_total counter\nkmslab_host_rate_limited_total {}",
-            self.rate_limited.load(Ordering::Relaxed)
+        register(
+            r,
+            "kmslab_host_rate_limited_total",
+            "KMS requests refused with 0xA04B0001 by the per-source rate limit.",
+            load(&self.rate_limited),
         );
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_host_frame_auth_failures_total Frames refused for a missing, unexpected or wrong MAC (--psk); also counted as malformed.\n# TYPE kmslab_host_frame_auth_failures_total counter\nkmslab_host_frame_auth_failures_total {}",
-            self.frame_auth_failed.load(Ordering::Relaxed)
+        register(
+            r,
+            "kmslab_host_frame_auth_failures_total",
+            "Frames refused for a missing, unexpected or wrong MAC (--psk); also counted as malformed.",
+            load(&self.frame_auth_failed),
         );
-        self.request_latency.render(&mut out, "kmslab_host_request_duration_seconds", "Time from a request read to its answer written.");
-        self.store_commit_latency.render(&mut out, "kmslab_store_commit_wait_seconds", "Time a request waited for its registry commit.");
+        register(
+            r,
+            "kmslab_host_request_duration_seconds",
+            "Time from a request read to its answer written.",
+            self.request_latency.values(),
+        );
+        register(
+            r,
+            "kmslab_store_commit_wait_seconds",
+            "Time a request waited for its registry commit.",
+            self.store_commit_latency.values(),
+        );
         let s = &snap.store;
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_store_commits_total Registry transactions committed.\n# TYPE kmslab_store_commits_total counter\nkmslab_store_commits_total {}",
-            s.commits
+        register(r, "kmslab_store_commits_total", "Registry transactions committed.", ConstCounter::new(s.commits));
+        register(
+            r,
+            "kmslab_store_commit_seconds_total",
+            "Time spent in committed registry transactions.",
+            ConstCounter::new(s.total_commit_micros as f64 / 1e6),
         );
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_store_commit_seconds_total Time spent in committed registry transactions.\n# TYPE kmslab_store_commit_seconds_total counter\nkmslab_store_commit_seconds_total {}",
-            s.total_commit_micros as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_store_writes_failed_total Registry writes that failed.\n# TYPE kmslab_store_writes_failed_total counter\nkmslab_store_writes_failed_total {}",
-            s.writes_failed
-        );
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_store_healthy 1 when registry writes succeed.\n# TYPE kmslab_store_healthy gauge\nkmslab_store_healthy {}",
-            u8::from(snap.store_ok)
-        );
-        out
+        register(r, "kmslab_store_writes_failed_total", "Registry writes that failed.", ConstCounter::new(s.writes_failed));
+        register(r, "kmslab_store_healthy", "1 when registry writes succeed.", ConstGauge::new(i64::from(snap.store_ok)));
     }
 }

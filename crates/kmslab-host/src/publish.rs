@@ -12,7 +12,6 @@
 //! `--time-scale 100000` must not turn a one-minute simulated back-off into a busy loop.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,16 +21,12 @@ use kmslab_core::Timestamp;
 use kmslab_core::events::{DNS_PUBLISH_FAILED, DNS_PUBLISH_SUCCEEDED};
 use kmslab_dns::{DnsServerChoice, PublishError, PublishZone, Publisher, PublisherConfig, TsigKey};
 use kmslab_runtime::SimClock;
+use kmslab_runtime::config::ConfigError;
 use kmslab_store::{EventRecord, Store};
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// Why the DNS publishing settings are invalid (the configuration reports it as its own error).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct DnsConfigError(pub String);
 
 /// The republish interval, simulated milliseconds (docs/kms-behaviour.md: every 24 hours).
 pub const REPUBLISH_MS: i64 = 24 * 3600 * 1000;
@@ -142,7 +137,7 @@ async fn resolve_publisher(config: &DnsConfig, port: u16) -> Result<Option<Publi
 /// Derivation: without `--dns-hostname` the system host name is used, completed with the
 /// first zone when it has no dot (`kms1` + `lab.test` = `kms1.lab.test`). Without
 /// `--dns-zone` the host publishes in the domain of its host name, as Windows does.
-pub fn finish_config(dns: &mut DnsConfig, hostname: Option<(String, String)>) -> Result<(), DnsConfigError> {
+pub fn finish_config(dns: &mut DnsConfig, hostname: Option<(String, String)>) -> Result<(), ConfigError> {
     finish_config_with(dns, hostname, system_hostname)
 }
 
@@ -152,13 +147,13 @@ pub(crate) fn finish_config_with(
     dns: &mut DnsConfig,
     hostname: Option<(String, String)>,
     system_hostname: impl FnOnce() -> Option<String>,
-) -> Result<(), DnsConfigError> {
+) -> Result<(), ConfigError> {
     if let Some((value, name)) = &hostname {
         // Spaces and final dots in any order: `trim` then `trim_end_matches('.')` kept the
         // space of "kms1.lab.test. ." ("kms1.lab.test. "), which the next check would drop.
         let trimmed = value.trim_start().trim_end_matches(|c: char| c == '.' || c.is_whitespace());
         if trimmed.is_empty() || !trimmed.contains('.') {
-            return Err(DnsConfigError(format!("invalid {name} {value:?}: expected a fully qualified name such as kms1.lab.test")));
+            return Err(ConfigError::value(name, value, "expected a fully qualified name such as kms1.lab.test"));
         }
         dns.hostname = Some(trimmed.to_owned());
     }
@@ -167,7 +162,7 @@ pub(crate) fn finish_config_with(
     }
     if dns.server.is_none() {
         if !dns.zones.is_empty() {
-            return Err(DnsConfigError("invalid --dns-zone: publishing needs --dns-server IP:PORT (or --no-dns-publish)".into()));
+            return Err(ConfigError::new("--dns-zone", "publishing needs --dns-server IP:PORT (or --no-dns-publish)"));
         }
         return Ok(());
     }
@@ -177,9 +172,7 @@ pub(crate) fn finish_config_with(
             (Some(h), _) if h.contains('.') => Some(h),
             (Some(h), Some(zone)) => Some(format!("{h}.{}", zone.zone)),
             _ => {
-                return Err(DnsConfigError(
-                    "invalid --dns-server: publishing needs --dns-hostname FQDN (no usable system host name)".into(),
-                ));
+                return Err(ConfigError::new("--dns-server", "publishing needs --dns-hostname FQDN (no usable system host name)"));
             }
         };
     }
@@ -187,12 +180,12 @@ pub(crate) fn finish_config_with(
         let own = dns.hostname.as_deref().and_then(|h| h.split_once('.')).map(|(_, domain)| domain.to_owned());
         match own.map(|d| PublishZone::new(&d)) {
             Some(Ok(zone)) => dns.zones.push(zone),
-            _ => return Err(DnsConfigError("invalid --dns-server: no --dns-zone given and the host name has no domain".into())),
+            _ => return Err(ConfigError::new("--dns-server", "no --dns-zone given and the host name has no domain")),
         }
     }
     // Check the host name and key now, before anything is bound (port is filled in later).
     let any_server = SocketAddr::from(([127, 0, 0, 1], 53));
-    dns.publisher(1688, any_server, None).map_err(|e| DnsConfigError(format!("invalid --dns-hostname: {e}")))?;
+    dns.publisher(1688, any_server, None).map_err(|e| ConfigError::new("--dns-hostname", e))?;
     Ok(())
 }
 
@@ -324,19 +317,20 @@ impl DnsStatus {
 
     /// Appends the DNS series to the `/metrics` text.
     pub fn render_metrics(&self, out: &mut String) {
+        use kmslab_runtime::prometheus::{ConstCounter, ConstGauge, MetricType, Registry, Series, counters, register};
         let zones = self.zones();
-        out.push_str("# HELP kmslab_host_dns_publish_success 1 when the last publish in the zone succeeded.\n");
-        out.push_str("# TYPE kmslab_host_dns_publish_success gauge\n");
+        let mut r = Registry::default();
+        let mut success = Series::new(MetricType::Gauge);
+        let mut attempts = counters();
         for z in zones.values() {
             let ok = z.last_result.as_ref().is_some_and(|(code, _)| *code == 0);
-            let _ = writeln!(out, "kmslab_host_dns_publish_success{{zone=\"{}\"}} {}", z.zone.zone, u8::from(ok));
+            success.push([("zone", z.zone.zone.as_str())], ConstGauge::new(i64::from(ok)));
+            attempts.push([("zone", z.zone.zone.as_str()), ("result", "success")], ConstCounter::new(z.successes));
+            attempts.push([("zone", z.zone.zone.as_str()), ("result", "failure")], ConstCounter::new(z.failures));
         }
-        out.push_str("# HELP kmslab_host_dns_publish_attempts_total DNS publish attempts, by zone and result.\n");
-        out.push_str("# TYPE kmslab_host_dns_publish_attempts_total counter\n");
-        for z in zones.values() {
-            let _ = writeln!(out, "kmslab_host_dns_publish_attempts_total{{zone=\"{}\",result=\"success\"}} {}", z.zone.zone, z.successes);
-            let _ = writeln!(out, "kmslab_host_dns_publish_attempts_total{{zone=\"{}\",result=\"failure\"}} {}", z.zone.zone, z.failures);
-        }
+        register(&mut r, "kmslab_host_dns_publish_success", "1 when the last publish in the zone succeeded.", success);
+        register(&mut r, "kmslab_host_dns_publish_attempts_total", "DNS publish attempts, by zone and result.", attempts);
+        out.push_str(&kmslab_runtime::prometheus::encode(&r));
     }
 }
 
@@ -534,7 +528,7 @@ mod tests {
                 assert_eq!(dns.hostname.as_deref(), Some(host));
                 assert_eq!(dns.zones.iter().map(|z| z.zone.as_str()).collect::<Vec<_>>(), zones);
             }
-            (Err(e), Err(needle)) => assert!(e.0.contains(needle), "{e} should mention {needle}"),
+            (Err(e), Err(needle)) => assert!(e.to_string().contains(needle), "{e} should mention {needle}"),
             (other, expected) => panic!("{other:?} but expected {expected:?}"),
         }
     }

@@ -209,30 +209,43 @@ impl FleetStats {
         })
     }
 
-    /// Prometheus text format.
+    /// Prometheus text format (encoded by `prometheus-client`, from a registry of this
+    /// fleet's own).
     pub fn prometheus(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP kmslab_fleet_clients Simulated client machines.\n# TYPE kmslab_fleet_clients gauge\n");
-        out.push_str(&format!("kmslab_fleet_clients {}\n", self.clients.load(Ordering::Relaxed)));
-        out.push_str("# HELP kmslab_fleet_machines Machines by license status.\n# TYPE kmslab_fleet_machines gauge\n");
+        use kmslab_runtime::prometheus::{ConstCounter, ConstGauge, MetricType, Registry, Series, counters, register};
+        let mut r = Registry::default();
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        register(
+            &mut r,
+            "kmslab_fleet_clients",
+            "Simulated client machines.",
+            ConstGauge::new(self.clients.load(Ordering::Relaxed) as i64),
+        );
+        let mut machines = Series::new(MetricType::Gauge);
         for s in LicenseStatus::ALL {
-            out.push_str(&format!("kmslab_fleet_machines{{status=\"{}\"}} {}\n", s.key(), self.count(s)));
+            machines.push([("status", s.key())], ConstGauge::new(self.count(s) as i64));
         }
-        out.push_str("# HELP kmslab_fleet_requests_total Requests sent to KMS hosts.\n# TYPE kmslab_fleet_requests_total counter\n");
-        out.push_str(&format!("kmslab_fleet_requests_total {}\n", self.requests.load(Ordering::Relaxed)));
-        out.push_str("# HELP kmslab_fleet_answers_total Answers received from KMS hosts.\n# TYPE kmslab_fleet_answers_total counter\n");
-        out.push_str(&format!("kmslab_fleet_answers_total {}\n", self.answers.load(Ordering::Relaxed)));
-        out.push_str("# HELP kmslab_fleet_failed_attempts_total Failed activation attempts by HRESULT.\n");
-        out.push_str("# TYPE kmslab_fleet_failed_attempts_total counter\n");
+        register(&mut r, "kmslab_fleet_machines", "Machines by license status.", machines);
+        register(&mut r, "kmslab_fleet_requests_total", "Requests sent to KMS hosts.", ConstCounter::new(load(&self.requests)));
+        register(&mut r, "kmslab_fleet_answers_total", "Answers received from KMS hosts.", ConstCounter::new(load(&self.answers)));
+        let mut failed = counters();
         for (code, n) in self.errors.lock().expect("stats lock").iter() {
-            out.push_str(&format!("kmslab_fleet_failed_attempts_total{{hresult=\"0x{code:08X}\"}} {n}\n"));
+            failed.push([("hresult", format!("0x{code:08X}"))], ConstCounter::new(*n));
         }
-        out.push_str("# HELP kmslab_fleet_in_flight Machines with a lookup or exchange outstanding.\n");
-        out.push_str("# TYPE kmslab_fleet_in_flight gauge\n");
-        out.push_str(&format!("kmslab_fleet_in_flight {}\n", self.in_flight.load(Ordering::Relaxed)));
-        out.push_str("# HELP kmslab_fleet_sim_time_seconds Simulated time of the fleet.\n# TYPE kmslab_fleet_sim_time_seconds gauge\n");
-        out.push_str(&format!("kmslab_fleet_sim_time_seconds {}\n", self.sim_now_ms.load(Ordering::Relaxed) / 1000));
-        out
+        register(&mut r, "kmslab_fleet_failed_attempts_total", "Failed activation attempts by HRESULT.", failed);
+        register(
+            &mut r,
+            "kmslab_fleet_in_flight",
+            "Machines with a lookup or exchange outstanding.",
+            ConstGauge::new(self.in_flight.load(Ordering::Relaxed) as i64),
+        );
+        register(
+            &mut r,
+            "kmslab_fleet_sim_time_seconds",
+            "Simulated time of the fleet.",
+            ConstGauge::new(self.sim_now_ms.load(Ordering::Relaxed) / 1000),
+        );
+        kmslab_runtime::prometheus::encode(&r)
     }
 }
 

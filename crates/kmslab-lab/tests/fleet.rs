@@ -73,6 +73,22 @@ async fn the_cli_discovers_through_dns_serves_metrics_and_ends_with_the_json_sum
     let metrics = http_get_text(admin, "/metrics").await.unwrap();
     assert!(metrics.contains("kmslab_fleet_clients 10"), "{metrics}");
     assert!(metrics.contains("kmslab_fleet_machines{status=\"licensed\"}"), "{metrics}");
+    // The text Prometheus reads: `promtool check metrics` (Debian package `prometheus`) finds nothing wrong.
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool on PATH (apt-get install -y prometheus; scripts/test.sh does)");
+    std::io::Write::write_all(&mut promtool.stdin.take().unwrap(), metrics.as_bytes()).unwrap();
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}\n{metrics}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
     tokio::spawn(async move { while let Ok(Some(_)) = stderr.next_line().await {} });
     let output = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output()).await.unwrap().unwrap();
     assert!(output.status.success(), "{output:?}");

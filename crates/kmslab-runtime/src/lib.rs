@@ -5,11 +5,13 @@
 
 pub mod cidr;
 pub mod clock;
+pub mod config;
 pub mod fdlimit;
 pub mod framed;
 pub mod logging;
 pub mod notify;
 pub mod process_metrics;
+pub mod prometheus;
 pub mod psk;
 pub mod signal;
 pub mod slots;

@@ -3,26 +3,32 @@
 //! and virtual memory, open and maximum file descriptors, start time), read from
 //! `/proc/self` on Linux. Elsewhere only `kmslab_build_info` is written.
 
-use std::fmt::Write as _;
+use crate::prometheus::{ConstCounter, ConstGauge, MetricType, Registry, Series, register as put};
+
+/// Registers `kmslab_build_info` and the `process_*` series (read now) in `registry`.
+pub fn register(registry: &mut Registry) {
+    let mut build = Series::new(MetricType::Gauge);
+    build.push([("version", env!("CARGO_PKG_VERSION")), ("revision", crate::GIT_REVISION)], ConstGauge::new(1_i64));
+    put(registry, "kmslab_build_info", "The kmslab version and git revision this process was built from.", build);
+    if let Some(p) = read() {
+        put(registry, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", ConstCounter::new(p.cpu_seconds));
+        for (name, help, value) in [
+            ("process_resident_memory_bytes", "Resident memory size in bytes.", p.resident_bytes),
+            ("process_virtual_memory_bytes", "Virtual memory size in bytes.", p.virtual_bytes),
+            ("process_open_fds", "Number of open file descriptors.", p.open_fds),
+            ("process_max_fds", "Maximum number of open file descriptors.", p.max_fds),
+            ("process_start_time_seconds", "Start time of the process since unix epoch in seconds.", p.start_time_seconds),
+        ] {
+            put(registry, name, help, ConstGauge::new(value));
+        }
+    }
+}
 
 /// Appends `kmslab_build_info` and the `process_*` series to a Prometheus text body.
 pub fn render(out: &mut String) {
-    let _ = writeln!(out, "# HELP kmslab_build_info The kmslab version and git revision this process was built from.");
-    let _ = writeln!(out, "# TYPE kmslab_build_info gauge");
-    let _ = writeln!(out, "kmslab_build_info{{version=\"{}\",revision=\"{}\"}} 1", env!("CARGO_PKG_VERSION"), crate::GIT_REVISION);
-    if let Some(p) = read() {
-        let series: [(&str, &str, &str, f64); 6] = [
-            ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", p.cpu_seconds),
-            ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", p.resident_bytes),
-            ("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", p.virtual_bytes),
-            ("process_open_fds", "gauge", "Number of open file descriptors.", p.open_fds),
-            ("process_max_fds", "gauge", "Maximum number of open file descriptors.", p.max_fds),
-            ("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", p.start_time_seconds),
-        ];
-        for (name, kind, help, value) in series {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        }
-    }
+    let mut registry = Registry::default();
+    register(&mut registry);
+    out.push_str(&crate::prometheus::encode(&registry));
 }
 
 /// What `/proc/self` says about this process.
@@ -79,7 +85,15 @@ mod tests {
     fn reads_this_process() {
         let mut text = String::new();
         super::render(&mut text);
-        assert!(text.contains("kmslab_build_info{version=\""), "{text}");
+        assert!(
+            text.contains(&format!(
+                "kmslab_build_info{{version=\"{}\",revision=\"{}\"}} 1\n",
+                env!("CARGO_PKG_VERSION"),
+                crate::GIT_REVISION
+            )),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total "), "{text}");
         let p = super::read().expect("/proc/self is readable on Linux");
         assert!(p.resident_bytes > 1e6 && p.virtual_bytes >= p.resident_bytes, "{p:?}");
         assert!(p.open_fds >= 3.0 && p.max_fds >= p.open_fds, "{p:?}");

@@ -21,7 +21,7 @@ pub fn one_line(rendered: &str) -> String {
     let mut lines = rendered.lines().map(str::trim).take_while(|l| !l.starts_with("Usage:"));
     let mut out = lines.next().unwrap_or("bad usage").trim_start_matches("error: ").to_owned();
     let mut tips = Vec::new();
-    for line in lines.filter(|l| !l.is_empty()) {
+    for line in lines.filter(|l| !l.is_empty() && !l.starts_with("For more information")) {
         match line.strip_prefix("tip: ") {
             Some(tip) => tips.push(tip.to_owned()),
             None => {
@@ -44,6 +44,12 @@ mod tests {
     fn keeps_the_tip_and_drops_the_usage() {
         let clap = "error: unexpected argument '--clinets' found\n\n  tip: a similar argument exists: '--clients'\n\nUsage: kmslab up --clients <CLIENTS>\n\nFor more information, try '--help'.\n";
         assert_eq!(one_line(clap), "unexpected argument '--clinets' found (tip: a similar argument exists: '--clients')");
+    }
+
+    #[test]
+    fn drops_the_pointer_to_help() {
+        let clap = "error: invalid value '5' for '--minutes <MIN>': 5 is not in 15..=43200\n\nFor more information, try '--help'.\n";
+        assert_eq!(one_line(clap), "invalid value '5' for '--minutes <MIN>': 5 is not in 15..=43200");
     }
 
     #[test]

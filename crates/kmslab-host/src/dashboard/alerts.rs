@@ -2,7 +2,6 @@
 //! the ledger, the registry and the DNS publishing status; shown on the dashboard,
 //! exported as `kmslab_host_alert{alert="..."}` gauges and logged when they change.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -183,45 +182,35 @@ pub fn current(state: &HostState) -> Vec<Alert> {
 
 /// The alert gauges in Prometheus text format, appended to `/metrics`.
 pub fn render_metrics(state: &HostState, alerts: &[Alert]) -> String {
-    let mut out = String::new();
-    out.push_str("# HELP kmslab_host_alert 1 while the alert is raised (see docs/dashboard.md).\n# TYPE kmslab_host_alert gauge\n");
+    use kmslab_runtime::prometheus::{ConstGauge, MetricType, Registry, Series, register};
+    let mut r = Registry::default();
+    let mut raised = Series::new(MetricType::Gauge);
     for a in alerts {
-        let _ = writeln!(out, "kmslab_host_alert{{alert=\"{}\"}} {}", a.name, u8::from(a.active));
+        raised.push([("alert", a.name)], ConstGauge::new(i64::from(a.active)));
     }
+    register(&mut r, "kmslab_host_alert", "1 while the alert is raised (see docs/dashboard.md).", raised);
     let now = state.now();
     let (activated, groups) = {
         let l = state.ledger();
         (l.settings().activated, l.group_counts(now))
     };
-    let _ = writeln!(
-        out,
-        "# HELP kmslab_host_activated 1 when the host's own KMS host key is activated.\n# TYPE kmslab_host_activated gauge\nkmslab_host_activated {}",
-        u8::from(activated)
-    );
-    out.push_str("# HELP kmslab_host_count_threshold Highest N-policy the clients of a counted group asked for.\n# TYPE kmslab_host_count_threshold gauge\n");
+    register(&mut r, "kmslab_host_activated", "1 when the host's own KMS host key is activated.", ConstGauge::new(i64::from(activated)));
+    let mut thresholds = Series::new(MetricType::Gauge);
     for g in &groups {
         let name = state.catalog.counted_group(&g.kms_counted_id).map_or_else(|| g.kms_counted_id.to_string(), |c| c.name.clone());
-        let _ = writeln!(out, "kmslab_host_count_threshold{{group=\"{name}\"}} {}", g.max_n_policy);
+        thresholds.push([("group", name)], ConstGauge::new(i64::from(g.max_n_policy)));
     }
+    register(&mut r, "kmslab_host_count_threshold", "Highest N-policy the clients of a counted group asked for.", thresholds);
     if let Some(last) = state.dashboard.last_request_ms().or_else(|| state.store.last_seen_ms().ok().flatten()) {
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_host_last_request_age_seconds Simulated seconds since the latest KMS request.\n# TYPE kmslab_host_last_request_age_seconds gauge\nkmslab_host_last_request_age_seconds {}",
-            (now.as_unix_ms() - last).max(0) as f64 / 1000.0
-        );
+        let age = (now.as_unix_ms() - last).max(0) as f64 / 1000.0;
+        register(&mut r, "kmslab_host_last_request_age_seconds", "Simulated seconds since the latest KMS request.", ConstGauge::new(age));
     }
     if let Ok(n) = state.store.client_count() {
-        let _ = writeln!(
-            out,
-            "# HELP kmslab_host_registry_clients Clients (CMIDs) ever recorded in the registry.\n# TYPE kmslab_host_registry_clients gauge\nkmslab_host_registry_clients {n}"
-        );
+        register(&mut r, "kmslab_host_registry_clients", "Clients (CMIDs) ever recorded in the registry.", ConstGauge::new(n as i64));
     }
-    let _ = writeln!(
-        out,
-        "# HELP kmslab_host_simulated_time_seconds The host's simulated now, Unix seconds.\n# TYPE kmslab_host_simulated_time_seconds gauge\nkmslab_host_simulated_time_seconds {}",
-        now.as_unix_ms() as f64 / 1000.0
-    );
-    out
+    let simulated = now.as_unix_ms() as f64 / 1000.0;
+    register(&mut r, "kmslab_host_simulated_time_seconds", "The host's simulated now, Unix seconds.", ConstGauge::new(simulated));
+    kmslab_runtime::prometheus::encode(&r)
 }
 
 /// Re-evaluates the alerts every second of real time so changes are logged even when no

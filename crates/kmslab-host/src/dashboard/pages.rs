@@ -139,17 +139,10 @@ fn link(path: &str, q: &Q, page: u64) -> String {
     format!("{path}?{}", parts.join("&"))
 }
 
-/// Percent-encodes a query component.
+/// Percent-encodes a query component: everything but the RFC 3986 unreserved characters.
 pub(crate) fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+    percent_encoding::utf8_percent_encode(s, COMPONENT).to_string()
 }
 
 fn pager(path: &str, q: &Q, page: u64, per: u64, total: u64, shown: usize) -> Pager {

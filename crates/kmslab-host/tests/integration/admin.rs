@@ -121,9 +121,12 @@ async fn clients_and_events_are_exported_with_filters() {
     let (code, csv) = http(host.admin, "GET", "/api/v1/events?format=csv", None).await.unwrap();
     assert_eq!(code, 200);
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "seq,event_id,time,fields");
+    assert_eq!(lines[0], kmslab_host::events_csv::header().join(","));
     assert_eq!(lines.len(), 4, "{csv}");
     assert!(lines[1].contains(",12290,") && lines[1].contains("alpha-pc"), "{csv}");
+    // The fields have their own columns: machine_name, then cmid.
+    let cells: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!((cells[1], cells[4], cells[5]), ("12290", "alpha-pc", win.cmid.to_string().as_str()), "{csv}");
 
     let (code, health) = http(host.admin, "GET", "/healthz", None).await.unwrap();
     assert_eq!((code, health.as_str()), (200, r#"{"status":"ok"}"#));

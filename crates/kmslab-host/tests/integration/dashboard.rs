@@ -163,7 +163,7 @@ async fn pages_and_reports_match_the_api() {
     let (code, csv) = http(host.admin, "GET", "/api/v1/events?format=csv&id=12290", None).await.unwrap();
     assert_eq!(code, 200);
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "seq,event_id,time,fields");
+    assert_eq!(lines[0], kmslab_host::events_csv::header().join(","));
     assert_eq!(lines.len(), 301);
     assert!(lines[1..].iter().all(|l| l.split(',').nth(1) == Some("12290")));
 
