@@ -13,16 +13,17 @@ use serde_json::{Value, json};
 
 use crate::api::{Ctx, Reply};
 
-const CLIENT_USAGE: &str =
-    "client verbs: /dli /dlv /xpr /ato /ipk KEY /upk /skms HOST[:PORT] /ckms /skms-domain FQDN /ckms-domain /skhc /ckhc /rearm";
+const CLIENT_USAGE: &str = "client verbs: /dli [all] /dlv [all] /xpr /ato /ipk KEY /upk /skms HOST[:PORT] /ckms /skms-domain FQDN /ckms-domain /skhc /ckhc /rearm /dti /atp CID";
 
 /// Runs one client verb against the daemon at `ctx.target`.
 pub fn run(ctx: &Ctx, verb: &str, args: &[String]) -> anyhow::Result<ExitCode> {
-    let takes_arg = matches!(verb, "ipk" | "skms" | "skms-domain");
+    let takes_arg = matches!(verb, "ipk" | "skms" | "skms-domain" | "atp");
+    // `/dli all`, `/dlv all`: slmgr.vbs's every-product form.
+    let all = matches!(verb, "dli" | "dlv") && args.len() == 1 && args[0].eq_ignore_ascii_case("all");
     if takes_arg && args.len() != 1 {
         return Ok(usage(&format!("/{verb} needs exactly one argument")));
     }
-    if !takes_arg && !args.is_empty() {
+    if !takes_arg && !all && !args.is_empty() {
         return Ok(usage(&format!("/{verb} takes no arguments (got {:?})", args.join(" "))));
     }
     match verb {
@@ -33,8 +34,8 @@ pub fn run(ctx: &Ctx, verb: &str, args: &[String]) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let text = match verb {
-                "dli" => render_dli(&status, false),
-                "dlv" => render_dli(&status, true),
+                "dli" => render_dli(&status, false, all),
+                "dlv" => render_dli(&status, true, all),
                 _ => render_xpr(&status),
             };
             match text {
@@ -114,6 +115,36 @@ pub fn run(ctx: &Ctx, verb: &str, args: &[String]) -> anyhow::Result<ExitCode> {
             json!({}),
             "Command completed successfully.\nPlease restart the system for the changes to take effect.",
         ),
+        "dti" => {
+            let reply = ctx.get("/api/v1/dti")?;
+            if let Some(code) = unsupported(ctx, "dti", &reply) {
+                return Ok(code);
+            }
+            if reply.status >= 300 {
+                return Ok(failure(ctx, reply));
+            }
+            if ctx.json {
+                println!("{}", reply.body);
+            } else {
+                println!("Installation ID: {}", str_or(&reply.body["installation_id"], ""));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        "atp" => {
+            let reply = ctx.post("/api/v1/atp", &json!({ "cid": args[0] }))?;
+            if let Some(code) = unsupported(ctx, "atp", &reply) {
+                return Ok(code);
+            }
+            if reply.status >= 300 {
+                return Ok(failure(ctx, reply));
+            }
+            if ctx.json {
+                println!("{}", reply.body);
+            } else {
+                println!("Confirmation ID for product {} deposited successfully.", str_or(&reply.body["activation_id"], ""));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         other => Ok(usage(&format!("/{other} is not a client verb"))),
     }
 }
@@ -125,6 +156,20 @@ fn usage(reason: &str) -> ExitCode {
 
 fn str_or<'a>(v: &'a Value, default: &'a str) -> &'a str {
     v.as_str().unwrap_or(default)
+}
+
+/// A 404 without an HRESULT: the daemon predates the verb's endpoint (MAK and phone
+/// activation). One line on stderr and exit 1 instead of a bare "HTTP 404".
+fn unsupported(ctx: &Ctx, verb: &str, reply: &Reply) -> Option<ExitCode> {
+    if reply.status != 404 || reply.body["hresult"].is_string() {
+        return None;
+    }
+    eprintln!(
+        "slmgr: /{verb} is not available on the kms-client at {} (HTTP 404 for {}: it has no MAK or phone activation)",
+        ctx.target,
+        ctx.path(&format!("/api/v1/{verb}"))
+    );
+    Some(ExitCode::from(1))
 }
 
 /// POSTs a verb and prints `done` (or the daemon's answer with `--json`).
@@ -168,8 +213,10 @@ fn minutes_and_days(minutes: u64) -> String {
 }
 
 /// The `/dli` (or `/dlv` when `verbose`) text for a status object; `Err` holds the one
-/// line printed when no product key is installed.
-pub fn render_dli(s: &Value, verbose: bool) -> Result<String, String> {
+/// line printed when no product key is installed. `all` is `/dli all` (the same text for
+/// now: a client holds one product).
+pub fn render_dli(s: &Value, verbose: bool, all: bool) -> Result<String, String> {
+    let _ = all;
     let Some(product) = s.get("product").filter(|p| p.is_object()) else {
         return Err("Error: product key not found.".to_owned());
     };
@@ -280,16 +327,16 @@ mod tests {
 
     #[test]
     fn day_counts_are_truncated_like_windows_7_slmgr_vbs() {
-        let dli = render_dli(&status("initial_grace", 43_140, None), false).unwrap();
+        let dli = render_dli(&status("initial_grace", 43_140, None), false, false).unwrap();
         assert_eq!(line_with(&dli, "Time remaining:"), "Time remaining: 43140 minute(s) (29 day(s))");
-        let dli = render_dli(&status("licensed", 259_199, None), false).unwrap();
+        let dli = render_dli(&status("licensed", 259_199, None), false, false).unwrap();
         assert_eq!(line_with(&dli, "Volume activation expiration:"), "Volume activation expiration: 259199 minute(s) (179 day(s))");
     }
 
     #[test]
     fn notification_reason_reads_as_slmgr_vbs_writes_it() {
         let check = |reason: Option<&str>, expected: &str| {
-            let dli = render_dli(&status("notification", 0, reason), false).unwrap();
+            let dli = render_dli(&status("notification", 0, reason), false, false).unwrap();
             assert_eq!(line_with(&dli, "Notification Reason:"), expected);
         };
         check(Some("0xC004F009"), "Notification Reason: 0xC004F009 (grace time expired).");

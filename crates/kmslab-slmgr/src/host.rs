@@ -17,7 +17,8 @@ pub fn run(ctx: &Ctx, verb: &str, args: &[String]) -> anyhow::Result<ExitCode> {
             if ctx.json {
                 println!("{status}");
             } else {
-                print!("{}", render_dli(&status, verb == "dlv")?);
+                let all = args.first().is_some_and(|a| a.eq_ignore_ascii_case("all"));
+                print!("{}", render_dli(&status, verb == "dlv", all)?);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -85,8 +86,10 @@ fn text(v: &Value, key: &str) -> anyhow::Result<String> {
     })
 }
 
-/// The `/dli` (or `/dlv`) text of a host, from its `/api/v1/status` document.
-pub fn render_dli(status: &Value, verbose: bool) -> anyhow::Result<String> {
+/// The `/dli` (or `/dlv`) text of a host, from its `/api/v1/status` document; `all` is
+/// `/dli all` (the same text for now).
+pub fn render_dli(status: &Value, verbose: bool, all: bool) -> anyhow::Result<String> {
+    let _ = all;
     let mut out = String::new();
     if verbose {
         writeln!(out, "Software licensing service version: kmslab {}", text(status, "version")?)?;
