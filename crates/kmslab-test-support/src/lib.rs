@@ -44,6 +44,27 @@ pub struct NamedKey {
     pub secret: String,
 }
 
+/// Zone whose updates the DNS-update tests' named accepts from 127.0.0.1 unsigned.
+pub const IP_ZONE: &str = "ipauth.test";
+/// Zone whose updates it accepts only when signed with [`UPDATE_KEY`].
+pub const TSIG_ZONE: &str = "tsig.test";
+/// Zone that accepts no updates at all.
+pub const LOCKED_ZONE: &str = "locked.test";
+/// The name of the TSIG key [`TSIG_ZONE`] accepts.
+pub const UPDATE_KEY: &str = "ddns-key";
+
+/// named for the DNS-update tests: [`IP_ZONE`], [`TSIG_ZONE`] (key [`UPDATE_KEY`] with
+/// this hmac-sha256 `secret`, base64) and [`LOCKED_ZONE`], after `first` zones of the caller.
+pub fn named_for_updates(secret: &str, first: Vec<Zone>) -> Named {
+    let mut zones = first;
+    zones.extend([
+        Zone::updatable(IP_ZONE, "127.0.0.1;"),
+        Zone::updatable(TSIG_ZONE, &format!("key {UPDATE_KEY};")),
+        Zone::updatable(LOCKED_ZONE, "none;"),
+    ]);
+    Named::start(&zones, &[NamedKey { name: UPDATE_KEY.to_owned(), secret: secret.to_owned() }])
+}
+
 /// A `named` process serving test zones; killed (by its own PID) when dropped.
 #[derive(Debug)]
 pub struct Named {

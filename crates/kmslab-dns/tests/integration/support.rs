@@ -5,15 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use kmslab_dns::{PublishZone, Publisher, PublisherConfig, TsigKey};
-use kmslab_test_support::{Named, NamedKey, Zone};
-pub use kmslab_test_support::{dig, dig_srv, dig_srv_with, dig_status, srv};
+pub use kmslab_test_support::{IP_ZONE, LOCKED_ZONE, TSIG_ZONE, dig, dig_srv, dig_srv_with, dig_status, srv};
+use kmslab_test_support::{Named, Zone};
 
-/// Zone whose updates BIND accepts from 127.0.0.1 without a signature.
-pub const IP_ZONE: &str = "ipauth.test";
-/// Zone whose updates BIND accepts only when signed with `ddns-key`.
-pub const TSIG_ZONE: &str = "tsig.test";
-/// Zone that accepts no updates at all.
-pub const LOCKED_ZONE: &str = "locked.test";
 /// Zone with fixed SRV records for discovery tests.
 pub const STATIC_ZONE: &str = "static.test";
 
@@ -32,7 +26,7 @@ kms2 IN A 192.0.2.12
 _vlmcs._tcp.nosrv IN TXT \"this name has no SRV record\"
 ";
 
-/// A `named` process serving the test zones; killed when dropped.
+/// named with the update zones and the static zone; killed when dropped.
 pub struct Bind {
     /// Where named answers (UDP and TCP).
     pub addr: SocketAddr,
@@ -45,15 +39,9 @@ impl Bind {
     /// Starts named on a free loopback port and waits until it answers. Panics, failing
     /// the test, when BIND is not installed: these tests must not pass without it.
     pub fn start() -> Self {
-        let tsig = TsigKey::generate("ddns-key").unwrap();
-        let key = NamedKey { name: "ddns-key".into(), secret: tsig.to_string().rsplit(':').next().unwrap().to_owned() };
-        let zones = [
-            Zone::fixed(STATIC_ZONE, STATIC_ZONE_RECORDS),
-            Zone::updatable(IP_ZONE, "127.0.0.1;"),
-            Zone::updatable(TSIG_ZONE, "key ddns-key;"),
-            Zone::updatable(LOCKED_ZONE, "none;"),
-        ];
-        let named = Named::start(&zones, &[key]);
+        let tsig = TsigKey::generate(kmslab_test_support::UPDATE_KEY).unwrap();
+        let secret = tsig.to_string().rsplit(':').next().unwrap().to_owned();
+        let named = kmslab_test_support::named_for_updates(&secret, vec![Zone::fixed(STATIC_ZONE, STATIC_ZONE_RECORDS)]);
         Bind { addr: named.addr, tsig, _named: named }
     }
 
