@@ -90,13 +90,16 @@ pub async fn discover(dns: &DnsServerChoice, domain: Option<&str>, timeout: Dura
     Err(first_error.unwrap_or(HResult::DNS_NAME_ERROR))
 }
 
+/// Each name's last answer and when it came.
+type KnownAddresses = HashMap<String, (Instant, Vec<IpAddr>)>;
+
 /// Host-name resolution with the answers remembered: an answer younger than `reuse_for` is
 /// used without asking again (the fleet's many machines share one), and when a lookup
 /// fails the addresses the name last resolved to are used instead, as Windows' resolver
 /// cache lets a client keep reaching its cached host while DNS is down.
 #[derive(Debug, Clone)]
 pub struct Resolver {
-    known: Arc<Mutex<HashMap<String, (Instant, Vec<IpAddr>)>>>,
+    known: Arc<Mutex<KnownAddresses>>,
     reuse_for: Duration,
 }
 

@@ -6,6 +6,8 @@
 //! Missing programs fail the test with the install command: tests that use BIND must not
 //! pass without it.
 #![forbid(unsafe_code)]
+// Test helpers wait on real processes (named, binaries) in real time.
+#![allow(clippy::disallowed_methods)]
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
