@@ -24,7 +24,8 @@
 //! idle timeout covers a whole frame, so a sender that trickles bytes faster than any
 //! per-read timeout is still closed `--idle-timeout` after its frame began, and it is
 //! logged and counted once, not once per byte.
-
+// Tests wait on real processes and sockets with real-time deadlines.
+#![allow(clippy::disallowed_methods)]
 #![forbid(unsafe_code)]
 
 #[path = "integration/support.rs"]

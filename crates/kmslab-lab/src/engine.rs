@@ -12,28 +12,28 @@
 //! burst of 10,000 due machines waits in the timer set (16 bytes each) rather than as
 //! 10,000 queued requests. The driver is the only task touching the count, so a plain
 //! integer does what a semaphore would. SRV answers and host addresses are reused for
-//! `srv_cache` of real time, and lookups for the same domain are coalesced.
+//! `srv_cache` of real time, and lookups for the same domain are coalesced. The network
+//! work itself is the client daemon's edge (`kmslab_client::net`: SRV discovery through the
+//! whole search list, resolution, the exchange with its `--psk` nonce check), not a copy.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kmslab_api::{ClientStatus, render};
+use kmslab_client::net::Resolver;
 use kmslab_core::activator::{Action, Activator, ActivatorState, AttemptId, ClientEvent, HostOutcome, HostSource};
 use kmslab_core::catalog::{Catalog, Product};
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::rng::{KmsRng, SplitMix64};
 use kmslab_core::srv::SrvCandidate;
-use kmslab_core::wire::{Message, Request};
+use kmslab_core::wire::Request;
 use kmslab_core::{HResult, LicenseStatus, Timestamp, Uuid};
 use kmslab_dns::DnsServerChoice;
 use kmslab_runtime::SimClock;
-use kmslab_runtime::framed::{FrameError, read_message_with, write_message_with};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -392,8 +392,6 @@ enum Done {
     Lookup { domain: String, result: Result<Vec<SrvCandidate>, HResult> },
 }
 
-type AddrCache = Arc<Mutex<HashMap<String, (Instant, Vec<IpAddr>)>>>;
-
 /// A machine's activator: live while it has an attempt on the network (at most
 /// `concurrency` of them, plus machines in Notification), else only its persistent state.
 /// An idle `ActivatorState` is 344 bytes against 752 for an `Activator` plus its event
@@ -435,7 +433,7 @@ struct Driver {
     in_flight: usize,
     srv_cache: HashMap<String, (Instant, Result<Vec<SrvCandidate>, HResult>)>,
     waiting_for_lookup: HashMap<String, Vec<(u32, u32, AttemptId)>>,
-    addr_cache: AddrCache,
+    addr_cache: Resolver,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: Option<mpsc::UnboundedReceiver<Done>>,
 }
@@ -449,6 +447,7 @@ impl Driver {
         stats.clients.store(config.clients as u64, Ordering::Relaxed);
         stats.by_status[LicenseStatus::Unlicensed as usize].store(config.clients as u64, Ordering::Relaxed);
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let srv_cache = config.srv_cache;
         let mut driver = Driver {
             machines: Vec::with_capacity(config.clients),
             config,
@@ -458,7 +457,7 @@ impl Driver {
             in_flight: 0,
             srv_cache: HashMap::new(),
             waiting_for_lookup: HashMap::new(),
-            addr_cache: Arc::new(Mutex::new(HashMap::new())),
+            addr_cache: Resolver::new(srv_cache),
             done_tx,
             done_rx: Some(done_rx),
         };
@@ -705,7 +704,8 @@ impl Driver {
             let Some(action) = self.live(i).poll_action() else { break };
             match action {
                 Action::Discover { attempt, domain } => {
-                    let domain = domain.unwrap_or_else(|| kmslab_dns::system_search_domains().into_iter().next().unwrap_or_default());
+                    // "" stands for the system search list (every domain of it, in turn).
+                    let domain = domain.unwrap_or_default();
                     let fresh = self.srv_cache.get(&domain).filter(|(at, _)| at.elapsed() < self.config.srv_cache).map(|(_, r)| r.clone());
                     if let Some(result) = fresh {
                         let mut rng = SplitMix64::new(self.rng.next_u64());
@@ -727,17 +727,12 @@ impl Driver {
                 Action::Send { attempt, host, request } => {
                     let generation = self.occupy(i);
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                    let (dns, timeouts, ttl, cache, tx) = (
-                        self.config.dns.clone(),
-                        self.config.timeouts,
-                        self.config.srv_cache,
-                        Arc::clone(&self.addr_cache),
-                        self.done_tx.clone(),
-                    );
+                    let (dns, timeouts, resolver, tx) =
+                        (self.config.dns.clone(), self.config.timeouts, self.addr_cache.clone(), self.done_tx.clone());
                     let index = i as u32;
                     let psk = self.config.psk.clone();
                     tokio::spawn(async move {
-                        let outcome = exchange(&dns, &cache, ttl, &host, request, timeouts, psk.as_ref()).await;
+                        let outcome = exchange(&dns, &resolver, &host, request, timeouts, psk.as_ref()).await;
                         let _ = tx.send(Done::Exchange { index, generation, attempt, outcome });
                     });
                     break;
@@ -791,71 +786,24 @@ impl Driver {
     }
 }
 
-/// One SRV lookup, as the core wants it.
+/// One SRV lookup, as the core wants it: `_vlmcs._tcp.<domain>`, or with an empty domain
+/// each domain of the system search list in turn (the client daemon's discovery).
 pub async fn discover(dns: &DnsServerChoice, domain: &str, timeout: Duration) -> Result<Vec<SrvCandidate>, HResult> {
-    if domain.is_empty() {
-        return Err(HResult::DNS_NAME_ERROR);
-    }
-    match kmslab_dns::lookup_vlmcs(dns, domain, timeout).await {
-        Ok(targets) => Ok(targets
-            .into_iter()
-            .map(|t| SrvCandidate { priority: t.priority, weight: t.weight, target: HostAddr::new(t.target, t.port) })
-            .collect()),
-        Err(e) => Err(HResult(e.hresult())),
-    }
+    kmslab_client::net::discover(dns, Some(domain), timeout).await
 }
 
-/// Resolves `host` (reusing a recent answer), connects and runs one request/response.
+/// Resolves `host` (reusing a recent answer) and runs one request/response, as the client
+/// daemon does.
 async fn exchange(
     dns: &DnsServerChoice,
-    cache: &AddrCache,
-    ttl: Duration,
+    resolver: &Resolver,
     host: &HostAddr,
     request: Request,
     timeouts: NetTimeouts,
     psk: Option<&kmslab_core::wire::FrameKey>,
 ) -> HostOutcome {
-    let literal = host.host.parse::<IpAddr>().ok().map(|ip| vec![ip]);
-    let cached = literal
-        .or_else(|| cache.lock().expect("cache lock").get(&host.host).filter(|(at, _)| at.elapsed() < ttl).map(|(_, ips)| ips.clone()));
-    let ips = match cached {
-        Some(ips) => ips,
-        // Boxed: a resolver lookup is a large future, and inline it would make every
-        // exchange task that large (tens of KiB each, times `concurrency`).
-        None => match Box::pin(kmslab_dns::resolve_host(dns, &host.host, timeouts.dns)).await {
-            Ok(ips) => {
-                cache.lock().expect("cache lock").insert(host.host.clone(), (Instant::now(), ips.clone()));
-                ips
-            }
-            Err(e) => return HostOutcome::Unreachable(HResult(e.hresult())),
-        },
-    };
-    let mut last = HResult::HOST_UNREACHABLE;
-    for ip in ips {
-        let addr = SocketAddr::new(ip, host.port);
-        match tokio::time::timeout(timeouts.connect, TcpStream::connect(addr)).await {
-            Err(_) => last = HResult::TIMEOUT,
-            Ok(Err(_)) => last = HResult::HOST_UNREACHABLE,
-            Ok(Ok(mut stream)) => {
-                let _ = stream.set_nodelay(true);
-                let work = async {
-                    let mut buf = Vec::with_capacity(512);
-                    write_message_with(&mut stream, &Message::Request(request), &mut buf, psk).await?;
-                    read_message_with(&mut stream, &mut buf, psk).await
-                };
-                return match tokio::time::timeout(timeouts.response, work).await {
-                    Err(_) => HostOutcome::Unreachable(HResult::TIMEOUT),
-                    Ok(Ok(Some(Message::Response(r)))) => HostOutcome::Response(r),
-                    Ok(Ok(Some(Message::Error(e)))) => HostOutcome::Refused(e),
-                    Ok(Ok(Some(Message::Request(_)) | None)) => HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED),
-                    Ok(Err(FrameError::Decode(e))) if e.is_auth() => HostOutcome::Unreachable(HResult::FRAME_AUTH_FAILED),
-                    Ok(Err(FrameError::Decode(_))) => HostOutcome::Unreachable(HResult::INVALID_DATA),
-                    Ok(Err(_)) => HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED),
-                };
-            }
-        }
-    }
-    HostOutcome::Unreachable(last)
+    let timeouts = kmslab_client::Timeouts { connect: timeouts.connect, response: timeouts.response, dns: timeouts.dns };
+    kmslab_client::net::send(dns, resolver, host, request, timeouts, psk).await
 }
 
 /// Parses a simulated duration: `30d`, `12h`, `90m`, `45s` (a bare number is seconds).

@@ -1,12 +1,7 @@
 //! `kmslab health URL`: one HTTP GET that exits 0 on a 2xx answer and 1 otherwise, so a
 //! `FROM scratch` image (no curl, no shell) can run docker healthchecks on `/healthz`.
-//!
-//! Plain `std::net` and HTTP/1.0 on purpose: the lab's own admin endpoints on a private
-//! address are the only targets, and pulling in an HTTP client crate for one status line
-//! would cost more build time than this whole file.
+//! The request goes through the workspace's one HTTP client (`kmslab-http`).
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -56,26 +51,7 @@ pub fn run(args: HealthArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn get_status(address: &str, path: &str, timeout: Duration) -> anyhow::Result<u16> {
-    let sockaddr = address.to_socket_addrs().with_context(|| format!("cannot resolve {address}"))?.next().context("no address")?;
-    let mut stream = TcpStream::connect_timeout(&sockaddr, timeout).with_context(|| format!("cannot connect to {sockaddr}"))?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    // The address connected to, not the URL's name: the daemons accept any IP address in
-    // `Host` but only the names given with --admin-host (their DNS rebinding defence).
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {sockaddr}\r\nConnection: close\r\n\r\n")?;
-    // The status line is all we need; 64 bytes always hold "HTTP/1.x NNN".
-    let mut head = [0u8; 64];
-    let mut got = 0;
-    while got < 12 {
-        let n = stream.read(&mut head[got..]).context("no answer")?;
-        if n == 0 {
-            break;
-        }
-        got += n;
-    }
-    let line = String::from_utf8_lossy(&head[..got]);
-    let code = line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok());
-    code.with_context(|| format!("not an HTTP answer: {:?}", line.lines().next().unwrap_or_default()))
+    Ok(kmslab_http::request(&kmslab_http::Request::get(address, path, timeout))?.status)
 }
 
 #[cfg(test)]

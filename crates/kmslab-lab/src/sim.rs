@@ -58,6 +58,8 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let seed = args.seed.unwrap_or(scenario.seed);
+    // Real time the simulation took to compute, reported to the user.
+    #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
     let out = kmslab_sim::run(&scenario, Arc::new(catalog), seed);
     let elapsed = started.elapsed();

@@ -34,6 +34,8 @@ impl SimClock {
         if !scale.is_finite() || scale <= 0.0 || scale > 10_000_000.0 {
             return Err(ScaleError(scale));
         }
+        // The clock module: the one place that anchors simulated time to the wall clock.
+        #[allow(clippy::disallowed_methods)]
         let real_at_start_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         Ok(SimClock { scale, origin_ms: origin.map_or(real_at_start_ms, |t| t.as_unix_ms()), real_at_start_ms, started: Instant::now() })
     }

@@ -16,13 +16,9 @@ pub mod psk;
 pub mod signal;
 pub mod slots;
 pub mod throttle;
-pub mod usage;
 
 pub use clock::SimClock;
 
-/// The git revision the binaries were built from (12 hex digits), or "unknown" outside a
-/// git checkout; set by `build.rs`.
-pub const GIT_REVISION: &str = env!("KMSLAB_GIT_REVISION");
-
-/// What every kmslab binary prints for `--version`: `0.1.0 (git abc123def456)`.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("KMSLAB_GIT_REVISION"), ")");
+/// The git revision and `--version` line, and one-line clap usage errors: `kmslab-cli`'s,
+/// re-exported for the daemons.
+pub use kmslab_cli::{GIT_REVISION, VERSION, usage};

@@ -1,4 +1,6 @@
 //! Times one scenario run: `cargo run --release -p kmslab-sim --example measure -- FILE [SEED]`.
+// A measurement of real run time.
+#![allow(clippy::disallowed_methods)]
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,13 +1,9 @@
-//! A tiny HTTP/1.1 client for the daemons' admin APIs (loopback JSON, `Connection: close`).
-//!
-//! slmgr talks to one address per run with small JSON bodies, so a blocking std socket is
-//! all it needs; no HTTP library is pulled in for it.
+//! slmgr's requests to a daemon's admin API (small JSON bodies, one address per run),
+//! through the workspace's one HTTP client, `kmslab-http` (blocking: no async runtime).
 
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use serde_json::Value;
 
 /// What every verb gets: where the daemon is and how to print.
@@ -21,6 +17,9 @@ pub struct Ctx {
     pub token: Option<String>,
     /// How long to wait for the daemon (an `/ato` can take a while).
     pub timeout: Duration,
+    /// `--machine NAME`: `target` is a lab's control plane and `/api/v1/X` means
+    /// `/api/v1/lab/machines/NAME/X` (same bodies, same answers as a kms-client's).
+    pub machine: Option<String>,
 }
 
 /// An HTTP answer: status code and parsed JSON body (Null when the body is not JSON).
@@ -47,6 +46,15 @@ impl Reply {
 }
 
 impl Ctx {
+    /// The path a request for `path` (`/api/v1/...`) goes to: itself, or the lab
+    /// machine's with `--machine`.
+    pub fn path(&self, path: &str) -> String {
+        match (&self.machine, path.strip_prefix("/api/v1/")) {
+            (Some(name), Some(rest)) => format!("/api/v1/lab/machines/{name}/{rest}"),
+            _ => path.to_owned(),
+        }
+    }
+
     /// `GET path`.
     pub fn get(&self, path: &str) -> anyhow::Result<Reply> {
         self.request("GET", path, None)
@@ -58,68 +66,33 @@ impl Ctx {
     }
 
     fn request(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Reply> {
-        let addr = self
-            .target
-            .to_socket_addrs()
-            .with_context(|| format!("invalid --target {:?}", self.target))?
-            .next()
-            .ok_or_else(|| anyhow!("--target {:?} resolves to no address", self.target))?;
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-            .with_context(|| format!("cannot reach the kmslab daemon at {} (is it running? see --target)", self.target))?;
-        stream.set_read_timeout(Some(self.timeout))?;
-        stream.set_write_timeout(Some(self.timeout))?;
-        let payload = body.map(|b| b.to_string()).unwrap_or_default();
-        // The Host header names the address connected to, not the --target text: the daemons
-        // accept any IP address there but only names they were given (--admin-host), their
-        // defence against DNS rebinding, and slmgr must work with any name that resolves.
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n");
-        if let Some(t) = &self.token {
-            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        if body.is_some() {
-            head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", payload.len()));
-        }
-        head.push_str("\r\n");
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(payload.as_bytes())?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).with_context(|| format!("no answer from {}", self.target))?;
-        parse_response(&raw)
+        let path = self.path(path);
+        let payload = body.map(Value::to_string);
+        let request = kmslab_http::Request {
+            method,
+            address: &self.target,
+            path: &path,
+            json: payload.as_deref(),
+            bearer: self.token.as_deref(),
+            connect_timeout: Duration::from_secs(5),
+            timeout: self.timeout,
+        };
+        let answer = kmslab_http::request(&request).map_err(|e| match e {
+            kmslab_http::Error::Address(reason) => anyhow!("invalid --target {:?}: {reason}", self.target),
+            kmslab_http::Error::Connect(..) => {
+                anyhow!("cannot reach the kmslab daemon at {} (is it running? see --target): {e}", self.target)
+            }
+            kmslab_http::Error::Exchange(..) => anyhow!("no answer from {}: {e}", self.target),
+        })?;
+        Ok(Reply::from_text(answer.status, answer.body))
     }
 }
 
-fn parse_response(raw: &[u8]) -> anyhow::Result<Reply> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow!("malformed HTTP answer"))?;
-    let head = std::str::from_utf8(&raw[..split]).context("malformed HTTP header")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status: u16 =
-        status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| anyhow!("bad status line {status_line:?}"))?;
-    let chunked = lines.any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
-    let mut body = raw[split + 4..].to_vec();
-    if chunked {
-        body = dechunk(&body)?;
-    }
-    let text = String::from_utf8_lossy(&body).into_owned();
-    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Ok(Reply { status, body: json, text })
-}
-
-fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = data.windows(2).position(|w| w == b"\r\n").ok_or_else(|| anyhow!("bad chunked body"))?;
-        let size_text = std::str::from_utf8(&data[..eol])?.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).context("bad chunk size")?;
-        data = &data[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if data.len() < size {
-            bail!("truncated chunk");
-        }
-        out.extend_from_slice(&data[..size]);
-        data = data.get(size + 2..).unwrap_or_default();
+impl Reply {
+    /// An answer's status and body text, the body parsed as JSON when it is JSON.
+    fn from_text(status: u16, text: String) -> Reply {
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply { status, body, text }
     }
 }
 
@@ -128,13 +101,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_plain_and_chunked_answers() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\n\r\n{\"a\":\"b\"} ").unwrap();
-        assert_eq!((r.status, r.body["a"].as_str()), (200, Some("b")));
-        let r =
-            parse_response(b"HTTP/1.1 400 Bad Request\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{\"err\r\n8\r\nor\":\"x\"}\r\n0\r\n\r\n")
-                .unwrap();
-        assert_eq!(r.status, 400);
+    fn an_error_answer_carries_the_daemons_message() {
+        let r = Reply::from_text(400, r#"{"error":"x"}"#.into());
         assert_eq!(r.ok().unwrap_err().to_string(), "x (HTTP 400)");
+        let r = Reply::from_text(502, "bad gateway\n".into());
+        assert!(r.body.is_null());
+        assert_eq!(r.ok().unwrap_err().to_string(), "bad gateway (HTTP 502)");
+        assert_eq!(Reply::from_text(200, r#"{"a":"b"}"#.into()).ok().unwrap()["a"], "b");
     }
 }

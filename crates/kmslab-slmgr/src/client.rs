@@ -13,12 +13,11 @@ use serde_json::{Value, json};
 
 use crate::api::{Ctx, Reply};
 
-const CLIENT_USAGE: &str =
-    "client verbs: /dli /dlv /xpr /ato /ipk KEY /upk /skms HOST[:PORT] /ckms /skms-domain FQDN /ckms-domain /skhc /ckhc /rearm";
+const CLIENT_USAGE: &str = "client verbs: /dli [all] /dlv [all] /xpr [all] /ato /ipk KEY /upk /skms HOST[:PORT] /ckms /skms-domain FQDN /ckms-domain /skhc /ckhc /rearm /dti /atp CID";
 
 /// Runs one client verb against the daemon at `ctx.target`.
 pub fn run(ctx: &Ctx, verb: &str, args: &[String]) -> anyhow::Result<ExitCode> {
-    let takes_arg = matches!(verb, "ipk" | "skms" | "skms-domain");
+    let takes_arg = matches!(verb, "ipk" | "skms" | "skms-domain" | "atp");
     // `/dli all`, `/dlv all`, `/xpr all`: every installed license.
     let all = matches!(verb, "dli" | "dlv" | "xpr") && args.len() == 1 && args[0].eq_ignore_ascii_case("all");
     if takes_arg && args.len() != 1 {
@@ -118,8 +117,52 @@ pub fn run(ctx: &Ctx, verb: &str, args: &[String]) -> anyhow::Result<ExitCode> {
             json!({}),
             "Command completed successfully.\nPlease restart the system for the changes to take effect.",
         ),
+        "dti" => {
+            let reply = ctx.get("/api/v1/dti")?;
+            if let Some(code) = unsupported(ctx, "dti", &reply) {
+                return Ok(code);
+            }
+            if reply.status >= 300 {
+                return Ok(failure(ctx, reply));
+            }
+            if ctx.json {
+                println!("{}", reply.body);
+            } else {
+                println!("Installation ID: {}", str_or(&reply.body["installation_id"], ""));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        "atp" => {
+            let reply = ctx.post("/api/v1/atp", &json!({ "cid": args[0] }))?;
+            if let Some(code) = unsupported(ctx, "atp", &reply) {
+                return Ok(code);
+            }
+            if reply.status >= 300 {
+                return Ok(failure(ctx, reply));
+            }
+            if ctx.json {
+                println!("{}", reply.body);
+            } else {
+                println!("Confirmation ID for product {} deposited successfully.", str_or(&reply.body["activation_id"], ""));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         other => Ok(usage(&format!("/{other} is not a client verb"))),
     }
+}
+
+/// A daemon that answers 404 without an HRESULT for `/dti` or `/atp` has no MAK or phone
+/// activation (an older kms-client): one line saying so, exit 1.
+fn unsupported(ctx: &Ctx, verb: &str, reply: &Reply) -> Option<ExitCode> {
+    if reply.status != 404 || reply.body["hresult"].is_string() {
+        return None;
+    }
+    eprintln!(
+        "slmgr: /{verb} is not available on the kms-client at {} (HTTP 404 for {}: it has no MAK or phone activation)",
+        ctx.target,
+        ctx.path(&format!("/api/v1/{verb}"))
+    );
+    Some(ExitCode::from(1))
 }
 
 fn usage(reason: &str) -> ExitCode {

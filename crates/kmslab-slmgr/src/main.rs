@@ -1,9 +1,12 @@
 //! slmgr: manage kmslab KMS hosts and clients with the verbs of Windows' slmgr.vbs.
 //!
-//! `slmgr [--target ADDR] [--json] [--admin-token T] VERB [ARGS]`. Verbs are accepted as
-//! `/dli`, `-dli` or `--dli`. The target defaults to the local client daemon
+//! `slmgr [--target ADDR] [--machine NAME] [--json] [--admin-token T] VERB [ARGS]`. Verbs
+//! are accepted as `/dli`, `-dli` or `--dli`; the command line is parsed by
+//! [`kmslab_slmgr::parse`] (clap). The target defaults to the local client daemon
 //! (127.0.0.1:8689); slmgr asks the target's `/api/v1/status` whether it is a host or a
-//! client and runs the verb with the matching module. `/explain` needs no daemon.
+//! client and runs the verb with the matching module. With `--machine NAME` the target is a
+//! lab's control plane and every request goes to `/api/v1/lab/machines/NAME/...`.
+//! `/explain` needs no daemon.
 #![forbid(unsafe_code)]
 
 mod api;
@@ -16,85 +19,59 @@ use std::time::Duration;
 
 use api::Ctx;
 
-use kmslab_slmgr::{CLIENT_VERBS, HOST_VERBS, USAGE};
+use kmslab_slmgr::{CLIENT_VERBS, HOST_VERBS, ParseError, USAGE};
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut target = std::env::var("KMSLAB_SLMGR_TARGET").unwrap_or_else(|_| "127.0.0.1:8689".into());
-    let mut json = false;
-    let mut token = std::env::var("KMSLAB_ADMIN_TOKEN").ok();
-    if token.is_none()
-        && let Ok(path) = std::env::var("KMSLAB_ADMIN_TOKEN_FILE")
-    {
-        match read_token_file(&path) {
-            Ok(t) => token = Some(t),
-            Err(e) => return usage_error(&format!("KMSLAB_ADMIN_TOKEN_FILE: {e}")),
+    let inv = match kmslab_slmgr::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
+        Ok(inv) => inv,
+        Err(ParseError::Display(text)) => {
+            let _ = text.print();
+            return ExitCode::SUCCESS;
         }
-    }
-    let mut rest = Vec::new();
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--target" => match it.next() {
-                Some(t) => target = t,
-                None => return usage_error("--target needs an address (HOST:PORT)"),
-            },
-            "--admin-token" => match it.next() {
-                Some(t) => token = Some(t),
-                None => return usage_error("--admin-token needs a value"),
-            },
-            "--admin-token-file" => match it.next() {
-                Some(path) => match read_token_file(&path) {
-                    Ok(t) => token = Some(t),
-                    Err(e) => return usage_error(&e),
-                },
-                None => return usage_error("--admin-token-file needs a file"),
-            },
-            "--json" => json = true,
-            "-h" | "--help" | "/?" | "-?" => {
-                println!("{USAGE}");
-                return ExitCode::SUCCESS;
-            }
-            "-V" | "--version" => {
-                println!("slmgr {}", kmslab_runtime::VERSION);
-                return ExitCode::SUCCESS;
-            }
-            _ => rest.push(a),
-        }
-    }
-    let rest = match kmslab_slmgr::split_machine(&rest) {
-        Ok((Some(machine), verb_and_args)) => {
-            target = machine.target;
-            token = machine.token.or(token);
-            verb_and_args.to_vec()
-        }
-        Ok((None, _)) => rest,
-        Err(reason) => return usage_error(&reason),
+        Err(ParseError::Usage(reason)) => return usage_error(&reason),
     };
-    let Some(first) = rest.first() else { return usage_error("no verb given") };
-    let verb = first.trim_start_matches(['/', '-']).to_ascii_lowercase();
-    let verb_args = &rest[1..];
+    let verb = inv.verb.as_str();
     if verb == "explain" {
-        return explain::run(verb_args.first().map(String::as_str), json);
+        return explain::run(inv.args.first().map(String::as_str), inv.json);
     }
-    if !CLIENT_VERBS.contains(&verb.as_str()) && !HOST_VERBS.contains(&verb.as_str()) {
-        return match kmslab_slmgr::nearest_verb(first) {
-            Some(meant) => usage_error(&format!("unknown verb {first:?} (did you mean /{meant}?)")),
-            None => usage_error(&format!("unknown verb {first:?}")),
-        };
-    }
-    let ctx = Ctx { target, json, token, timeout: Duration::from_secs(120) };
-    let role = match ctx.get("/api/v1/status").and_then(|r| r.ok()) {
-        Ok(status) => status.get("role").and_then(|r| r.as_str()).unwrap_or("").to_owned(),
+    let ctx = Ctx { target: inv.target, json: inv.json, token: inv.token, timeout: Duration::from_secs(120), machine: inv.machine };
+    let role = match ctx.get("/api/v1/status") {
+        // A lab machine is a client; its status document says so too.
+        Ok(reply) if ctx.machine.is_some() && reply.status == 404 => {
+            eprintln!(
+                "slmgr: the lab at {} has no machine {:?} (GET {}: HTTP 404)",
+                ctx.target,
+                ctx.machine.as_deref().unwrap_or_default(),
+                ctx.path("/api/v1/status")
+            );
+            return ExitCode::from(1);
+        }
+        Ok(reply) => match reply.ok() {
+            Ok(status) => match status.get("role").and_then(|r| r.as_str()) {
+                Some(role) => role.to_owned(),
+                None if ctx.machine.is_some() => "client".to_owned(),
+                None => String::new(),
+            },
+            Err(e) => {
+                eprintln!("slmgr: {e:#}");
+                return ExitCode::from(1);
+            }
+        },
         Err(e) => {
             eprintln!("slmgr: {e:#}");
             return ExitCode::from(1);
         }
     };
     let result = match role.as_str() {
-        "host" if HOST_VERBS.contains(&verb.as_str()) => host::run(&ctx, &verb, verb_args),
-        "client" if CLIENT_VERBS.contains(&verb.as_str()) => client::run(&ctx, &verb, verb_args),
-        "host" | "client" => return usage_error(&format!("{first:?} is not a verb for a KMS {role} (the daemon at {})", ctx.target)),
+        "host" if HOST_VERBS.contains(&verb) => host::run(&ctx, verb, &inv.args),
+        "client" if CLIENT_VERBS.contains(&verb) => client::run(&ctx, verb, &inv.args),
+        "host" | "client" => {
+            let on = match &ctx.machine {
+                Some(name) => format!("lab machine {name} at {}", ctx.target),
+                None => format!("daemon at {}", ctx.target),
+            };
+            return usage_error(&format!("\"/{verb}\" is not a verb for a KMS {role} (the {on})"));
+        }
         other => {
             eprintln!("slmgr: the daemon at {} is not a kmslab host or client (role {other:?})", ctx.target);
             return ExitCode::from(1);
@@ -107,16 +84,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// The token of a `--admin-token-file`: its one line (the daemons read the same format).
-fn read_token_file(path: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    let line = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
-    if line.is_empty() || line.contains(['\n', ' ', '\t']) {
-        return Err(format!("{path} must hold the token alone, on one line"));
-    }
-    Ok(line.to_owned())
 }
 
 fn usage_error(reason: &str) -> ExitCode {

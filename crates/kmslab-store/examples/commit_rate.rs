@@ -6,6 +6,8 @@
 //! `cargo run --release -p kmslab-store --example commit_rate [DIR] [cost]` (DIR defaults
 //! to a temporary directory; put it on the disk you want to measure; `cost` runs only the
 //! per-write cost section).
+// A measurement of real commit rates.
+#![allow(clippy::disallowed_methods)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

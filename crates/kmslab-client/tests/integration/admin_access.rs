@@ -186,10 +186,7 @@ async fn slow_connections_from_one_source_cannot_hold_the_control_api() {
 async fn slmgr_sends_the_token_to_a_client() {
     // The client treats only 127.0.0.9 as local: slmgr (from 127.0.0.1) needs the token.
     let client = spawn("127.0.0.9/32");
-    let slmgr = PathBuf::from(env!("CARGO_BIN_EXE_kms-client")).with_file_name("slmgr");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let built = Command::new(cargo).args(["build", "--quiet", "-p", "kmslab-slmgr", "--bin", "slmgr"]).status().unwrap();
-    assert!(built.success());
+    let slmgr = kmslab_test_support::workspace_binary(env!("CARGO_BIN_EXE_kms-client"), "kmslab-slmgr", "slmgr");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("token");
     std::fs::write(&file, format!("{TOKEN}\n")).unwrap();

@@ -1,4 +1,6 @@
 //! kms-client integration tests: real sockets on 127.0.0.1, a real BIND9 for discovery.
+// Tests wait on real processes and sockets with real-time deadlines.
+#![allow(clippy::disallowed_methods)]
 
 mod admin_access;
 mod cli;

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use kmslab_core::LicenseStatus;
 use kmslab_core::hresult::HResult;
@@ -27,23 +26,9 @@ Key Management Service client information
     KMS host caching is enabled
 ";
 
-/// The slmgr binary next to kms-client. It is another package's binary, which cargo does
-/// not build for this package's tests, so the first use builds it (a no-op when fresh;
-/// cargo does not hold the build lock while tests run).
+/// The slmgr binary next to kms-client (another package's binary, built on first use).
 fn slmgr_path() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let path = PathBuf::from(env!("CARGO_BIN_EXE_kms-client")).with_file_name("slmgr");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "kmslab-slmgr", "--bin", "slmgr"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok && path.is_file(), "cannot build slmgr at {}", path.display());
-        path
-    })
-    .clone()
+    kmslab_test_support::workspace_binary(env!("CARGO_BIN_EXE_kms-client"), "kmslab-slmgr", "slmgr")
 }
 
 /// Runs `slmgr --target ADMIN ARGS`; returns (exit code, stdout, stderr).

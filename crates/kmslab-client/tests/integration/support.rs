@@ -1,9 +1,7 @@
 //! Test support: a small real KMS host (the core's ledger behind a TCP listener), the
 //! client run in-process, a tiny HTTP client for its control API, and a real BIND9 named.
 
-use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -242,87 +240,16 @@ pub fn write_state(dir: &std::path::Path, edit: impl FnOnce(&mut kmslab_core::ac
     persist::save(dir, &state).unwrap();
 }
 
-/// A `named` serving one zone from `zone_text`; killed (by its PID) when dropped.
+/// A `named` serving one zone from `zone_text` (`kmslab-test-support`'s); killed (by its
+/// PID) when dropped.
 pub struct Bind {
     pub addr: SocketAddr,
-    child: Child,
-    _dir: tempfile::TempDir,
+    _named: kmslab_test_support::Named,
 }
 
 impl Bind {
     pub fn start(zone: &str, zone_text: &str) -> Self {
-        let named = ["/usr/sbin/named", "/usr/bin/named"]
-            .iter()
-            .map(PathBuf::from)
-            .find(|p| p.is_file())
-            .expect("BIND9 `named` is not installed: apt-get install -y bind9 bind9-dnsutils");
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let port = free_port();
-            write_config(dir.path(), port, zone, zone_text);
-            let log = std::fs::File::create(dir.path().join("named.log")).unwrap();
-            let child = Command::new(&named)
-                .arg("-c")
-                .arg(dir.path().join("named.conf"))
-                .args(["-g", "-u", "root"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            let mut bind = Bind { addr: SocketAddr::from(([127, 0, 0, 1], port)), child, _dir: dir };
-            if bind.wait_until_answering(zone) {
-                return bind;
-            }
-        }
-        panic!("named did not start");
-    }
-
-    fn wait_until_answering(&mut self, zone: &str) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return false;
-            }
-            let out = Command::new("dig")
-                .arg(format!("@{}", self.addr.ip()))
-                .args(["-p", &self.addr.port().to_string(), "+time=1", "+tries=1", "+short", "SOA", zone])
-                .output();
-            if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("hostmaster")) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    }
-}
-
-impl Drop for Bind {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn write_config(dir: &Path, port: u16, zone: &str, zone_text: &str) {
-    let d = dir.display();
-    let soa = format!("$TTL 60\n@ IN SOA ns.{zone}. hostmaster.{zone}. ( 1 3600 600 86400 60 )\n@ IN NS ns.{zone}.\nns IN A 127.0.0.1\n");
-    std::fs::write(dir.join("zone.db"), format!("{soa}{zone_text}")).unwrap();
-    let conf = format!(
-        "options {{ directory \"{d}\"; pid-file \"{d}/named.pid\"; session-keyfile \"{d}/session.key\"; \
-         managed-keys-directory \"{d}\"; listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }}; \
-         recursion no; dnssec-validation no; }};\ncontrols {{ }};\n\
-         zone \"{zone}\" {{ type primary; file \"{d}/zone.db\"; }};\n"
-    );
-    std::fs::write(dir.join("named.conf"), conf).unwrap();
-}
-
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if StdTcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
+        let named = kmslab_test_support::Named::start(&[kmslab_test_support::Zone::fixed(zone, zone_text)], &[]);
+        Bind { addr: named.addr, _named: named }
     }
 }

@@ -139,18 +139,7 @@ async fn clients_and_events_are_exported_with_filters() {
 
 /// The `slmgr` binary of this workspace (built on demand: it lives in another package).
 fn slmgr_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let target_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let bin = target_dir.join("slmgr");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "kmslab-slmgr", "--bin", "slmgr"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "building slmgr failed");
-    assert!(bin.exists(), "{} missing", bin.display());
-    bin
+    kmslab_test_support::workspace_binary(env!("CARGO_BIN_EXE_kms-host"), "kmslab-slmgr", "slmgr")
 }
 
 /// The host `/dli` block of interfaces.md, as `(label, example value)` per line.

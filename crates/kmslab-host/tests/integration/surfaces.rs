@@ -203,19 +203,7 @@ async fn the_admin_api_refuses_cross_site_and_rebound_requests() {
 
 /// The slmgr binary of this workspace (another package's binary: built on first use).
 fn slmgr_path() -> PathBuf {
-    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
-        let path = PathBuf::from(env!("CARGO_BIN_EXE_kms-host")).with_file_name("slmgr");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "kmslab-slmgr", "--bin", "slmgr"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok && path.is_file(), "cannot build slmgr at {}", path.display());
-        path
-    })
-    .clone()
+    kmslab_test_support::workspace_binary(env!("CARGO_BIN_EXE_kms-host"), "kmslab-slmgr", "slmgr")
 }
 
 /// `slmgr --target TARGET ARGS...` (the first element is the target).

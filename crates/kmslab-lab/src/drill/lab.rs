@@ -15,7 +15,6 @@ use kmslab_dns::{LabDnsConfig, LabDnsServer, PublishZone, Publisher, PublisherCo
 use kmslab_host::HostConfig;
 use kmslab_runtime::SimClock;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -377,22 +376,24 @@ impl Drop for BlockedPort {
     }
 }
 
-/// A plain HTTP/1.1 GET of a JSON document from a loopback admin API.
+/// A GET of a JSON document from a loopback admin API.
 pub async fn http_get_json(addr: SocketAddr, path: &str) -> anyhow::Result<Value> {
     Ok(serde_json::from_str(&http_get_text(addr, path).await?)?)
 }
 
-/// A plain HTTP/1.1 GET from a loopback admin API; the body of a 200 answer.
+/// A GET from a loopback admin API; the body of a 200 answer. The blocking request
+/// (`kmslab-http`, the workspace's one HTTP client) runs on tokio's blocking pool.
 pub async fn http_get_text(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await??;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await??;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
-    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {}", head.lines().next().unwrap_or(""));
-    Ok(body.to_owned())
+    let owned_path = path.to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        let address = addr.to_string();
+        let mut request = kmslab_http::Request::get(&address, &owned_path, Duration::from_secs(10));
+        request.connect_timeout = Duration::from_secs(5);
+        kmslab_http::request(&request)
+    })
+    .await??;
+    anyhow::ensure!(answer.status == 200, "GET {path}: HTTP {}", answer.status);
+    Ok(answer.body)
 }
 
 /// The Windows group's count in a status document (0 when it is not a host's status).
