@@ -10,13 +10,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kmslab_admin::AdminAccess;
-use kmslab_core::LicenseStatus;
+use kmslab_core::activator::{Activator, ActivatorState};
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::hresult::HResult;
+use kmslab_core::{LicenseStatus, Timestamp};
+use kmslab_dns::DnsServerChoice;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::daemon::{Inner, Shared};
+use crate::daemon::{AttemptReport, Inner, Shared};
 use crate::persist::host_source_key;
 
 /// How long `/api/v1/ato` waits for the attempt to end (real time).
@@ -94,8 +96,12 @@ fn opt<T: ToString>(v: Option<T>) -> Value {
 
 /// The `/api/v1/status` object.
 pub fn status_json(shared: &Shared, inner: &Inner) -> Value {
-    let now = shared.clock.now();
-    let a = &inner.activator;
+    activator_status_json(&inner.activator, shared.clock.now(), shared.dns_server.as_ref(), shared.save_error(inner))
+}
+
+/// The `/api/v1/status` object of any activator (`kmslab up` serves its simulated machines'
+/// status in this very shape, so that slmgr prints the same for both).
+pub fn activator_status_json(a: &Activator, now: Timestamp, dns_server: Option<&DnsServerChoice>, save_error: Option<&str>) -> Value {
     let s = a.state();
     let product = a.product().map(|p| {
         json!({
@@ -141,11 +147,11 @@ pub fn status_json(shared: &Shared, inner: &Inner) -> Value {
         "current_count": s.last.current_count,
         "host_caching": s.host_caching,
         "domain": s.domain,
-        "dns_server": opt(shared.dns_server.as_ref()),
+        "dns_server": opt(dns_server),
         "rearm_count": s.rearm_count,
         "machine_name": s.machine_name,
         "vm": s.vm,
-        "state_save_error": shared.save_error(inner),
+        "state_save_error": save_error,
         "last_result": s.last.result.map(|r| json!({
             "hresult": r.to_string(), "name": r.name(), "at": opt(s.last.at),
         })),
@@ -206,8 +212,12 @@ async fn ato(State(shared): State<Arc<Shared>>) -> ApiResult {
             hresult: None,
         })?;
     let g = shared.lock();
-    let st = g.activator.state();
-    Ok(Json(json!({
+    Ok(Json(ato_json(&report, g.activator.state())))
+}
+
+/// The answer of `/api/v1/ato`: how the attempt ended and the machine's state after it.
+pub fn ato_json(report: &AttemptReport, st: &ActivatorState) -> Value {
+    json!({
         "attempt": report.attempt,
         "hresult": report.result.to_string(),
         "name": report.result.name(),
@@ -217,7 +227,7 @@ async fn ato(State(shared): State<Arc<Shared>>) -> ApiResult {
         "status": st.status.key(),
         "status_label": st.status.label(),
         "current_count": st.last.current_count,
-    })))
+    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -178,10 +178,15 @@ impl Inner {
         self.events.push_back(EventRecord { seq, time: now.to_string(), event_id, kind, fields });
     }
 
+    fn push_event_of(&mut self, now: Timestamp, ev: &ClientEvent) {
+        let (event_id, kind, fields) = event_json(ev);
+        self.push_event(now, event_id, kind, fields);
+    }
+
     /// Logs and records every pending core event; answers `/ato` waiters.
     fn drain_events(&mut self, now: Timestamp) {
         while let Some(ev) = self.activator.poll_event() {
-            match ev {
+            match &ev {
                 ClientEvent::RequestSent(e) => {
                     tracing::info!(
                         event_id = 12288u32,
@@ -198,17 +203,7 @@ impl Inner {
                         n_policy = e.n_policy,
                         "KMS request sent"
                     );
-                    self.push_event(
-                        now,
-                        Some(12288),
-                        "request_sent",
-                        json!({
-                            "result": e.result.to_string(), "name": e.result.name(), "status_flags": e.status_flags, "host": e.host.to_string(),
-                            "cmid": e.cmid.to_string(), "client_time": e.client_time.to_string(), "vm": e.vm,
-                            "license_status": e.license_status as u8, "minutes_to_expiry": e.minutes_to_expiry,
-                            "activation_id": e.activation_id.to_string(), "n_policy": e.n_policy,
-                        }),
-                    );
+                    self.push_event_of(now, &ev);
                 }
                 ClientEvent::ResponseProcessed(e) => {
                     tracing::info!(
@@ -222,20 +217,11 @@ impl Inner {
                         renewal_interval = e.renewal_interval,
                         "KMS response processed"
                     );
-                    self.push_event(
-                        now,
-                        Some(12289),
-                        "response_processed",
-                        json!({
-                            "result": e.result.to_string(), "name": e.result.name(), "status_flags": e.status_flags, "activated": u8::from(e.activated),
-                            "current_count": e.current_count, "activation_interval": e.activation_interval,
-                            "renewal_interval": e.renewal_interval,
-                        }),
-                    );
+                    self.push_event_of(now, &ev);
                 }
                 ClientEvent::LicenseChanged { from, to, at } => {
                     tracing::info!(from = from.label(), to = to.label(), at = %at, "license status changed");
-                    self.push_event(now, None, "license_changed", json!({"from": from.key(), "to": to.key(), "at": at.to_string()}));
+                    self.push_event_of(now, &ev);
                 }
                 ClientEvent::NotificationReminder { reason, at } => {
                     tracing::warn!(
@@ -244,7 +230,7 @@ impl Inner {
                         at = %at,
                         "Notification: this copy of Windows is not activated (reminder every 60 minutes)"
                     );
-                    self.push_event(now, None, "notification_reminder", json!({"reason": reason.to_string(), "at": at.to_string()}));
+                    self.push_event_of(now, &ev);
                 }
                 ClientEvent::AttemptFinished { attempt, result, host } => {
                     if result.is_success() {
@@ -252,15 +238,9 @@ impl Inner {
                     } else {
                         tracing::warn!(attempt, result = %result, name = result.name(), host = ?host.as_ref().map(ToString::to_string), "activation attempt failed");
                     }
-                    self.push_event(
-                        now,
-                        None,
-                        "attempt_finished",
-                        json!({"attempt": attempt, "result": result.to_string(), "name": result.name(),
-                               "host": host.as_ref().map(ToString::to_string)}),
-                    );
-                    for tx in self.waiters.remove(&attempt).unwrap_or_default() {
-                        let _ = tx.send(AttemptReport { attempt, result, host: host.clone() });
+                    self.push_event_of(now, &ev);
+                    for tx in self.waiters.remove(attempt).unwrap_or_default() {
+                        let _ = tx.send(AttemptReport { attempt: *attempt, result: *result, host: host.clone() });
                     }
                 }
             }
@@ -269,6 +249,44 @@ impl Inner {
             // Attempts abandoned by /ipk, /upk or /rearm never finish: release their waiters.
             self.waiters.clear();
         }
+    }
+}
+
+/// A core event as `/api/v1/events` shows it: the KMS event ID (12288, 12289 or none),
+/// the kind and the fields (`kmslab up` serves its simulated machines' events in this shape).
+pub fn event_json(ev: &ClientEvent) -> (Option<u32>, &'static str, serde_json::Value) {
+    match ev {
+        ClientEvent::RequestSent(e) => (
+            Some(12288),
+            "request_sent",
+            json!({
+                "result": e.result.to_string(), "name": e.result.name(), "status_flags": e.status_flags, "host": e.host.to_string(),
+                "cmid": e.cmid.to_string(), "client_time": e.client_time.to_string(), "vm": e.vm,
+                "license_status": e.license_status as u8, "minutes_to_expiry": e.minutes_to_expiry,
+                "activation_id": e.activation_id.to_string(), "n_policy": e.n_policy,
+            }),
+        ),
+        ClientEvent::ResponseProcessed(e) => (
+            Some(12289),
+            "response_processed",
+            json!({
+                "result": e.result.to_string(), "name": e.result.name(), "status_flags": e.status_flags, "activated": u8::from(e.activated),
+                "current_count": e.current_count, "activation_interval": e.activation_interval,
+                "renewal_interval": e.renewal_interval,
+            }),
+        ),
+        ClientEvent::LicenseChanged { from, to, at } => {
+            (None, "license_changed", json!({"from": from.key(), "to": to.key(), "at": at.to_string()}))
+        }
+        ClientEvent::NotificationReminder { reason, at } => {
+            (None, "notification_reminder", json!({"reason": reason.to_string(), "at": at.to_string()}))
+        }
+        ClientEvent::AttemptFinished { attempt, result, host } => (
+            None,
+            "attempt_finished",
+            json!({"attempt": attempt, "result": result.to_string(), "name": result.name(),
+                   "host": host.as_ref().map(ToString::to_string)}),
+        ),
     }
 }
 

@@ -20,6 +20,7 @@ pub mod access;
 pub mod admin;
 pub mod config;
 pub mod dashboard;
+pub mod faults;
 pub mod metrics;
 pub mod publish;
 mod serve;

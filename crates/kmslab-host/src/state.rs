@@ -267,7 +267,11 @@ impl HostState {
     /// The ledger. A std mutex is right here: every critical section is a few map
     /// operations and never spans an `.await`.
     pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger> {
-        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(faults) = &self.config.faults {
+            faults.apply(ledger.settings_mut());
+        }
+        ledger
     }
 
     /// The settings the slmgr verbs change besides the intervals.

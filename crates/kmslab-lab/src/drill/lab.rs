@@ -76,14 +76,14 @@ impl LabHost {
         let dir = tempfile::tempdir().context("temporary data directory")?;
         let mut config = LabHost::config(time, dir.path().to_path_buf());
         edit(&mut config);
-        let mut host = LabHost::start_with(name, config, 0).await?;
+        let mut host = LabHost::start_with(name, config, 0, 0).await?;
         host._dir = Some(dir);
         Ok(host)
     }
 
-    async fn start_with(name: &str, config: HostConfig, port: u16) -> anyhow::Result<LabHost> {
+    async fn start_with(name: &str, config: HostConfig, port: u16, admin_port: u16) -> anyhow::Result<LabHost> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await.with_context(|| format!("binding {name}'s KMS port"))?;
-        let admin = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.context("binding the admin port")?;
+        let admin = TcpListener::bind((Ipv4Addr::LOCALHOST, admin_port)).await.context("binding the admin port")?;
         let (kms, admin_addr) = (listener.local_addr()?, admin.local_addr()?);
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
@@ -118,7 +118,7 @@ impl LabHost {
     pub async fn stop(self) -> StoppedHost {
         self.shutdown.cancel();
         let _ = self.task.await;
-        StoppedHost { name: self.name, port: self.kms.port(), config: self.config, dir: self._dir }
+        StoppedHost { name: self.name, port: self.kms.port(), admin_port: self.admin.port(), config: self.config, dir: self._dir }
     }
 
     /// `GET /api/v1/status`.
@@ -220,11 +220,22 @@ pub fn dns_event_line(host: &str, e: &Value) -> String {
 pub struct StoppedHost {
     name: String,
     port: u16,
+    admin_port: u16,
     config: HostConfig,
     dir: Option<tempfile::TempDir>,
 }
 
 impl StoppedHost {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its KMS port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Starts it again with `edit` applied to its configuration.
     pub async fn restart(self, edit: impl FnOnce(&mut HostConfig)) -> anyhow::Result<LabHost> {
         let mut config = self.config;
@@ -232,7 +243,7 @@ impl StoppedHost {
         // The port was just closed; binding it again can fail for a moment on a busy box.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            match LabHost::start_with(&self.name, config.clone(), self.port).await {
+            match LabHost::start_with(&self.name, config.clone(), self.port, self.admin_port).await {
                 Ok(mut h) => {
                     h._dir = self.dir;
                     return Ok(h);
@@ -375,6 +386,24 @@ impl Drop for BlockedPort {
             f.abort();
         }
     }
+}
+
+/// A plain HTTP/1.1 POST of a JSON body to a loopback admin API; the answer's status code
+/// and JSON body.
+pub async fn http_post_json(addr: SocketAddr, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    let mut stream = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await??;
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut raw)).await??;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header end")?;
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).context("no HTTP status")?;
+    Ok((code, serde_json::from_str(body).unwrap_or(Value::Null)))
 }
 
 /// A plain HTTP/1.1 GET of a JSON document from a loopback admin API.
