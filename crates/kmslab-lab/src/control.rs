@@ -198,29 +198,23 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// A lab of `dns` and `hosts` (their SRV priorities in the same order); machines join
-    /// with [`Lab::set_fleet`]. Every host must have been started with a [`Faults`] handle
-    /// in its configuration ([`Lab::host_faults`]).
-    pub fn new(time: LabTime, dns: LabDns, hosts: Vec<(LabHost, u16, Arc<Faults>)>) -> Lab {
+    /// A lab of `dns` and `hosts` with their SRV priorities; machines join with
+    /// [`Lab::set_fleet`]. Faults go through each host's own switches ([`LabHost::faults`]).
+    pub fn new(time: LabTime, dns: LabDns, hosts: Vec<(LabHost, u16)>) -> Lab {
         let hosts = hosts
             .into_iter()
-            .map(|(h, priority, faults)| HostSlot {
+            .map(|(h, priority)| HostSlot {
+                faults: Arc::clone(h.faults()),
                 name: h.name.clone(),
                 priority,
                 kms: h.kms,
                 admin: h.admin,
-                faults,
                 run: tokio::sync::Mutex::new(Run::Running(h)),
                 status: Mutex::new(Value::Null),
                 running: std::sync::atomic::AtomicBool::new(true),
             })
             .collect();
         Lab { time, dns, hosts, fleet: Mutex::new(None), events: Mutex::new((0, VecDeque::new())) }
-    }
-
-    /// A new fault handle to put in a host's configuration before starting it.
-    pub fn host_faults() -> Arc<Faults> {
-        Arc::new(Faults::default())
     }
 
     /// The machines the lab's machine faults act on.

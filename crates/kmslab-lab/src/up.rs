@@ -123,10 +123,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         let key = dns.key.clone();
         let dns_addr = dns.addr();
         let data_dir = args.data_dir.as_ref().map(|d| d.join(&name));
-        let faults = Lab::host_faults();
-        let host_faults = Arc::clone(&faults);
         let host = LabHost::start(&name, time, |c| {
-            c.faults = Some(host_faults);
             if let Some(dir) = data_dir {
                 c.data_dir = dir;
             }
@@ -142,7 +139,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("starting {name}"))?;
         println!("listening on kms {}  ({name}.{ZONE}, SRV priority {})", host.kms, i * 10);
         println!("dashboard of {name}: http://{}/", host.admin);
-        hosts.push((host, (i as u16) * 10, faults));
+        hosts.push((host, (i as u16) * 10));
     }
     let host_count = hosts.len();
 

@@ -1,10 +1,13 @@
 //! The pieces a drill builds its lab from: in-process KMS hosts (`kmslab_host::run` on
 //! 127.0.0.1, port 0, a temporary data directory) that publish their own SRV records
-//! ([`LabDns::host_publishing`]), the embedded DNS server, a "firewall" port and
-//! `/dli`-like renderings of what the hosts report (status, events 12293/12294).
+//! ([`LabDns::host_publishing`]), the embedded DNS server and `/dli`-like renderings of
+//! what the hosts report (status, events 12293/12294). Every host carries a fault handle
+//! ([`LabHost::faults`]): the firewall closing its port and the loss of its activation
+//! are the switches `kmslab up`'s control API flips too ([`crate::control`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,6 +16,7 @@ use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::{HResult, Timestamp};
 use kmslab_dns::{LabDnsConfig, LabDnsServer, PublishZone, Publisher, PublisherConfig, TsigKey};
 use kmslab_host::HostConfig;
+use kmslab_host::faults::Faults;
 use kmslab_runtime::SimClock;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,6 +58,7 @@ pub struct LabHost {
     /// The admin API.
     pub admin: SocketAddr,
     config: HostConfig,
+    faults: Arc<Faults>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
     _dir: Option<tempfile::TempDir>,
@@ -81,7 +86,8 @@ impl LabHost {
         Ok(host)
     }
 
-    async fn start_with(name: &str, config: HostConfig, port: u16, admin_port: u16) -> anyhow::Result<LabHost> {
+    async fn start_with(name: &str, mut config: HostConfig, port: u16, admin_port: u16) -> anyhow::Result<LabHost> {
+        let faults = Arc::clone(config.faults.get_or_insert_with(Arc::default));
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await.with_context(|| format!("binding {name}'s KMS port"))?;
         let admin = TcpListener::bind((Ipv4Addr::LOCALHOST, admin_port)).await.context("binding the admin port")?;
         let (kms, admin_addr) = (listener.local_addr()?, admin.local_addr()?);
@@ -94,7 +100,7 @@ impl LabHost {
                 tracing::error!(host = %host_name, error = %e, "lab host stopped");
             }
         });
-        let host = LabHost { name: name.to_owned(), kms, admin: admin_addr, config, shutdown, task, _dir: None };
+        let host = LabHost { name: name.to_owned(), kms, admin: admin_addr, config, faults, shutdown, task, _dir: None };
         // The registry opens in the background: wait until the admin API answers.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while host.status().await.is_err() {
@@ -102,6 +108,12 @@ impl LabHost {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(host)
+    }
+
+    /// Its fault switches (kept across a stop and start): [`Faults::set_blocked`] closes its
+    /// KMS port as a firewall would, [`Faults::set_unactivated`] takes its activation away.
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
     }
 
     /// The host as `/skms` would name it: `<name>.lab.test:<port>`.
@@ -342,48 +354,6 @@ impl LabDns {
                 })
                 .collect(),
             Err(e) => vec![format!("_vlmcs._tcp.{ZONE}: {e} ({})", kmslab_core::HResult(e.hresult()))],
-        }
-    }
-}
-
-/// A port with nothing listening (a firewall dropping it, as the client sees it), which a
-/// "firewall rule" can later open by forwarding it to a host.
-#[derive(Debug)]
-pub struct BlockedPort {
-    /// The port.
-    pub addr: SocketAddr,
-    forwarder: Option<JoinHandle<()>>,
-}
-
-impl BlockedPort {
-    /// Finds a free port and leaves it closed.
-    pub async fn new() -> anyhow::Result<BlockedPort> {
-        let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-        let addr = probe.local_addr()?;
-        drop(probe);
-        Ok(BlockedPort { addr, forwarder: None })
-    }
-
-    /// Opens the port: connections to it are forwarded to `to`.
-    pub async fn open_to(&mut self, to: SocketAddr) -> anyhow::Result<()> {
-        let listener = TcpListener::bind(self.addr).await.with_context(|| format!("opening {}", self.addr))?;
-        self.forwarder = Some(tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(to).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        }));
-        Ok(())
-    }
-}
-
-impl Drop for BlockedPort {
-    fn drop(&mut self) {
-        if let Some(f) = self.forwarder.take() {
-            f.abort();
         }
     }
 }
