@@ -195,6 +195,8 @@ pub struct Lab {
     hosts: Vec<HostSlot>,
     fleet: Mutex<Option<FleetHandle>>,
     events: Mutex<(u64, VecDeque<LabEvent>)>,
+    /// The runtime the hosts run on (the control API may be served from another one).
+    runtime: tokio::runtime::Handle,
 }
 
 impl Lab {
@@ -214,7 +216,8 @@ impl Lab {
                 running: std::sync::atomic::AtomicBool::new(true),
             })
             .collect();
-        Lab { time, dns, hosts, fleet: Mutex::new(None), events: Mutex::new((0, VecDeque::new())) }
+        let runtime = tokio::runtime::Handle::current();
+        Lab { time, dns, hosts, fleet: Mutex::new(None), events: Mutex::new((0, VecDeque::new())), runtime }
     }
 
     /// The machines the lab's machine faults act on.
@@ -270,8 +273,18 @@ impl Lab {
             .collect()
     }
 
-    /// Applies a host action; the lab event records it.
-    pub async fn host_action(&self, name: &str, action: HostAction) -> Result<(), FaultError> {
+    /// Applies a host action; the lab event records it. A host started again runs on the
+    /// runtime the lab was made on, whichever runtime calls this.
+    pub async fn host_action(self: &Arc<Self>, name: &str, action: HostAction) -> Result<(), FaultError> {
+        self.host(name)?;
+        let (lab, name) = (Arc::clone(self), name.to_owned());
+        self.runtime
+            .spawn(async move { lab.host_action_here(&name, action).await })
+            .await
+            .map_err(|e| FaultError::Failed(format!("the host action stopped: {e}")))?
+    }
+
+    async fn host_action_here(&self, name: &str, action: HostAction) -> Result<(), FaultError> {
         let host = self.host(name)?;
         match action {
             HostAction::Stop => self.stop_host(host).await?,

@@ -182,8 +182,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     access.names = args.control_host.iter().map(|n| n.trim_end_matches('.').to_ascii_lowercase()).collect();
     let machines = MachineApi::new(fleet.handle(), clock, Some(dns_choice.clone()), Some(Arc::clone(&lab)));
     let app = lab_router(Arc::clone(&lab), machines, Arc::new(access));
-    let serve_stats = Arc::new(kmslab_admin::ServeStats::default());
-    let control_task = tokio::spawn(kmslab_admin::serve(control, app, kmslab_admin::ServeLimits::default(), serve_stats, shutdown.clone()));
+    let control_thread = serve_control(control, app, shutdown.clone())?;
     println!("listening on lab {control_addr}  (lab control API: kmslab lab status)");
     let _addr_file = match kmslab_lab::labaddr::AddrFile::write(control_addr) {
         Ok(f) => Some(f),
@@ -238,7 +237,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         }));
     }
     shutdown.cancel();
-    let _ = control_task.await;
+    let _ = tokio::task::spawn_blocking(move || control_thread.join()).await;
     match Arc::try_unwrap(lab) {
         Ok(lab) => lab.shutdown().await,
         Err(lab) => lab.stop_hosts().await,
@@ -250,6 +249,32 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         println!("{summary}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves the control API on a thread of its own (a single-threaded runtime), so that its
+/// answers do not wait behind the work of thousands of machines on the main runtime.
+fn serve_control(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let listener = listener.into_std().context("the control listener")?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("the control API's runtime")?;
+    let thread = std::thread::Builder::new()
+        .name("lab-control".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => {
+                        let stats = Arc::new(kmslab_admin::ServeStats::default());
+                        kmslab_admin::serve(l, app, kmslab_admin::ServeLimits::default(), stats, shutdown).await;
+                    }
+                    Err(e) => eprintln!("kmslab: the lab control API cannot serve: {e}"),
+                }
+            });
+        })
+        .context("starting the control API's thread")?;
+    Ok(thread)
 }
 
 fn line(now: Timestamp, started: Timestamp, counts: &[u64], stats: &Arc<FleetStats>) -> String {
