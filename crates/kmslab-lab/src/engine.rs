@@ -805,6 +805,17 @@ impl Driver {
                 let _ = tx.send(clamp(r).map(|i| self.machine_name(i)).collect());
             }
             Command::Find(name, tx) => {
+                // The usual case, `<prefix><number>`, without a scan.
+                let guess = name
+                    .get(..self.config.name_prefix.len())
+                    .filter(|p| p.eq_ignore_ascii_case(&self.config.name_prefix))
+                    .and_then(|_| name[self.config.name_prefix.len()..].parse::<usize>().ok())
+                    .and_then(|n| n.checked_sub(self.config.name_base))
+                    .filter(|&i| i < n && self.machine_name(i).eq_ignore_ascii_case(&name));
+                if let Some(i) = guess {
+                    let _ = tx.send(Some(i));
+                    return;
+                }
                 let found = self.machines.iter().position(|m| {
                     let state = match &m.slot {
                         Slot::Live(a) => a.state(),

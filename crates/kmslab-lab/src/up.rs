@@ -183,7 +183,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let machines = MachineApi::new(fleet.handle(), clock, Some(dns_choice.clone()), Some(Arc::clone(&lab)));
     let app = lab_router(Arc::clone(&lab), machines, Arc::new(access));
     let control_thread = serve_control(control, app, shutdown.clone())?;
-    println!("listening on lab {control_addr}  (lab control API: kmslab lab status)");
+    // The file first: once the line is out, `kmslab lab` finds the lab.
     let _addr_file = match kmslab_lab::labaddr::AddrFile::write(control_addr) {
         Ok(f) => Some(f),
         Err(e) => {
@@ -194,6 +194,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             None
         }
     };
+    println!("listening on lab {control_addr}  (lab control API: kmslab lab status)");
     println!("{} client machines discovering _vlmcs._tcp.{ZONE}; time runs {}x (Ctrl-C stops)", args.clients, args.time_scale);
 
     let ctrl_c = tokio::signal::ctrl_c();
