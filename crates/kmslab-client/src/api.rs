@@ -11,13 +11,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use kmslab_admin::AdminAccess;
 use kmslab_api::{ClientStatus, EventList};
-use kmslab_core::LicenseStatus;
+use kmslab_core::activator::{Activator, ActivatorState};
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::hresult::HResult;
+use kmslab_core::{LicenseStatus, Timestamp};
+use kmslab_dns::DnsServerChoice;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::daemon::{Inner, Shared};
+use crate::daemon::{AttemptReport, Inner, Shared};
 
 /// How long `/api/v1/ato` waits for the attempt to end (real time).
 const ATO_WAIT: Duration = Duration::from_secs(90);
@@ -103,7 +105,16 @@ pub fn status(shared: &Shared, inner: &Inner) -> ClientStatus {
 
 /// The `/api/v1/status` object.
 pub fn status_json(shared: &Shared, inner: &Inner) -> Value {
-    serde_json::to_value(status(shared, inner)).unwrap_or(Value::Null)
+    activator_status_json(&inner.activator, shared.clock.now(), shared.dns_server.as_ref(), shared.save_error(inner))
+}
+
+/// The `/api/v1/status` object of any activator (`kmslab up` serves its simulated machines'
+/// status in this very shape, so that slmgr prints the same for both).
+pub fn activator_status_json(a: &Activator, now: Timestamp, dns_server: Option<&DnsServerChoice>, save_error: Option<&str>) -> Value {
+    let mut status = ClientStatus::of(a, now);
+    status.dns_server = dns_server.map(ToString::to_string);
+    status.state_save_error = save_error.map(str::to_owned);
+    serde_json::to_value(status).unwrap_or(Value::Null)
 }
 
 /// 200 "ok", or 503 while the state cannot be saved (a full or failing disk).
@@ -160,8 +171,12 @@ async fn ato(State(shared): State<Arc<Shared>>) -> ApiResult {
             hresult: None,
         })?;
     let g = shared.lock();
-    let st = g.activator.state();
-    Ok(Json(json!({
+    Ok(Json(ato_json(&report, g.activator.state())))
+}
+
+/// The answer of `/api/v1/ato`: how the attempt ended and the machine's state after it.
+pub fn ato_json(report: &AttemptReport, st: &ActivatorState) -> Value {
+    json!({
         "attempt": report.attempt,
         "hresult": report.result.to_string(),
         "name": report.result.name(),
@@ -171,7 +186,7 @@ async fn ato(State(shared): State<Arc<Shared>>) -> ApiResult {
         "status": st.status.key(),
         "status_label": st.status.label(),
         "current_count": st.last.current_count,
-    })))
+    })
 }
 
 #[derive(Debug, Deserialize)]

@@ -166,10 +166,15 @@ impl Inner {
         self.events.push_back(EventRecord { seq, time: now.to_string(), event_id, kind: Some(kind.to_owned()), fields });
     }
 
+    fn push_event_of(&mut self, now: Timestamp, ev: &ClientEvent) {
+        let (event_id, kind, fields) = event_json(ev);
+        self.push_event(now, event_id, kind, fields);
+    }
+
     /// Logs and records every pending core event; answers `/ato` waiters.
     fn drain_events(&mut self, now: Timestamp) {
         while let Some(ev) = self.activator.poll_event() {
-            match ev {
+            match &ev {
                 ClientEvent::RequestSent(e) => {
                     tracing::info!(
                         event_id = REQUEST_SENT,
@@ -186,7 +191,7 @@ impl Inner {
                         n_policy = e.n_policy,
                         "KMS request sent"
                     );
-                    self.push_event(now, Some(REQUEST_SENT), "request_sent", request_sent_fields(&e));
+                    self.push_event_of(now, &ev);
                 }
                 ClientEvent::ResponseProcessed(e) => {
                     tracing::info!(
@@ -200,11 +205,11 @@ impl Inner {
                         renewal_interval = e.renewal_interval,
                         "KMS response processed"
                     );
-                    self.push_event(now, Some(RESPONSE_PROCESSED), "response_processed", response_processed_fields(&e));
+                    self.push_event_of(now, &ev);
                 }
                 ClientEvent::LicenseChanged { from, to, at } => {
                     tracing::info!(from = from.label(), to = to.label(), at = %at, "license status changed");
-                    self.push_event(now, None, "license_changed", json!({"from": from.key(), "to": to.key(), "at": at.to_string()}));
+                    self.push_event_of(now, &ev);
                 }
                 ClientEvent::NotificationReminder { reason, at } => {
                     tracing::warn!(
@@ -213,7 +218,7 @@ impl Inner {
                         at = %at,
                         "Notification: this copy of Windows is not activated (reminder every 60 minutes)"
                     );
-                    self.push_event(now, None, "notification_reminder", json!({"reason": reason.to_string(), "at": at.to_string()}));
+                    self.push_event_of(now, &ev);
                 }
                 ClientEvent::AttemptFinished { attempt, result, host } => {
                     if result.is_success() {
@@ -221,15 +226,9 @@ impl Inner {
                     } else {
                         tracing::warn!(attempt, result = %result, name = result.name(), host = ?host.as_ref().map(ToString::to_string), "activation attempt failed");
                     }
-                    self.push_event(
-                        now,
-                        None,
-                        "attempt_finished",
-                        json!({"attempt": attempt, "result": result.to_string(), "name": result.name(),
-                               "host": host.as_ref().map(ToString::to_string)}),
-                    );
-                    for tx in self.waiters.remove(&attempt).unwrap_or_default() {
-                        let _ = tx.send(AttemptReport { attempt, result, host: host.clone() });
+                    self.push_event_of(now, &ev);
+                    for tx in self.waiters.remove(attempt).unwrap_or_default() {
+                        let _ = tx.send(AttemptReport { attempt: *attempt, result: *result, host: host.clone() });
                     }
                 }
             }
@@ -238,6 +237,27 @@ impl Inner {
             // Attempts abandoned by /ipk, /upk or /rearm never finish: release their waiters.
             self.waiters.clear();
         }
+    }
+}
+
+/// A core event as `/api/v1/events` shows it: the KMS event ID (12288, 12289 or none),
+/// the kind and the fields (`kmslab up` serves its simulated machines' events in this shape).
+pub fn event_json(ev: &ClientEvent) -> (Option<u32>, &'static str, serde_json::Value) {
+    match ev {
+        ClientEvent::RequestSent(e) => (Some(REQUEST_SENT), "request_sent", request_sent_fields(e)),
+        ClientEvent::ResponseProcessed(e) => (Some(RESPONSE_PROCESSED), "response_processed", response_processed_fields(e)),
+        ClientEvent::LicenseChanged { from, to, at } => {
+            (None, "license_changed", json!({"from": from.key(), "to": to.key(), "at": at.to_string()}))
+        }
+        ClientEvent::NotificationReminder { reason, at } => {
+            (None, "notification_reminder", json!({"reason": reason.to_string(), "at": at.to_string()}))
+        }
+        ClientEvent::AttemptFinished { attempt, result, host } => (
+            None,
+            "attempt_finished",
+            json!({"attempt": attempt, "result": result.to_string(), "name": result.name(),
+                   "host": host.as_ref().map(ToString::to_string)}),
+        ),
     }
 }
 

@@ -51,5 +51,5 @@ pub use discovery::{
     DnsServerChoice, LookupError, NamedServer, SrvTarget, VLMCS_PREFIX, lookup_vlmcs, resolve_host, system_search_domains,
 };
 pub use publish::{PublishError, PublishZone, PublishZoneError, Publisher, PublisherConfig};
-pub use server::{LabDnsConfig, LabDnsServer, ServeError};
+pub use server::{DnsFaults, LabDnsConfig, LabDnsServer, ServeError};
 pub use tsig::{TsigAlg, TsigKey, TsigKeyError};

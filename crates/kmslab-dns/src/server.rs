@@ -67,6 +67,55 @@ pub struct LabDnsServer {
     server: Server<Catalog>,
     local_addr: SocketAddr,
     zone: String,
+    faults: Arc<DnsFaults>,
+}
+
+/// Faults `kmslab up`'s control API switches on a running server: updates refused
+/// (REFUSED, which a publishing host reports in event 12293) and an outage (queries and
+/// updates go unanswered until the outage ends, so clients time out).
+#[derive(Debug)]
+pub struct DnsFaults {
+    refuse_updates: std::sync::atomic::AtomicBool,
+    outage: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for DnsFaults {
+    fn default() -> Self {
+        DnsFaults { refuse_updates: std::sync::atomic::AtomicBool::new(false), outage: tokio::sync::watch::Sender::new(false) }
+    }
+}
+
+/// Longest an unanswered query is held during an outage (every client has given up by then).
+const OUTAGE_HOLD: Duration = Duration::from_secs(30);
+
+impl DnsFaults {
+    /// Refuses (true) or accepts again (false) dynamic updates.
+    pub fn set_refuse_updates(&self, refuse: bool) {
+        self.refuse_updates.store(refuse, Ordering::Relaxed);
+    }
+
+    /// True while updates are refused.
+    pub fn refusing_updates(&self) -> bool {
+        self.refuse_updates.load(Ordering::Relaxed)
+    }
+
+    /// Starts (true) or ends (false) an outage.
+    pub fn set_outage(&self, outage: bool) {
+        self.outage.send_replace(outage);
+    }
+
+    /// True during an outage.
+    pub fn in_outage(&self) -> bool {
+        *self.outage.borrow()
+    }
+
+    /// Holds a query during an outage: until it ends or [`OUTAGE_HOLD`].
+    async fn hold(&self) {
+        if self.in_outage() {
+            let mut rx = self.outage.subscribe();
+            let _ = tokio::time::timeout(OUTAGE_HOLD, rx.wait_for(|o| !*o)).await;
+        }
+    }
 }
 
 impl std::fmt::Debug for LabDnsServer {
@@ -175,7 +224,9 @@ impl LabDnsServer {
         .await
         .map_err(|detail| ServeError::Zone { zone: zone.clone(), detail })?;
         let mut catalog = Catalog::new();
-        let handler: Arc<dyn ZoneHandler> = Arc::new(RotatingZone { inner: handler, next: AtomicUsize::new(0) });
+        let faults = Arc::new(DnsFaults::default());
+        let handler: Arc<dyn ZoneHandler> =
+            Arc::new(RotatingZone { inner: handler, next: AtomicUsize::new(0), faults: Arc::clone(&faults) });
         catalog.upsert(LowerName::from(&origin), vec![handler]);
 
         let (udp, tcp, local_addr) = bind_pair(config.listen).await?;
@@ -183,7 +234,7 @@ impl LabDnsServer {
         server.register_socket(udp);
         server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
         info!(%local_addr, %zone, recovered = journal_exists, "lab DNS server started");
-        Ok(Self { server, local_addr, zone })
+        Ok(Self { server, local_addr, zone, faults })
     }
 
     /// The address UDP and TCP are bound to (with the real port when 0 was asked for).
@@ -194,6 +245,11 @@ impl LabDnsServer {
     /// The zone served, without a trailing dot.
     pub fn zone(&self) -> &str {
         &self.zone
+    }
+
+    /// The fault switches of this server.
+    pub fn faults(&self) -> &Arc<DnsFaults> {
+        &self.faults
     }
 
     /// Stops accepting queries, waits for the server's tasks to end and closes the journal.
@@ -211,6 +267,7 @@ struct RotatingZone {
     inner: SqliteZoneHandler<TokioRuntimeProvider>,
     /// Queries answered with several records so far: the rotation of the next one.
     next: AtomicUsize,
+    faults: Arc<DnsFaults>,
 }
 
 impl RotatingZone {
@@ -250,6 +307,10 @@ impl ZoneHandler for RotatingZone {
     }
 
     async fn update(&self, update: &Request, now: u64) -> (Result<bool, ResponseCode>, Option<TSigResponseContext>) {
+        self.faults.hold().await;
+        if self.faults.refusing_updates() {
+            return (Err(ResponseCode::Refused), None);
+        }
         self.inner.update(update, now).await
     }
 
@@ -264,6 +325,7 @@ impl ZoneHandler for RotatingZone {
         request_info: Option<&RequestInfo<'_>>,
         lookup_options: LookupOptions,
     ) -> LookupControlFlow<AuthLookup> {
+        self.faults.hold().await;
         self.rotate(self.inner.lookup(name, rtype, request_info, lookup_options).await)
     }
 
@@ -272,6 +334,7 @@ impl ZoneHandler for RotatingZone {
         request: &Request,
         lookup_options: LookupOptions,
     ) -> (LookupControlFlow<AuthLookup>, Option<TSigResponseContext>) {
+        self.faults.hold().await;
         let (flow, signer) = self.inner.search(request, lookup_options).await;
         (self.rotate(flow), signer)
     }

@@ -23,6 +23,7 @@ pub mod config;
 #[allow(clippy::disallowed_methods)]
 pub mod dashboard;
 pub mod events_csv;
+pub mod faults;
 pub mod metrics;
 pub mod publish;
 pub mod series;

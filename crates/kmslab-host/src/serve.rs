@@ -24,7 +24,7 @@ use crate::state::HostState;
 
 /// Accepts connections on `listener` until `shutdown`, spawning each onto `tracker`.
 pub(crate) async fn accept_loop(
-    listener: TcpListener,
+    mut listener: TcpListener,
     state: Arc<HostState>,
     limit: Arc<Semaphore>,
     per_source: Arc<PerSource>,
@@ -32,7 +32,25 @@ pub(crate) async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(1);
+    let mut blocked = state.faults.as_ref().map(|f| f.watch_blocked());
     loop {
+        if let Some(watch) = blocked.as_mut()
+            && *watch.borrow_and_update()
+        {
+            // A lab's firewall (crate::faults): the port is closed until it opens again.
+            match closed_until_unblocked(listener, watch, &shutdown).await {
+                Some(l) => listener = l,
+                None => return,
+            }
+        }
+        let block_changed = async {
+            match blocked.as_mut() {
+                Some(watch) => {
+                    let _ = watch.changed().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         // Wait for a free slot before accepting: excess clients wait in the kernel backlog.
         let permit = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -43,6 +61,7 @@ pub(crate) async fn accept_loop(
         };
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = block_changed => continue,
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -82,6 +101,32 @@ pub(crate) async fn accept_loop(
             drop((permit, source_slot));
         });
     }
+}
+
+/// Closes `listener` until the lab's block switch opens it again, then binds the same
+/// address anew; `None` at shutdown.
+async fn closed_until_unblocked(
+    listener: TcpListener,
+    watch: &mut tokio::sync::watch::Receiver<bool>,
+    shutdown: &CancellationToken,
+) -> Option<TcpListener> {
+    let addr = listener.local_addr().ok()?;
+    drop(listener);
+    tracing::warn!(%addr, "KMS port closed by the lab (blocked)");
+    tokio::select! {
+        _ = shutdown.cancelled() => return None,
+        changed = watch.wait_for(|b| !*b) => changed.ok()?,
+    };
+    // The port was ours a moment ago; binding it again can fail briefly on a busy box.
+    for _ in 0..50 {
+        if let Ok(l) = TcpListener::bind(addr).await {
+            tracing::info!(%addr, "KMS port open again");
+            return Some(l);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::error!(%addr, "cannot bind the KMS port again after the lab unblocked it");
+    None
 }
 
 async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, state: &HostState, shutdown: &CancellationToken) {

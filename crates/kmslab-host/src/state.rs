@@ -118,6 +118,8 @@ pub struct HostState {
     store_failures_logged: AtomicBool,
     /// Failed writes of the malformed-request counter, likewise.
     malformed_failure_log: LogThrottle,
+    /// The switches a lab flips on this host (`crate::faults`); none for `kms-host`.
+    pub(crate) faults: Option<Arc<crate::faults::Faults>>,
 }
 
 /// Reads the port `/sprt` stored, for a binary that decides what to bind (opens and
@@ -265,13 +267,18 @@ impl HostState {
             store_failure_log: LogThrottle::default(),
             store_failures_logged: AtomicBool::new(false),
             malformed_failure_log: LogThrottle::default(),
+            faults: config.faults.clone(),
         })
     }
 
     /// The ledger. A std mutex is right here: every critical section is a few map
     /// operations and never spans an `.await`.
     pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger> {
-        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(faults) = &self.faults {
+            faults.apply(ledger.settings_mut());
+        }
+        ledger
     }
 
     /// The settings the slmgr verbs change besides the intervals.

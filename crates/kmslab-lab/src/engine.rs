@@ -144,6 +144,12 @@ pub struct FleetConfig {
     pub psk: Option<kmslab_core::wire::FrameKey>,
     /// KMS host caching (off: like `slmgr /ckhc` on every machine).
     pub host_caching: bool,
+    /// Machine `i` is named `<prefix><i + name_base>`, the number padded to `name_width` digits.
+    pub name_base: usize,
+    /// Digits of the machine number (0: no padding).
+    pub name_width: usize,
+    /// Each machine keeps its last `event_ring` events for [`Fleet::events`] (0: none).
+    pub event_ring: usize,
 }
 
 impl FleetConfig {
@@ -165,6 +171,9 @@ impl FleetConfig {
             request_events: false,
             psk: None,
             host_caching: true,
+            name_base: 0,
+            name_width: 5,
+            event_ring: 0,
         }
     }
 }
@@ -302,21 +311,64 @@ impl MachineView {
     }
 }
 
-/// Something done to a range of machines, as a technician would on each (`slmgr`).
+/// What a [`MachineOp`] may use besides the machine itself.
 #[derive(Debug)]
+pub struct OpContext<'a> {
+    /// The simulated now.
+    pub now: Timestamp,
+    /// Randomness (rearm CMIDs).
+    pub rng: &'a mut SplitMix64,
+    /// The product catalog (`/ipk`).
+    pub catalog: &'a Catalog,
+}
+
+/// Something done to one machine's activator (a client verb), answering with JSON.
+pub type MachineOp = Box<dyn FnOnce(&mut Activator, &mut OpContext<'_>) -> Value + Send>;
+
+/// How an attempt started by [`Fleet::activate_machine`] ended.
+#[derive(Debug, Clone)]
+pub struct AttemptReport {
+    /// The attempt.
+    pub attempt: AttemptId,
+    /// 0 when activated.
+    pub result: HResult,
+    /// The host that answered.
+    pub host: Option<HostAddr>,
+    /// The machine's state after the attempt.
+    pub state: Box<ActivatorState>,
+}
+
+/// One event of a machine's ring ([`FleetConfig::event_ring`]).
+#[derive(Debug, Clone)]
+pub struct MachineEvent {
+    /// Sequence number within the machine (1, 2, ...).
+    pub seq: u64,
+    /// Simulated time it happened at.
+    pub time: Timestamp,
+    /// The event.
+    pub event: ClientEvent,
+}
+
+/// Something done to a range of machines, as a technician would on each (`slmgr`).
 enum Command {
     ActivateNow(Range<usize>),
     Rearm(Range<usize>),
     SetManualHost(Range<usize>, Option<HostAddr>),
     SetClockOffset(Range<usize>, i64),
     Snapshot(oneshot::Sender<Vec<MachineView>>),
+    Find(String, oneshot::Sender<Option<usize>>),
+    Op(usize, MachineOp, oneshot::Sender<Option<Value>>),
+    Ato(usize, oneshot::Sender<Option<oneshot::Receiver<AttemptReport>>>),
+    Events(usize, u64, oneshot::Sender<Option<Vec<MachineEvent>>>),
+    Add(usize, Arc<Product>, oneshot::Sender<Range<usize>>),
+    CloneMachine(usize, usize, oneshot::Sender<Option<Range<usize>>>),
+    Names(Range<usize>, oneshot::Sender<Vec<String>>),
 }
 
-/// A running fleet.
+/// A running fleet. It derefs to its [`FleetHandle`], the part that can be shared.
 #[derive(Debug)]
 pub struct Fleet {
-    commands: mpsc::UnboundedSender<Command>,
-    stats: Arc<FleetStats>,
+    handle: FleetHandle,
     stop: CancellationToken,
     /// The driver; `None` once awaited.
     task: Option<JoinHandle<()>>,
@@ -331,9 +383,54 @@ impl Fleet {
         let stop = shutdown.child_token();
         let driver = Driver::new(config, Arc::clone(&stats));
         let task = tokio::spawn(driver.run(rx, until, stop.clone()));
-        Fleet { commands: tx, stats, stop, task: Some(task) }
+        Fleet { handle: FleetHandle { commands: tx, stats }, stop, task: Some(task) }
     }
 
+    /// A handle on the machines for other tasks (a control API).
+    pub fn handle(&self) -> FleetHandle {
+        self.handle.clone()
+    }
+
+    /// Waits until the fleet reached its end time (or was cancelled).
+    pub async fn finished(&mut self) {
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Stops the fleet and returns its summary.
+    pub async fn stop(self) -> Value {
+        self.stop.cancel();
+        if let Some(task) = self.task {
+            let _ = task.await;
+        }
+        self.handle.stats.summary()
+    }
+}
+
+impl std::ops::Deref for Fleet {
+    type Target = FleetHandle;
+
+    fn deref(&self) -> &FleetHandle {
+        &self.handle
+    }
+}
+
+/// The machines of a running fleet, for any number of tasks: every call is a command to
+/// the driver (a stopped fleet answers nothing: empty lists, `None`).
+#[derive(Debug, Clone)]
+pub struct FleetHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    stats: Arc<FleetStats>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Command")
+    }
+}
+
+impl FleetHandle {
     /// The live counters.
     pub fn stats(&self) -> &Arc<FleetStats> {
         &self.stats
@@ -368,20 +465,50 @@ impl Fleet {
         let _ = self.commands.send(Command::SetClockOffset(range, offset_ms));
     }
 
-    /// Waits until the fleet reached its end time (or was cancelled).
-    pub async fn finished(&mut self) {
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).ok()?;
+        rx.await.ok()
     }
 
-    /// Stops the fleet and returns its summary.
-    pub async fn stop(self) -> Value {
-        self.stop.cancel();
-        if let Some(task) = self.task {
-            let _ = task.await;
-        }
-        self.stats.summary()
+    /// The names of machines `range`.
+    pub async fn names(&self, range: Range<usize>) -> Vec<String> {
+        self.ask(|tx| Command::Names(range, tx)).await.unwrap_or_default()
+    }
+
+    /// The index of the machine named `name` (ASCII case does not matter), if any.
+    pub async fn find(&self, name: &str) -> Option<usize> {
+        self.ask(|tx| Command::Find(name.to_owned(), tx)).await.flatten()
+    }
+
+    /// Runs `op` on machine `index`'s activator, then lets the machine act on what changed
+    /// (an attempt it abandoned is dropped, a new one starts). `None`: no such machine.
+    pub async fn machine_op(&self, index: usize, op: MachineOp) -> Option<Value> {
+        self.ask(|tx| Command::Op(index, op, tx)).await.flatten()
+    }
+
+    /// `slmgr /ato` on machine `index`: starts an attempt (or joins the one in progress)
+    /// and gives how it ends; the receiver fails when the attempt is abandoned
+    /// (`/ipk`, `/upk`, `/rearm`). `None`: no such machine.
+    pub async fn activate_machine(&self, index: usize) -> Option<oneshot::Receiver<AttemptReport>> {
+        self.ask(|tx| Command::Ato(index, tx)).await.flatten()
+    }
+
+    /// Machine `index`'s events with a sequence number above `since`, oldest first
+    /// (empty unless [`FleetConfig::event_ring`] is set). `None`: no such machine.
+    pub async fn events(&self, index: usize, since: u64) -> Option<Vec<MachineEvent>> {
+        self.ask(|tx| Command::Events(index, since, tx)).await.flatten()
+    }
+
+    /// Adds `count` machines with `product`, set up like the others; their indexes.
+    pub async fn add_machines(&self, count: usize, product: Arc<Product>) -> Range<usize> {
+        self.ask(|tx| Command::Add(count, product, tx)).await.unwrap_or(0..0)
+    }
+
+    /// Adds `count` copies of machine `index` (a disk image cloned without sysprep): the
+    /// same CMID, product and license state under new names; their indexes.
+    pub async fn clone_machine(&self, index: usize, count: usize) -> Option<Range<usize>> {
+        self.ask(|tx| Command::CloneMachine(index, count, tx)).await.flatten()
     }
 }
 
@@ -415,6 +542,15 @@ struct Machine {
     /// The 12288s of the attempt in progress and of the last finished one (only with
     /// `request_events`; boxed so that machines without them stay small).
     requests: Option<Box<RequestLog>>,
+    /// The last events (only with `event_ring`).
+    events: Option<Box<EventRing>>,
+}
+
+/// A machine's last events.
+#[derive(Debug, Default)]
+struct EventRing {
+    next_seq: u64,
+    ring: std::collections::VecDeque<MachineEvent>,
 }
 
 /// Host and result of each event 12288 of an attempt.
@@ -436,6 +572,10 @@ struct Driver {
     addr_cache: Resolver,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: Option<mpsc::UnboundedReceiver<Done>>,
+    /// Products installed by `/ipk` besides the mix's.
+    catalog: Arc<Catalog>,
+    /// `/ato` callers waiting for an attempt of a machine to end.
+    waiters: HashMap<usize, Vec<(AttemptId, oneshot::Sender<AttemptReport>)>>,
 }
 
 impl Driver {
@@ -460,47 +600,80 @@ impl Driver {
             addr_cache: Resolver::new(srv_cache),
             done_tx,
             done_rx: Some(done_rx),
+            catalog: Arc::new(Catalog::builtin()),
+            waiters: HashMap::new(),
         };
         for (i, product) in products.into_iter().enumerate() {
             let config = &driver.config;
             let cmid = if config.clones >= 2 && i < config.clones { clone_cmid } else { driver.rng.uuid_v4() };
-            let mut a = Activator::new(product, cmid, format!("{}{i:05}", config.name_prefix), now);
-            a.set_request_events(config.request_events);
-            match &config.target {
-                Target::Manual(h) => a.set_manual_host(Some(h.clone())),
-                Target::Discover(d) => a.set_domain(Some(d.clone())),
-            }
-            a.set_clock_offset(config.clock_offset_ms);
-            if !config.host_caching {
-                a.set_host_caching(false);
-            }
-            driver.machines.push(Machine {
-                slot: Slot::Live(Box::new(a)),
-                due: None,
-                busy: None,
-                generation: 0,
-                last_request_result: None,
-                requests: None,
-            });
-            // Compact each machine as it is made, so that the peak is never N live activators.
-            driver.drain_events(i);
-            driver.reschedule(i);
-            driver.compact(i);
+            driver.push_machine(product, cmid, now);
         }
         driver
     }
 
+    /// The name of machine `i`.
+    fn machine_name(&self, i: usize) -> String {
+        format!("{}{:0width$}", self.config.name_prefix, i + self.config.name_base, width = self.config.name_width)
+    }
+
+    /// Makes a new machine at the end, set up from the fleet's config.
+    fn push_machine(&mut self, product: Arc<Product>, cmid: Uuid, now: Timestamp) {
+        let i = self.machines.len();
+        let config = &self.config;
+        let mut a = Activator::new(product, cmid, self.machine_name(i), now);
+        a.set_request_events(config.request_events);
+        match &config.target {
+            Target::Manual(h) => a.set_manual_host(Some(h.clone())),
+            Target::Discover(d) => a.set_domain(Some(d.clone())),
+        }
+        a.set_clock_offset(config.clock_offset_ms);
+        if !config.host_caching {
+            a.set_host_caching(false);
+        }
+        self.push_live(a);
+    }
+
+    fn push_live(&mut self, a: Activator) {
+        let i = self.machines.len();
+        let events = (self.config.event_ring > 0).then(Box::default);
+        self.machines.push(Machine {
+            slot: Slot::Live(Box::new(a)),
+            due: None,
+            busy: None,
+            generation: 0,
+            last_request_result: None,
+            requests: None,
+            events,
+        });
+        // Compact each machine as it is made, so that the peak is never N live activators.
+        self.drain_events(i);
+        self.reschedule(i);
+        self.compact(i);
+    }
+
+    /// A product by name: the mix's, else the catalog's (installed by `/ipk`).
+    fn product_of(&self, name: Option<&str>) -> Option<Arc<Product>> {
+        let name = name?;
+        self.config
+            .mix
+            .0
+            .iter()
+            .find(|(p, _)| p.name == name)
+            .map(|(p, _)| p.clone())
+            .or_else(|| self.catalog.product_by_name(name).cloned())
+    }
+
     /// Machine `i`'s activator, rebuilt from its state if it was idle.
     fn live(&mut self, i: usize) -> &mut Activator {
-        let m = &mut self.machines[i];
-        if let Slot::Idle(_) = m.slot {
+        if let Slot::Idle(state) = &self.machines[i].slot {
+            let product = self.product_of(state.product.as_deref());
+            let m = &mut self.machines[i];
             let Slot::Idle(state) = std::mem::replace(&mut m.slot, Slot::Moving) else { unreachable!("checked above") };
-            let product =
-                state.product.as_deref().and_then(|name| self.config.mix.0.iter().find(|(p, _)| p.name == name)).map(|(p, _)| p.clone());
             let mut a = Activator::from_state(*state, product);
             a.set_request_events(self.config.request_events);
             m.slot = Slot::Live(Box::new(a));
         }
+        let m = &mut self.machines[i];
         match &mut m.slot {
             Slot::Live(a) => a,
             _ => unreachable!("made live above"),
@@ -605,8 +778,125 @@ impl Driver {
                     self.compact(i);
                 }
             }
+            Command::Names(r, tx) => {
+                let _ = tx.send(clamp(r).map(|i| self.machine_name(i)).collect());
+            }
+            Command::Find(name, tx) => {
+                // The usual case, `<prefix><number>`, without a scan.
+                let guess = name
+                    .get(..self.config.name_prefix.len())
+                    .filter(|p| p.eq_ignore_ascii_case(&self.config.name_prefix))
+                    .and_then(|_| name[self.config.name_prefix.len()..].parse::<usize>().ok())
+                    .and_then(|n| n.checked_sub(self.config.name_base))
+                    .filter(|&i| i < n && self.machine_name(i).eq_ignore_ascii_case(&name));
+                if let Some(i) = guess {
+                    let _ = tx.send(Some(i));
+                    return;
+                }
+                let found = self.machines.iter().position(|m| {
+                    let state = match &m.slot {
+                        Slot::Live(a) => a.state(),
+                        Slot::Idle(s) => s,
+                        Slot::Moving => return false,
+                    };
+                    state.machine_name.eq_ignore_ascii_case(&name)
+                });
+                let _ = tx.send(found);
+            }
+            Command::Op(i, op, tx) => {
+                if i >= n {
+                    let _ = tx.send(None);
+                    return;
+                }
+                let mut rng = SplitMix64::new(self.rng.next_u64());
+                let catalog = Arc::clone(&self.catalog);
+                let mut cx = OpContext { now, rng: &mut rng, catalog: &catalog };
+                let value = op(self.live(i), &mut cx);
+                self.after_op(i, now);
+                let _ = tx.send(Some(value));
+            }
+            Command::Ato(i, tx) => {
+                if i >= n {
+                    let _ = tx.send(None);
+                    return;
+                }
+                let attempt = self.live(i).activate_now(now);
+                let (report_tx, report_rx) = oneshot::channel();
+                self.waiters.entry(i).or_default().push((attempt, report_tx));
+                let _ = tx.send(Some(report_rx));
+                if self.machines[i].busy.is_none() {
+                    self.pump(i, now);
+                }
+            }
+            Command::Events(i, since, tx) => {
+                let events = self
+                    .machines
+                    .get(i)
+                    .map(|m| m.events.as_ref().map(|e| e.ring.iter().filter(|e| e.seq > since).cloned().collect()).unwrap_or_default());
+                let _ = tx.send(events);
+            }
+            Command::Add(count, product, tx) => {
+                let start = self.machines.len();
+                for _ in 0..count {
+                    let cmid = self.rng.uuid_v4();
+                    self.push_machine(product.clone(), cmid, now);
+                }
+                self.count_new(start);
+                let _ = tx.send(start..self.machines.len());
+            }
+            Command::CloneMachine(i, count, tx) => {
+                if i >= n {
+                    let _ = tx.send(None);
+                    return;
+                }
+                let state = self.live(i).state().clone();
+                let product = self.product_of(state.product.as_deref());
+                self.compact(i);
+                let start = self.machines.len();
+                for _ in 0..count {
+                    let mut copy = state.clone();
+                    copy.machine_name = self.machine_name(self.machines.len());
+                    let mut a = Activator::from_state(copy, product.clone());
+                    a.set_request_events(self.config.request_events);
+                    self.push_live(a);
+                }
+                self.count_new(start);
+                let _ = tx.send(Some(start..self.machines.len()));
+            }
         }
         self.stats.in_flight.store(self.in_flight as u64, Ordering::Relaxed);
+    }
+
+    /// Counts machines `start..` in the stats (a new machine counts in its own status).
+    fn count_new(&mut self, start: usize) {
+        for i in start..self.machines.len() {
+            let status = match &self.machines[i].slot {
+                Slot::Live(a) => a.status(),
+                Slot::Idle(s) => s.status,
+                Slot::Moving => continue,
+            };
+            self.stats.by_status[status as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.clients.store(self.machines.len() as u64, Ordering::Relaxed);
+    }
+
+    /// After a client verb on machine `i`: drops an exchange or lookup of an attempt the
+    /// verb abandoned, releases `/ato` callers of abandoned attempts, lets the machine act.
+    fn after_op(&mut self, i: usize, now: Timestamp) {
+        let in_progress = self.live(i).attempt_in_progress();
+        if !in_progress {
+            if self.machines[i].busy.take().is_some() {
+                // The answer to the abandoned attempt is dropped by its generation.
+                self.in_flight -= 1;
+            }
+            self.waiters.remove(&i);
+        }
+        if self.machines[i].busy.is_none() {
+            self.pump(i, now);
+        } else {
+            self.drain_events(i);
+            self.reschedule(i);
+        }
     }
 
     fn view(&self, i: usize, now: Timestamp) -> MachineView {
@@ -615,11 +905,7 @@ impl Driver {
         let a: &Activator = match &m.slot {
             Slot::Live(a) => a,
             Slot::Idle(state) => {
-                let product = state
-                    .product
-                    .as_deref()
-                    .and_then(|name| self.config.mix.0.iter().find(|(p, _)| p.name == name))
-                    .map(|(p, _)| p.clone());
+                let product = self.product_of(state.product.as_deref());
                 rebuilt = Activator::from_state((**state).clone(), product);
                 &rebuilt
             }
@@ -745,9 +1031,17 @@ impl Driver {
     }
 
     fn drain_events(&mut self, i: usize) {
-        let Machine { slot, last_request_result, requests, .. } = &mut self.machines[i];
+        let Machine { slot, last_request_result, requests, events, .. } = &mut self.machines[i];
         let Slot::Live(a) = slot else { return };
+        let now = self.config.clock.now();
         while let Some(event) = a.poll_event() {
+            if let Some(ring) = events.as_mut() {
+                ring.next_seq += 1;
+                if ring.ring.len() >= self.config.event_ring {
+                    ring.ring.pop_front();
+                }
+                ring.ring.push_back(MachineEvent { seq: ring.next_seq, time: now, event: event.clone() });
+            }
             match event {
                 ClientEvent::LicenseChanged { from, to, .. } => {
                     self.stats.by_status[from as usize].fetch_sub(1, Ordering::Relaxed);
@@ -757,9 +1051,18 @@ impl Driver {
                     *last_request_result = Some(sent.result);
                     requests.get_or_insert_default().current.push((sent.host, sent.result));
                 }
-                ClientEvent::AttemptFinished { result, .. } => {
+                ClientEvent::AttemptFinished { result, attempt, host } => {
                     if let Some(log) = requests.as_mut() {
                         log.last_attempt = std::mem::take(&mut log.current);
+                    }
+                    if let Some(waiting) = self.waiters.get_mut(&i) {
+                        let state = Box::new(a.state().clone());
+                        for (_, tx) in waiting.extract_if(.., |(id, _)| *id == attempt) {
+                            let _ = tx.send(AttemptReport { attempt, result, host: host.clone(), state: state.clone() });
+                        }
+                        if waiting.is_empty() {
+                            self.waiters.remove(&i);
+                        }
                     }
                     if result != HResult::SUCCESS {
                         *self.stats.errors.lock().expect("stats lock").entry(result.0).or_default() += 1;

@@ -1,6 +1,7 @@
 //! `kmslab fleet`: N simulated client machines in one process against real KMS hosts over
 //! TCP (the engine is `kmslab_lab::engine`), with a progress bar, `/metrics` and the JSON
-//! summary.
+//! summary. `--admin` also serves the machine part of the lab control API
+//! (`/api/v1/lab/machines...`, [`kmslab_lab::labapi`]) behind kmslab-admin's guard.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::{HResult, Timestamp};
 use kmslab_dns::DnsServerChoice;
 use kmslab_lab::engine::{Fleet, FleetConfig, FleetStats, ProductMix, Target, parse_duration_ms};
+use kmslab_lab::labapi::{MachineApi, machine_routes};
 use kmslab_runtime::SimClock;
 use tokio_util::sync::CancellationToken;
 
@@ -69,7 +71,7 @@ pub struct FleetArgs {
     /// registry).
     #[arg(long, value_name = "PREFIX", default_value = "FLEET-")]
     pub name_prefix: String,
-    /// Serve /metrics and /healthz on this address.
+    /// Serve /metrics, /healthz and the machine API (`/api/v1/lab/machines`) on this address.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
     /// Print the JSON summary as the last line of stdout.
@@ -139,14 +141,18 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<ExitCode> {
     // Real elapsed time of the run, for the summary's request rate.
     #[allow(clippy::disallowed_methods)]
     let started = std::time::Instant::now();
+    let dns = config.dns.clone();
     let mut fleet = Fleet::start(config, Some(until), shutdown.clone());
     let stats = Arc::clone(fleet.stats());
     if let Some(addr) = args.admin {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("--admin {addr}: {e}"))?;
-        eprintln!("listening on admin {}", listener.local_addr()?);
-        let app = admin_router(Arc::clone(&stats));
-        let token = shutdown.clone();
-        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await });
+        let bound = listener.local_addr()?;
+        eprintln!("listening on admin {bound}");
+        let machines = MachineApi::new(fleet.handle(), clock, Some(dns), None);
+        let access = Arc::new(kmslab_admin::AdminAccess::new("kmslab fleet", bound));
+        let app = admin_router(Arc::clone(&stats), machines, access);
+        let stats = Arc::new(kmslab_admin::ServeStats::default());
+        tokio::spawn(kmslab_admin::serve(listener, app, kmslab_admin::ServeLimits::default(), stats, shutdown.clone()));
     }
     let bar = ProgressBar::with_draw_target(Some((duration_ms / 60_000).max(1) as u64), ProgressDrawTarget::stderr());
     bar.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} [{bar:30}] {msg}").expect("valid template"));
@@ -197,19 +203,23 @@ fn random_seed() -> u64 {
     h.finish()
 }
 
-/// `/metrics` (Prometheus text) and `/healthz` of a fleet.
-pub fn admin_router(stats: Arc<FleetStats>) -> Router {
-    Router::new().route("/healthz", get(|| async { "ok\n" })).route(
-        "/metrics",
-        get(move || {
-            let stats = Arc::clone(&stats);
-            async move {
-                let mut body = stats.prometheus();
-                kmslab_runtime::process_metrics::render(&mut body);
-                body
-            }
-        }),
-    )
+/// `/metrics` (Prometheus text), `/healthz` and the machine API of a fleet, behind `access`.
+pub fn admin_router(stats: Arc<FleetStats>, machines: Arc<MachineApi>, access: Arc<kmslab_admin::AdminAccess>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/metrics",
+            get(move || {
+                let stats = Arc::clone(&stats);
+                async move {
+                    let mut body = stats.prometheus();
+                    kmslab_runtime::process_metrics::render(&mut body);
+                    body
+                }
+            }),
+        )
+        .merge(machine_routes(machines))
+        .layer(axum::middleware::from_fn_with_state(access, kmslab_admin::guard::middleware))
 }
 
 fn progress_line(stats: &FleetStats, now: Timestamp) -> String {

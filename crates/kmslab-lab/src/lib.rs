@@ -3,5 +3,8 @@
 //! drills ([`drill`]) over real in-process hosts, clients and DNS.
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod drill;
 pub mod engine;
+pub mod labaddr;
+pub mod labapi;

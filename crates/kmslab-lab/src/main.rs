@@ -1,4 +1,4 @@
-//! `kmslab`: the lab tool: `up`, `fleet`, `sim`, `drill`, `dns`, `bench`, `products`, and the
+//! `kmslab`: the lab tool: `up`, `lab`, `fleet`, `sim`, `drill`, `dns`, `bench`, `products`, and the
 //! generators of shell completions and man pages. One module per subcommand.
 #![forbid(unsafe_code)]
 
@@ -6,6 +6,7 @@ mod bench;
 mod dns;
 mod fleet;
 mod health;
+mod labcli;
 mod manpages;
 mod products;
 mod sim;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// The whole lab in one process: DNS, hosts publishing themselves, clients discovering them.
     Up(up::UpArgs),
+    /// Control a running `kmslab up`: status, machines, host, DNS and machine faults.
+    Lab(labcli::LabArgs),
     /// Load generator against a KMS host (distinct random CMIDs).
     Bench(bench::BenchArgs),
     /// Deterministic simulation of a KMS deployment from a scenario file (docs/sim.md).
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Drill(args) => runtime.block_on(kmslab_lab::drill::run(args)),
         Command::Dns(args) => runtime.block_on(dns::run(args)),
         Command::Health(args) => health::run(args),
+        Command::Lab(args) => labcli::run(args),
     };
     match result {
         Ok(code) => code,

@@ -7,9 +7,14 @@
 //! clock. A live line shows the simulated date, each host's count, the machines by license
 //! state and the failed attempts by HRESULT. Ctrl-C (or `--duration`) stops everything
 //! cleanly and prints a summary.
+//!
+//! The lab control API (`--control`, [`kmslab_lab::labapi`]) shows the hosts with their
+//! roles, the machines and the lab events, and takes the faults ([`kmslab_lab::control`]);
+//! its address is also written to the lab address file ([`kmslab_lab::labaddr`]) for
+//! `kmslab lab` and `slmgr --machine`.
 
 use std::io::IsTerminal;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,14 +26,19 @@ use clap::Args;
 use kmslab_core::catalog::Catalog;
 use kmslab_core::{HResult, LicenseStatus, Timestamp};
 use kmslab_dns::{DnsServerChoice, PublishZone};
+use kmslab_lab::control::Lab;
 use kmslab_lab::drill::lab::{LabDns, LabHost, LabTime, ZONE};
 use kmslab_lab::engine::{Fleet, FleetConfig, FleetStats, ProductMix, Target, parse_duration_ms};
+use kmslab_lab::labapi::{MachineApi, lab_router};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 /// Default pace: 12 simulated hours per real second, so the first activations take a
 /// moment, weekly renewals come every 14 s and three months pass in about three minutes.
 pub const DEFAULT_TIME_SCALE: f64 = 43_200.0;
+
+/// Events each simulated machine keeps for `/api/v1/lab/machines/{name}/events`.
+const MACHINE_EVENTS: usize = 16;
 
 /// Flags of `kmslab up`.
 #[derive(Debug, Args)]
@@ -57,6 +67,17 @@ pub struct UpArgs {
     /// Print the JSON summary as the last line of stdout.
     #[arg(long)]
     pub json: bool,
+    /// Serve the lab control API (hosts, machines, faults: `kmslab lab`) on this address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0", env = "KMSLAB_CONTROL")]
+    pub control: SocketAddr,
+    /// Bearer token file of the control API: sources outside loopback need it to change
+    /// anything (as the daemons' `--admin-token-file`).
+    #[arg(long, value_name = "FILE")]
+    pub control_token_file: Option<PathBuf>,
+    /// A name the control API answers to besides IP addresses and localhost (`Host` header
+    /// check, as the daemons' `--admin-host`); repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub control_host: Vec<String>,
 }
 
 /// Runs the lab until Ctrl-C or the end of `--duration`.
@@ -83,6 +104,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     if !(args.time_scale.is_finite() && args.time_scale > 0.0 && args.time_scale <= 10_000_000.0) {
         return usage(format!("--time-scale must be > 0 and <= 10000000, got {}", args.time_scale));
     }
+    let token = match args.control_token_file.as_deref().map(kmslab_admin::AdminToken::from_file).transpose() {
+        Ok(t) => t,
+        Err(e) => return usage(format!("--control-token-file: {e}")),
+    };
+    let control = tokio::net::TcpListener::bind(args.control).await.with_context(|| format!("--control {}", args.control))?;
     let time = LabTime::new(args.time_scale);
     let clock = time.clock();
     let shutdown = CancellationToken::new();
@@ -113,8 +139,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("starting {name}"))?;
         println!("listening on kms {}  ({name}.{ZONE}, SRV priority {})", host.kms, i * 10);
         println!("dashboard of {name}: http://{}/", host.admin);
-        hosts.push(host);
+        hosts.push((host, (i as u16) * 10));
     }
+    let host_count = hosts.len();
 
     // The hosts publish in the background; start the machines once DNS shows every record,
     // so the first attempts do not all fail with 0x8007232B.
@@ -122,11 +149,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let found = kmslab_dns::lookup_vlmcs(&dns_choice, ZONE, Duration::from_secs(2)).await.map_or(0, |r| r.len());
-        if found >= hosts.len() {
+        if found >= host_count {
             break;
         }
         if tokio::time::Instant::now() >= deadline {
-            eprintln!("kmslab: only {found} of {} SRV records appeared in {ZONE}; starting the machines anyway", hosts.len());
+            eprintln!("kmslab: only {found} of {host_count} SRV records appeared in {ZONE}; starting the machines anyway");
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -135,11 +162,39 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let mut config = FleetConfig::new(args.clients, mix, Target::Discover(ZONE.into()), clock);
     config.dns = DnsServerChoice::Server(dns.addr());
     config.seed = args.seed;
-    config.name_prefix = "WS-".into();
+    // machine-1, machine-2, ...: the names `kmslab lab` and `slmgr --machine` take.
+    config.name_prefix = "machine-".into();
+    config.name_base = 1;
+    config.name_width = 0;
+    config.event_ring = MACHINE_EVENTS;
+    config.request_events = true;
     // One start instant for the end time and the day count, so `--duration 2d` reports 2 days.
     let started = clock.now();
     let until = duration_ms.map(|d| started.plus_ms(d));
     let mut fleet = Fleet::start(config, until, shutdown.clone());
+    let lab = Arc::new(Lab::new(time, dns, hosts));
+    lab.set_fleet(fleet.handle());
+    lab.refresh().await;
+
+    let control_addr = control.local_addr()?;
+    let mut access = kmslab_admin::AdminAccess::new("kmslab up", control_addr);
+    access.token = token;
+    access.names = args.control_host.iter().map(|n| n.trim_end_matches('.').to_ascii_lowercase()).collect();
+    let machines = MachineApi::new(fleet.handle(), clock, Some(dns_choice.clone()), Some(Arc::clone(&lab)));
+    let app = lab_router(Arc::clone(&lab), machines, Arc::new(access));
+    let control_thread = serve_control(control, app, shutdown.clone())?;
+    // The file first: once the line is out, `kmslab lab` finds the lab.
+    let _addr_file = match kmslab_lab::labaddr::AddrFile::write(control_addr) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!(
+                "kmslab: cannot write the lab address file {}: {e} (use kmslab lab --target {control_addr})",
+                kmslab_lab::labaddr::path().display()
+            );
+            None
+        }
+    };
+    println!("listening on lab {control_addr}  (lab control API: kmslab lab status)");
     println!("{} client machines discovering _vlmcs._tcp.{ZONE}; time runs {}x (Ctrl-C stops)", args.clients, args.time_scale);
 
     let ctrl_c = tokio::signal::ctrl_c();
@@ -157,34 +212,37 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
                 _ = &mut ctrl_c => break,
                 _ = &mut finished => break,
                 _ = tick.tick() => {
-                    let counts = host_counts(&hosts).await;
-                    progress.show(&line(clock.now(), started, &counts, &stats));
+                    lab.refresh().await;
+                    progress.show(&line(clock.now(), started, &lab.counts(), &stats));
                 }
             }
         }
     }
     progress.finish();
     let now = clock.now();
-    let counts = host_counts(&hosts).await;
+    lab.refresh().await;
     let mut summary = fleet.stop().await;
+    let lab_summary = lab.summary();
+    let statuses = lab.statuses();
     let mut host_summaries = Vec::new();
-    for (h, count) in hosts.iter().zip(&counts) {
-        let status = h.status().await.unwrap_or(Value::Null);
+    for (h, (_, status)) in lab_summary["hosts"].as_array().into_iter().flatten().zip(&statuses) {
         host_summaries.push(json!({
-            "name": h.name,
-            "kms": h.kms.to_string(),
-            "dashboard": format!("http://{}/", h.admin),
-            "count": count,
+            "name": h["name"],
+            "kms": h["kms"],
+            "dashboard": h["dashboard"],
+            "role": h["role"],
+            "count": h["count"],
             "requests": status["counters"]["total"],
             "failed": status["counters"]["failed"],
             "epid": status["epid"],
         }));
     }
     shutdown.cancel();
-    for h in hosts {
-        let _ = h.stop().await;
+    let _ = tokio::task::spawn_blocking(move || control_thread.join()).await;
+    match Arc::try_unwrap(lab) {
+        Ok(lab) => lab.shutdown().await,
+        Err(lab) => lab.stop_hosts().await,
     }
-    let _ = dns.server.shutdown().await;
     summary["hosts"] = Value::Array(host_summaries);
     summary["simulated_days"] = json!(now.ms_since(started) / kmslab_core::time::DAY_MS);
     print_summary(&summary, now);
@@ -194,12 +252,30 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn host_counts(hosts: &[LabHost]) -> Vec<u64> {
-    let mut counts = Vec::with_capacity(hosts.len());
-    for h in hosts {
-        counts.push(h.current_count().await);
-    }
-    counts
+/// Serves the control API on a thread of its own (a single-threaded runtime), so that its
+/// answers do not wait behind the work of thousands of machines on the main runtime.
+fn serve_control(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: CancellationToken,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let listener = listener.into_std().context("the control listener")?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("the control API's runtime")?;
+    let thread = std::thread::Builder::new()
+        .name("lab-control".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => {
+                        let stats = Arc::new(kmslab_admin::ServeStats::default());
+                        kmslab_admin::serve(l, app, kmslab_admin::ServeLimits::default(), stats, shutdown).await;
+                    }
+                    Err(e) => eprintln!("kmslab: the lab control API cannot serve: {e}"),
+                }
+            });
+        })
+        .context("starting the control API's thread")?;
+    Ok(thread)
 }
 
 fn line(now: Timestamp, started: Timestamp, counts: &[u64], stats: &Arc<FleetStats>) -> String {

@@ -291,6 +291,8 @@ pub struct HostConfig {
     pub registry_sync: kmslab_store::Synchronous,
     /// DNS publishing (`--dns-*`, `--tsig-key*`, `--unpublish-on-exit`).
     pub dns: crate::publish::DnsConfig,
+    /// Faults a lab switches at run time (`kmslab up`); none for `kms-host` (no flag).
+    pub faults: Option<std::sync::Arc<crate::faults::Faults>>,
 }
 
 impl HostConfig {
@@ -326,6 +328,7 @@ impl HostConfig {
             registry_max_pages: None,
             registry_sync: kmslab_store::Synchronous::Full,
             dns: crate::publish::DnsConfig::default(),
+            faults: None,
         }
     }
 

@@ -1,10 +1,13 @@
 //! The pieces a drill builds its lab from: in-process KMS hosts (`kmslab_host::run` on
 //! 127.0.0.1, port 0, a temporary data directory) that publish their own SRV records
-//! ([`LabDns::host_publishing`]), the embedded DNS server, a "firewall" port and
-//! `/dli`-like renderings of what the hosts report (status, events 12293/12294).
+//! ([`LabDns::host_publishing`]), the embedded DNS server and `/dli`-like renderings of
+//! what the hosts report (status, events 12293/12294). Every host carries a fault handle
+//! ([`LabHost::faults`]): the firewall closing its port and the loss of its activation
+//! are the switches `kmslab up`'s control API flips too ([`crate::control`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,9 +16,10 @@ use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::{HResult, Timestamp};
 use kmslab_dns::{LabDnsConfig, LabDnsServer, PublishZone, Publisher, PublisherConfig, TsigKey};
 use kmslab_host::HostConfig;
+use kmslab_host::faults::Faults;
 use kmslab_runtime::SimClock;
 use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +57,7 @@ pub struct LabHost {
     /// The admin API.
     pub admin: SocketAddr,
     config: HostConfig,
+    faults: Arc<Faults>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
     _dir: Option<tempfile::TempDir>,
@@ -75,14 +80,15 @@ impl LabHost {
         let dir = tempfile::tempdir().context("temporary data directory")?;
         let mut config = LabHost::config(time, dir.path().to_path_buf());
         edit(&mut config);
-        let mut host = LabHost::start_with(name, config, 0).await?;
+        let mut host = LabHost::start_with(name, config, 0, 0).await?;
         host._dir = Some(dir);
         Ok(host)
     }
 
-    async fn start_with(name: &str, config: HostConfig, port: u16) -> anyhow::Result<LabHost> {
+    async fn start_with(name: &str, mut config: HostConfig, port: u16, admin_port: u16) -> anyhow::Result<LabHost> {
+        let faults = Arc::clone(config.faults.get_or_insert_with(Arc::default));
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await.with_context(|| format!("binding {name}'s KMS port"))?;
-        let admin = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.context("binding the admin port")?;
+        let admin = TcpListener::bind((Ipv4Addr::LOCALHOST, admin_port)).await.context("binding the admin port")?;
         let (kms, admin_addr) = (listener.local_addr()?, admin.local_addr()?);
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
@@ -93,7 +99,7 @@ impl LabHost {
                 tracing::error!(host = %host_name, error = %e, "lab host stopped");
             }
         });
-        let host = LabHost { name: name.to_owned(), kms, admin: admin_addr, config, shutdown, task, _dir: None };
+        let host = LabHost { name: name.to_owned(), kms, admin: admin_addr, config, faults, shutdown, task, _dir: None };
         // The registry opens in the background: wait until the admin API answers.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while host.status().await.is_err() {
@@ -101,6 +107,12 @@ impl LabHost {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(host)
+    }
+
+    /// Its fault switches (kept across a stop and start): [`Faults::set_blocked`] closes its
+    /// KMS port as a firewall would, [`Faults::set_unactivated`] takes its activation away.
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
     }
 
     /// The host as `/skms` would name it: `<name>.lab.test:<port>`.
@@ -117,7 +129,7 @@ impl LabHost {
     pub async fn stop(self) -> StoppedHost {
         self.shutdown.cancel();
         let _ = self.task.await;
-        StoppedHost { name: self.name, port: self.kms.port(), config: self.config, dir: self._dir }
+        StoppedHost { name: self.name, port: self.kms.port(), admin_port: self.admin.port(), config: self.config, dir: self._dir }
     }
 
     /// `GET /api/v1/status`.
@@ -219,11 +231,22 @@ pub fn dns_event_line(host: &str, e: &Value) -> String {
 pub struct StoppedHost {
     name: String,
     port: u16,
+    admin_port: u16,
     config: HostConfig,
     dir: Option<tempfile::TempDir>,
 }
 
 impl StoppedHost {
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its KMS port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// Starts it again with `edit` applied to its configuration.
     pub async fn restart(self, edit: impl FnOnce(&mut HostConfig)) -> anyhow::Result<LabHost> {
         let mut config = self.config;
@@ -231,7 +254,7 @@ impl StoppedHost {
         // The port was just closed; binding it again can fail for a moment on a busy box.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            match LabHost::start_with(&self.name, config.clone(), self.port).await {
+            match LabHost::start_with(&self.name, config.clone(), self.port, self.admin_port).await {
                 Ok(mut h) => {
                     h._dir = self.dir;
                     return Ok(h);
@@ -334,46 +357,20 @@ impl LabDns {
     }
 }
 
-/// A port with nothing listening (a firewall dropping it, as the client sees it), which a
-/// "firewall rule" can later open by forwarding it to a host.
-#[derive(Debug)]
-pub struct BlockedPort {
-    /// The port.
-    pub addr: SocketAddr,
-    forwarder: Option<JoinHandle<()>>,
-}
-
-impl BlockedPort {
-    /// Finds a free port and leaves it closed.
-    pub async fn new() -> anyhow::Result<BlockedPort> {
-        let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
-        let addr = probe.local_addr()?;
-        drop(probe);
-        Ok(BlockedPort { addr, forwarder: None })
-    }
-
-    /// Opens the port: connections to it are forwarded to `to`.
-    pub async fn open_to(&mut self, to: SocketAddr) -> anyhow::Result<()> {
-        let listener = TcpListener::bind(self.addr).await.with_context(|| format!("opening {}", self.addr))?;
-        self.forwarder = Some(tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(to).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        }));
-        Ok(())
-    }
-}
-
-impl Drop for BlockedPort {
-    fn drop(&mut self) {
-        if let Some(f) = self.forwarder.take() {
-            f.abort();
-        }
-    }
+/// A POST of a JSON body to a loopback admin API (`kmslab-http`, on tokio's blocking
+/// pool); the answer's status code and JSON body.
+pub async fn http_post_json(addr: SocketAddr, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    let (owned_path, body) = (path.to_owned(), body.to_string());
+    let answer = tokio::task::spawn_blocking(move || {
+        let address = addr.to_string();
+        let mut request = kmslab_http::Request::get(&address, &owned_path, Duration::from_secs(10));
+        request.method = "POST";
+        request.json = Some(&body);
+        request.connect_timeout = Duration::from_secs(5);
+        kmslab_http::request(&request)
+    })
+    .await??;
+    Ok((answer.status, serde_json::from_str(&answer.body).unwrap_or(Value::Null)))
 }
 
 /// A GET of a JSON document from a loopback admin API.

@@ -27,7 +27,7 @@ use clap::Args;
 use kmslab_core::HResult;
 use serde_json::{Value, json};
 
-pub use lab::{BlockedPort, LabDns, LabHost, LabTime, ZONE, host_dli_lines, http_get_json, http_get_text, windows_count};
+pub use lab::{LabDns, LabHost, LabTime, ZONE, host_dli_lines, http_get_json, http_get_text, windows_count};
 
 use crate::engine::{Fleet, MachineView};
 

@@ -11,7 +11,7 @@ use kmslab_dns::{DnsServerChoice, TsigKey};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::lab::{BlockedPort, LabDns, LabHost, LabTime, ZONE};
+use super::lab::{LabDns, LabHost, LabTime, ZONE};
 use super::{Transcript, WAIT, wait_for};
 use crate::engine::{Fleet, FleetConfig, MachineView, ProductMix, Target};
 
@@ -301,10 +301,11 @@ pub(crate) async fn second_host_srv(t: &mut Transcript, time: LabTime) -> anyhow
 /// The host's port is blocked.
 pub(crate) async fn port_blocked(t: &mut Transcript, time: LabTime) -> anyhow::Result<()> {
     let host = LabHost::start("kms1", time, |_| {}).await?;
-    let mut port = BlockedPort::new().await?;
-    t.say(format!("  kms1 listens on {}, but clients reach it through {}, where a firewall drops TCP", host.kms, port.addr));
-    let target = HostAddr::new(port.addr.ip().to_string(), port.addr.port());
-    let f = fleet(time, 5, SERVER, Target::Manual(target), "FW", |_| {});
+    // The same switch as `kmslab lab block kms1`: the port refuses connections while the
+    // host keeps running.
+    host.faults().set_blocked(true);
+    t.say(format!("  kms1 runs, but a firewall closes TCP {} (kmslab lab block kms1)", host.kms.port()));
+    let f = fleet(time, 5, SERVER, Target::Manual(host.ip_addr()), "FW", |_| {});
     t.section("Symptom");
     let (ok, ms) = wait_for(&f, |ms| {
         all_result(ms, HResult::NO_HOST_AVAILABLE) && ms.iter().all(|m| m.last_request_result == Some(HResult::HOST_UNREACHABLE))
@@ -312,8 +313,8 @@ pub(crate) async fn port_blocked(t: &mut Transcript, time: LabTime) -> anyhow::R
     .await;
     t.machine(&ms[0]);
     t.check(ok, "12288 shows 0x800706BA RPC_S_SERVER_UNAVAILABLE, the attempt 0xC004F074 SL_E_VL_BINDING_SERVICE_UNAVAILABLE");
-    t.section(format!("Fix: open TCP {} on the firewall, slmgr /ato", port.addr.port()));
-    port.open_to(host.kms).await?;
+    t.section(format!("Fix: open TCP {} on the firewall (kmslab lab unblock kms1), slmgr /ato", host.kms.port()));
+    host.faults().set_blocked(false);
     f.activate_now(0..5);
     let (ok, _) = outcome_licensed(t, &f, None).await;
     t.check(ok, "all 5 machines Licensed");
