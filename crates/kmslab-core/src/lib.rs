@@ -11,6 +11,8 @@
 //! | [`wire`] | wire protocol v1: frames, requests, responses, error frames |
 //! | [`catalog`] | the product catalog (built in, extendable by a user TOML file) |
 //! | [`hresult`] | every HRESULT the lab produces, with its name, meaning and usual fix |
+//! | [`install_id`] | installation and confirmation IDs of phone and proxy activation |
+//! | [`labkey`] | the lab's own MAKs and host keys (never Microsoft's) |
 //! | [`ledger`] | the host's counting ledger: request in, response or error out |
 //! | [`activator`] | one client machine's licensing state machine |
 //! | [`srv`] | RFC 2782 ordering of SRV records |
@@ -25,6 +27,8 @@ pub mod epid;
 pub mod events;
 pub mod hostaddr;
 pub mod hresult;
+pub mod install_id;
+pub mod labkey;
 pub mod ledger;
 pub mod license;
 pub mod rng;

@@ -763,6 +763,10 @@ impl Driver {
                     });
                     break;
                 }
+                Action::ActivateOnline { attempt, .. } => {
+                    // Fleet machines are KMS clients; a MAK attempt has no service to ask here.
+                    self.live(i).handle_service_outcome(now, attempt, Err(HResult::HOST_UNREACHABLE));
+                }
             }
         }
         self.drain_events(i);
@@ -868,7 +872,9 @@ async fn exchange(
                     Err(_) => HostOutcome::Unreachable(HResult::TIMEOUT),
                     Ok(Ok(Some(Message::Response(r)))) => HostOutcome::Response(r),
                     Ok(Ok(Some(Message::Error(e)))) => HostOutcome::Refused(e),
-                    Ok(Ok(Some(Message::Request(_)) | None)) => HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED),
+                    Ok(Ok(Some(Message::Request(_) | Message::ServiceRequest(_) | Message::ServiceAnswer(_)) | None)) => {
+                        HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED)
+                    }
                     Ok(Err(FrameError::Decode(e))) if e.is_auth() => HostOutcome::Unreachable(HResult::FRAME_AUTH_FAILED),
                     Ok(Err(FrameError::Decode(_))) => HostOutcome::Unreachable(HResult::INVALID_DATA),
                     Ok(Err(_)) => HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED),

@@ -1,7 +1,9 @@
-//! `kmslab`: the lab tool: `up`, `fleet`, `sim`, `drill`, `dns`, `bench`, `products`, and the
+//! `kmslab`: the lab tool: `up`, `fleet`, `sim`, `drill`, `dns`, `bench`, `products`,
+//! `activation-service`, and the
 //! generators of shell completions and man pages. One module per subcommand.
 #![forbid(unsafe_code)]
 
+mod activation;
 mod bench;
 mod dns;
 mod fleet;
@@ -44,6 +46,9 @@ enum Command {
     Completions(manpages::CompletionsArgs),
     /// Man pages for every kmslab binary.
     Man(manpages::ManArgs),
+    /// The lab's simulated Microsoft activation service: MAK counts, online and phone
+    /// activation (never contacts anyone), its key generator and admin verbs.
+    ActivationService(activation::ActivationServiceArgs),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
         Command::Drill(args) => runtime.block_on(kmslab_lab::drill::run(args)),
         Command::Dns(args) => runtime.block_on(dns::run(args)),
         Command::Health(args) => health::run(args),
+        Command::ActivationService(args) => runtime.block_on(activation::run(args)),
     };
     match result {
         Ok(code) => code,
