@@ -2,13 +2,13 @@
 //!
 //! ```toml
 //! [[mak]]
-//! key = "LABMB-CDFGH-JKMPQ-RTVWX-Y2346"
+//! key = "LABMB-CDFGH-JKMPQ-RTVWX-Y234C"
 //! products = ["win7-enterprise"]
 //! activations = 10
 //! blocked = false
 //!
 //! [[host_key]]
-//! key = "LABHB-CDFGH-JKMPQ-RTVWX-Y2347"
+//! key = "LABHB-CDFGH-JKMPQ-RTVWX-Y2342"
 //! group = "kms-b"
 //! blocked = false
 //! ```
