@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 /// Default admin address of the service.
 const DEFAULT_ADMIN: &str = "127.0.0.1:8690";
 
-/// Flags of `kmslab activation-service`.
+/// Flags of `kmslab activation-service` (its choices are in the subcommand's long help).
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct ActivationServiceArgs {

@@ -48,6 +48,12 @@ enum Command {
     Man(manpages::ManArgs),
     /// The lab's simulated Microsoft activation service: MAK counts, online and phone
     /// activation (never contacts anyone), its key generator and admin verbs.
+    ///
+    /// Choices kmslab made where Microsoft documents nothing (docs/kms-behaviour.md "MAK
+    /// activation"): activations are counted per installation ID (key + machine), so the
+    /// same machine activating again with the same key uses none; machines stay activated
+    /// when their key is used up or blocked later; a MAK for another edition is 0xC004C001;
+    /// confirmation IDs are 8 groups of 6 digits, each group ending in a Luhn check digit.
     ActivationService(activation::ActivationServiceArgs),
 }
 
