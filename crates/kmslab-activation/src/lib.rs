@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod cil;
 pub mod keys;
 pub mod serve;
 pub mod service;

@@ -173,7 +173,7 @@ pub async fn run(args: ActivationServiceArgs) -> anyhow::Result<ExitCode> {
 
 /// One HTTP/1.1 request to the service's admin API (loopback JSON, `Connection: close`;
 /// axum answers JSON with a `Content-Length`, never chunked). Returns status and body.
-fn http(target: &str, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+pub(crate) fn http(target: &str, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
     use std::io::Read as _;
     use std::net::ToSocketAddrs as _;
     let addr = target

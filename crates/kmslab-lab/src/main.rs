@@ -1,5 +1,5 @@
 //! `kmslab`: the lab tool: `up`, `fleet`, `sim`, `drill`, `dns`, `bench`, `products`,
-//! `activation-service`, and the
+//! `activation-service`, `vamt`, and the
 //! generators of shell completions and man pages. One module per subcommand.
 #![forbid(unsafe_code)]
 
@@ -12,6 +12,7 @@ mod manpages;
 mod products;
 mod sim;
 mod up;
+mod vamt;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,9 @@ enum Command {
     /// when their key is used up or blocked later; a MAK for another edition is 0xC004C001;
     /// confirmation IDs are 8 groups of 6 digits, each group ending in a Luhn check digit.
     ActivationService(activation::ActivationServiceArgs),
+    /// Volume Activation Management Tool for the lab: MAK machines in a CIL file, direct and
+    /// proxy activation, export and import for isolated networks, key counts.
+    Vamt(vamt::VamtArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Dns(args) => runtime.block_on(dns::run(args)),
         Command::Health(args) => health::run(args),
         Command::ActivationService(args) => runtime.block_on(activation::run(args)),
+        Command::Vamt(args) => runtime.block_on(vamt::run(args)),
     };
     match result {
         Ok(code) => code,

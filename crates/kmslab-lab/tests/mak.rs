@@ -340,3 +340,78 @@ fn a_bad_keys_file_is_refused_naming_the_key() {
     let (code, _, err) = kmslab(&["activation-service", "--generate-mak", "win7-enterprise"]);
     assert!(code == 2 && err.contains("PRODUCT=COUNT"), "{err}");
 }
+
+fn vamt(cil: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kmslab")).args(["vamt", "--cil", cil.to_str().unwrap()]).args(args).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn vamt_isolated_lab_by_file_direct_and_proxy_activation_and_key_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = generate(dir.path(), &["win7-enterprise=4"]).remove(0);
+    let svc = service(dir.path());
+    let admin = svc.addr("admin").to_string();
+
+    // The isolated network: two machines that cannot reach the service.
+    let (a, b) = (client(None, &["--machine-name", "iso-a"]), client(None, &["--machine-name", "iso-b"]));
+    let inside = dir.path().join("inside.cil");
+    let (code, out) = vamt(&inside, &["discover", &a.addr("admin").to_string(), &b.addr("admin").to_string()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("iso-a") && out.contains("VOLUME_KMSCLIENT"), "{out}");
+    let (code, out) = vamt(&inside, &["install-key", &key]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("VOLUME_MAK").count(), 2, "{out}");
+
+    // A secure export leaves with no names or addresses, comes back with CIDs.
+    let carried = dir.path().join("carried.cil");
+    let (code, out) = vamt(&inside, &["export", carried.to_str().unwrap(), "--no-pii"]);
+    assert!(code == 0 && out.contains("exported 2 computers"), "{out}");
+    let text = std::fs::read_to_string(&carried).unwrap();
+    assert!(
+        text.starts_with("<?xml") && text.contains("NetworkType=\"None\"") && !text.contains("iso-a") && !text.contains("127.0.0.1"),
+        "{text}"
+    );
+    let (code, out) = vamt(&carried, &["acquire-cids", carried.to_str().unwrap(), "--service", &admin]);
+    assert!(code == 0 && out.contains("acquired 2 confirmation IDs"), "{out}");
+    assert_eq!(count(&svc, &key)["used"], 2);
+    let (code, out) = vamt(&inside, &["import", carried.to_str().unwrap()]);
+    assert!(code == 0 && out.contains("imported 2 confirmation IDs"), "{out}");
+    let (code, out) = vamt(&inside, &["apply-cids"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches(" licensed").count(), 2, "{out}");
+    for m in [&a, &b] {
+        assert_eq!(status(m)["permanently_activated"], true);
+    }
+    // Acquiring again for the same installations costs nothing.
+    let (code, _) = vamt(&inside, &["acquire-cids", inside.to_str().unwrap(), "--service", &admin]);
+    assert_eq!(code, 0);
+    assert_eq!(count(&svc, &key)["used"], 2);
+
+    // Direct activation and proxy activation.
+    let (c, d) = (client(Some(svc.addr("activation")), &["--machine-name", "net-c"]), client(None, &["--machine-name", "net-d"]));
+    let direct = dir.path().join("direct.cil");
+    let proxy = dir.path().join("proxy.cil");
+    assert_eq!(vamt(&direct, &["discover", &c.addr("admin").to_string()]).0, 0);
+    assert_eq!(vamt(&direct, &["install-key", &key]).0, 0);
+    let (code, out) = vamt(&direct, &["activate"]);
+    assert!(code == 0 && out.contains("net-c") && out.contains(" licensed"), "{out}");
+    assert_eq!(vamt(&proxy, &["discover", &d.addr("admin").to_string()]).0, 0);
+    assert_eq!(vamt(&proxy, &["install-key", &key]).0, 0);
+    let (code, out) = vamt(&proxy, &["proxy-activate", "--service", &admin]);
+    assert!(code == 0 && out.contains(" licensed"), "{out}");
+
+    // Remaining count over the wire protocol; a key the service does not know.
+    let (code, out) = vamt(&proxy, &["key-count", &key, "--service", &svc.addr("activation").to_string()]);
+    assert!(code == 0 && out.contains(&format!("{key} remaining 0 used 4")), "{out}");
+    let (code, out) = vamt(&proxy, &["key-count", "LABMB-CDFGH-JKMPQ-RTVWX-Y234C", "--service", &svc.addr("activation").to_string()]);
+    assert!(code == 1 && out.contains("0xC004F050"), "{out}");
+    // The count is used up: a fifth machine fails with 0xC004C020 and says so.
+    let e = client(Some(svc.addr("activation")), &["--machine-name", "net-e"]);
+    let fifth = dir.path().join("fifth.cil");
+    assert_eq!(vamt(&fifth, &["discover", &e.addr("admin").to_string()]).0, 0);
+    assert_eq!(vamt(&fifth, &["install-key", &key]).0, 0);
+    let (code, out) = vamt(&fifth, &["activate"]);
+    assert!(code == 1 && out.contains("0xC004C020"), "{out}");
+}
