@@ -51,6 +51,8 @@ for target in $targets; do
     args=(-max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1)
     if [ -f "dict/$target.dict" ]; then
         args+=(-dict="dict/$target.dict")
+    # Every *_body target (request, response, error, service_request, service_answer) and
+    # frame_decode share the wire protocol dictionary.
     elif [ "${target%_body}" != "$target" ] || [ "$target" = frame_decode ]; then
         args+=(-dict=dict/frame.dict)
     fi

@@ -100,3 +100,50 @@ pub fn check_body(kind: FrameKind, body: &[u8]) {
         (a, b) => panic!("bytes after the frame changed the result: {a:?} vs {b:?}"),
     }
 }
+
+/// Checks an installation ID text: a parsed one prints as 9 groups that parse back to it,
+/// its confirmation ID checks against it, and errors carry a failure code and a reason.
+pub fn check_installation_id(text: &str) {
+    use kmslab_core::install_id::InstallationId;
+    match InstallationId::parse(text) {
+        Ok(iid) => {
+            assert_eq!(InstallationId::parse(&iid.to_string()), Ok(iid));
+            iid.check_confirmation(&iid.confirmation_id().to_string()).expect("an IID's own CID checks");
+        }
+        Err((code, why)) => assert!(!code.is_success() && !why.is_empty()),
+    }
+}
+
+/// Checks a confirmation ID text against a fixed IID: never a panic, a failure has a reason.
+pub fn check_confirmation_id(text: &str) {
+    let iid = kmslab_core::install_id::installation_id("LABMB-CDFGH-JKMPQ-RTVWX-Y234C", kmslab_core::Uuid::from_u128(1));
+    if let Err((code, why)) = iid.check_confirmation(text) {
+        assert!(!code.is_success() && !why.is_empty());
+    }
+}
+
+/// The fields of a decoded service request through the parsers the service runs on them.
+pub fn check_service_request_fields(body: &[u8]) {
+    use kmslab_core::wire::ServiceRequest;
+    let Ok((Message::ServiceRequest(req), _)) = wire::decode(&frame_with_body(FrameKind::ServiceRequest, body)) else { return };
+    let (key, iid) = match &req {
+        ServiceRequest::Activate { key, installation_id, .. } => (Some(key), Some(installation_id)),
+        ServiceRequest::Confirm { installation_id } => (None, Some(installation_id)),
+        ServiceRequest::KeyInfo { key } => (Some(key), None),
+    };
+    if let Some(key) = key
+        && let Ok((_, canonical)) = kmslab_core::labkey::parse(key)
+    {
+        assert_eq!(kmslab_core::labkey::parse(&canonical).map(|(_, k)| k), Ok(canonical.clone()));
+    }
+    if let Some(iid) = iid {
+        check_installation_id(iid);
+    }
+}
+
+/// The confirmation ID of a decoded service answer through the CID parser.
+pub fn check_service_answer_fields(body: &[u8]) {
+    if let Ok((Message::ServiceAnswer(a), _)) = wire::decode(&frame_with_body(FrameKind::ServiceAnswer, body)) {
+        check_confirmation_id(&a.confirmation_id);
+    }
+}

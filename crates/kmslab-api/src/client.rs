@@ -1,7 +1,7 @@
 //! kms-client's `GET /api/v1/status` document.
 
 use kmslab_core::activator::{Activator, HostSource};
-use kmslab_core::install_id::{client_epid, installation_id};
+use kmslab_core::install_id::client_epid;
 use kmslab_core::{LicenseStatus, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -66,9 +66,19 @@ pub struct ClientStatus {
     /// The machine's own extended PID for its installed product (`/dlv`).
     #[serde(default)]
     pub extended_pid: Option<String>,
-    /// The machine's Installation ID (`/dlv`), `kmslab_core::install_id`.
+    /// The machine's Installation ID (`/dlv`, `/dti`), `kmslab_core::install_id`.
     #[serde(default)]
     pub installation_id: Option<String>,
+    /// `VOLUME_KMSCLIENT`, or `VOLUME_MAK` while a MAK is installed.
+    #[serde(default = "kms_channel")]
+    pub channel: String,
+    /// True when a MAK activated the machine for good (no expiry, no renewal).
+    #[serde(default)]
+    pub permanently_activated: bool,
+}
+
+fn kms_channel() -> String {
+    "VOLUME_KMSCLIENT".to_owned()
 }
 
 /// The installed product.
@@ -136,8 +146,8 @@ impl ClientStatus {
         let product = a.product().map(|p| ProductView {
             name: p.name.clone(),
             display_name: p.display_name.clone(),
-            description: p.description.clone(),
-            partial_key: p.partial_key().to_owned(),
+            description: a.description().unwrap_or_else(|| p.description.clone()),
+            partial_key: a.partial_key().unwrap_or(p.partial_key()).to_owned(),
             activation_id: p.activation_id.to_string(),
             application_id: p.application_id.to_string(),
             required_count: p.required_count,
@@ -185,8 +195,10 @@ impl ClientStatus {
             vm: s.vm,
             state_save_error: None,
             last_result: s.last.result.map(|r| LastResult { hresult: r.to_string(), name: r.name().to_owned(), at: opt(s.last.at) }),
-            extended_pid: a.product().map(|p| client_epid(&p.gvlk, &s.cmid)),
-            installation_id: a.product().map(|p| installation_id(&p.gvlk, &s.cmid)),
+            extended_pid: a.product_key().map(|k| client_epid(k, &s.cmid)),
+            installation_id: a.installation_id().map(|i| i.to_string()),
+            channel: if a.mak().is_some() { "VOLUME_MAK" } else { "VOLUME_KMSCLIENT" }.to_owned(),
+            permanently_activated: a.permanently_activated(),
         }
     }
 }

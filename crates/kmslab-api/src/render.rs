@@ -89,7 +89,10 @@ pub fn client_dli(s: &ClientStatus, verbose: bool, all: bool) -> Result<String, 
         let reason = s.notification_reason.as_deref().and_then(HResult::parse).unwrap_or(HResult::GRACE_EXPIRED);
         out.line(notification_reason_line(reason));
     }
+    let mak = s.channel == "VOLUME_MAK";
     match s.status.as_str() {
+        // A MAK activation never expires: no expiration line (docs/kms-behaviour.md).
+        "licensed" if mak => {}
         "licensed" => out.line(format!("Volume activation expiration: {}", minutes_and_days(s.minutes_remaining))),
         "initial_grace" | "additional_grace" | "non_genuine_grace" | "extended_grace" => {
             out.line(format!("Time remaining: {}", minutes_and_days(s.minutes_remaining)))
@@ -99,6 +102,10 @@ pub fn client_dli(s: &ClientStatus, verbose: bool, all: bool) -> Result<String, 
     if verbose {
         out.line(format!("Remaining Windows rearm count: {}", s.rearm_count));
         out.line(format!("Trusted time: {}", slmgr_time_text(&s.now)));
+    }
+    if mak {
+        // A MAK machine is no KMS client: no KMS client block.
+        return Ok(out.0);
     }
     out.line("");
     out.line("Key Management Service client information");
@@ -140,6 +147,9 @@ pub fn client_xpr(s: &ClientStatus, all: bool) -> Result<String, String> {
     let Some(product) = &s.product else {
         return Err(NO_PRODUCT_KEY.to_owned());
     };
+    if s.permanently_activated {
+        return Ok(format!("{}:\n    The machine is permanently activated.\n", product.display_name));
+    }
     let detail = match s.status.as_str() {
         "licensed" => format!("Volume activation will expire {}", opt_time(s.valid_until.as_ref())),
         "initial_grace" => format!("Initial grace period ends {}", opt_time(s.grace_end.as_ref())),
@@ -276,7 +286,33 @@ mod tests {
             last_result: Some(LastResult { hresult: "0x00000000".into(), name: "S_OK".into(), at: Some("2009-04-28T12:00:00Z".into()) }),
             extended_pid: Some("55041-00142-001-000001-03-1033-7600.0000-0012009".into()),
             installation_id: Some("000000-000000-000000-000000-000000-000000-000000-000000-000000".into()),
+            channel: "VOLUME_KMSCLIENT".into(),
+            permanently_activated: false,
         }
+    }
+
+    #[test]
+    fn a_mak_machine_has_no_expiry_no_kms_block_and_is_permanently_activated() {
+        let mut s = client("licensed", 0);
+        s.channel = "VOLUME_MAK".into();
+        s.permanently_activated = true;
+        s.valid_until = None;
+        if let Some(p) = s.product.as_mut() {
+            p.description = "Windows Operating System - Windows(R) 7, VOLUME_MAK channel".into();
+        }
+        let dli = client_dli(&s, false, false).unwrap();
+        assert!(dli.contains("Description: Windows Operating System - Windows(R) 7, VOLUME_MAK channel\n"), "{dli}");
+        assert!(dli.contains("License Status: Licensed\n"), "{dli}");
+        assert!(!dli.contains("expiration") && !dli.contains("Key Management Service"), "{dli}");
+        let xpr = client_xpr(&s, false).unwrap();
+        assert_eq!(xpr, "Windows(R) 7, Enterprise edition:\n    The machine is permanently activated.\n");
+        // The same machine on the KMS channel keeps its expiry and KMS block.
+        let kms = client_dli(&client("licensed", 259_200), false, false).unwrap();
+        assert!(
+            kms.contains("Volume activation expiration: 259200 minute(s) (180 day(s))")
+                && kms.contains("Key Management Service client information"),
+            "{kms}"
+        );
     }
 
     const WINDOWS_APP: &str = crate::host::WINDOWS_APPLICATION_ID;

@@ -86,6 +86,8 @@ pub fn router(shared: Arc<Shared>, access: Arc<AdminAccess>) -> Router {
         .route("/api/v1/skhc", post(skhc))
         .route("/api/v1/ckhc", post(ckhc))
         .route("/api/v1/rearm", post(rearm))
+        .route("/api/v1/dti", get(dti))
+        .route("/api/v1/atp", post(atp))
         .with_state(shared)
         .layer(axum::middleware::from_fn_with_state(access, kmslab_admin::guard::middleware))
 }
@@ -198,7 +200,15 @@ async fn ipk(State(shared): State<Arc<Shared>>, Json(body): Json<KeyBody>) -> Ap
     let catalog = shared.catalog.clone();
     mutate(&shared, |g| {
         let now = shared.clock.now();
-        g.activator.install_key(&catalog, &body.key, now).map_err(|c| ApiError::code(StatusCode::BAD_REQUEST, c))?;
+        // A GVLK makes (or keeps) the machine a KMS client; a lab MAK puts it on the MAK
+        // channel; anything else is 0xC004F050.
+        match g.activator.install_key(&catalog, &body.key, now) {
+            Ok(()) => {}
+            Err(HResult::INVALID_PRODUCT_KEY) => {
+                g.activator.install_mak(&body.key, now).map_err(|c| ApiError::code(StatusCode::BAD_REQUEST, c))?
+            }
+            Err(c) => return Err(ApiError::code(StatusCode::BAD_REQUEST, c)),
+        }
         Ok(None)
     })
 }
@@ -273,5 +283,32 @@ async fn rearm(State(shared): State<Arc<Shared>>) -> ApiResult {
         let inner = &mut *g;
         inner.activator.rearm(now, &mut inner.rng).map_err(|c| ApiError::code(StatusCode::CONFLICT, c))?;
         Ok(None)
+    })
+}
+
+/// `GET /api/v1/dti`: the installation ID of the installed key (`slmgr /dti`).
+async fn dti(State(shared): State<Arc<Shared>>) -> ApiResult {
+    let g = shared.lock();
+    let iid = g.activator.installation_id().ok_or_else(|| ApiError::code(StatusCode::CONFLICT, HResult::NO_PRODUCT_KEY))?;
+    Ok(Json(json!({ "installation_id": iid.to_string() })))
+}
+
+#[derive(Debug, Deserialize)]
+struct CidBody {
+    cid: String,
+}
+
+/// `POST /api/v1/atp {"cid"}`: deposits a confirmation ID (`slmgr /atp`); a MAK machine
+/// whose CID matches its installation ID is then activated for good.
+async fn atp(State(shared): State<Arc<Shared>>, Json(body): Json<CidBody>) -> ApiResult {
+    mutate(&shared, |g| {
+        let now = shared.clock.now();
+        g.activator.deposit_cid(&body.cid, now).map_err(|(code, why)| {
+            let mut e = ApiError::code(StatusCode::BAD_REQUEST, code);
+            e.message = format!("{}: {why}", e.message);
+            e
+        })?;
+        let product = g.activator.product().expect("deposit_cid needs a product");
+        Ok(Some(json!({ "activation_id": product.activation_id.to_string() })))
     })
 }

@@ -90,6 +90,13 @@ pub struct Args {
     /// without a valid one are refused, as by a host with the same --psk [off].
     #[arg(long, env = "KMSLAB_PSK", value_name = "FILE")]
     pub psk: Option<PathBuf>,
+    /// The lab's activation service for MAK activation (`kmslab activation-service`).
+    #[arg(long, env = "KMSLAB_ACTIVATION_SERVICE", value_name = "HOST:PORT")]
+    pub activation_service: Option<String>,
+    /// An OEM machine whose ACPI_SLIC table lacks a valid Windows marker: KMS activation
+    /// of Windows fails with 0xC004F035; a MAK activates it.
+    #[arg(long, env = "KMSLAB_SLIC_WITHOUT_MARKER")]
+    pub slic_without_marker: bool,
 }
 
 /// The `--config` file; every key optional, unknown keys refused.
@@ -116,6 +123,8 @@ struct FileConfig {
     log_format: Option<String>,
     catalog: Option<PathBuf>,
     psk: Option<PathBuf>,
+    activation_service: Option<String>,
+    slic_without_marker: Option<bool>,
 }
 
 /// Network timeouts of the client (real time).
@@ -177,6 +186,10 @@ pub struct ClientConfig {
     pub timeouts: Timeouts,
     /// Pre-shared key of authenticated framing (`--psk`).
     pub psk: Option<kmslab_core::wire::FrameKey>,
+    /// The activation service of MAK activation (`--activation-service`).
+    pub activation_service: Option<HostAddr>,
+    /// An OEM machine without a valid Windows marker (`--slic-without-marker`).
+    pub slic_without_marker: bool,
 }
 
 impl Default for ClientConfig {
@@ -201,6 +214,8 @@ impl Default for ClientConfig {
             log_format: LogFormat::Text,
             timeouts: Timeouts::default(),
             psk: None,
+            activation_service: None,
+            slic_without_marker: false,
         }
     }
 }
@@ -302,6 +317,11 @@ impl ClientConfig {
             Some(path) => Some(kmslab_runtime::psk::load(&path).map_err(|e| bad("--psk", e))?),
             None => None,
         };
+        let activation_service = match args.activation_service.or(file.activation_service) {
+            Some(text) => Some(text.parse::<HostAddr>().map_err(|e| bad("--activation-service", e.to_string()))?),
+            None => None,
+        };
+        let slic_without_marker = args.slic_without_marker || file.slic_without_marker.unwrap_or(false);
         Ok(ClientConfig {
             catalog: Arc::new(catalog),
             product,
@@ -322,6 +342,8 @@ impl ClientConfig {
             log_format,
             timeouts: Timeouts::default(),
             psk,
+            activation_service,
+            slic_without_marker,
         })
     }
 }

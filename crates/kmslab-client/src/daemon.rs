@@ -71,6 +71,8 @@ pub struct Shared {
     pub state_dir: Option<PathBuf>,
     /// The DNS server in use (for status).
     pub dns_server: Option<kmslab_dns::DnsServerChoice>,
+    /// The activation service MAK activations go to (`--activation-service`).
+    pub activation_service: Option<HostAddr>,
 }
 
 impl Shared {
@@ -97,7 +99,14 @@ impl Shared {
             catalog,
             state_dir,
             dns_server,
+            activation_service: None,
         }
+    }
+
+    /// The same shared state with MAK activations going to `service`.
+    pub(crate) fn with_activation_service(mut self, service: Option<HostAddr>) -> Self {
+        self.activation_service = service;
+        self
     }
 
     /// Locks the shared state (a poisoned lock is still usable: the data is plain).
@@ -264,6 +273,7 @@ pub fn event_json(ev: &ClientEvent) -> (Option<u32>, &'static str, serde_json::V
 enum ActionResult {
     Discovered(AttemptId, Result<Vec<SrvCandidate>, HResult>),
     Sent(AttemptId, HostOutcome),
+    Online(AttemptId, Result<kmslab_core::wire::ServiceAnswer, HResult>),
 }
 
 /// How often a failed state save is retried.
@@ -298,6 +308,23 @@ pub async fn drive(shared: Arc<Shared>, net: Net, shutdown: CancellationToken) {
                             let _ = tx.send(ActionResult::Sent(attempt, r));
                         });
                     }
+                    Action::ActivateOnline { attempt, request } => {
+                        let net = net.clone();
+                        let service = shared.activation_service.clone();
+                        tasks.spawn(async move {
+                            let r = match service {
+                                Some(service) => {
+                                    tracing::debug!(attempt, service = %service, "asking the activation service");
+                                    net.activate_online(&service, request).await
+                                }
+                                None => {
+                                    tracing::warn!(attempt, "online activation needs an activation service (--activation-service)");
+                                    Err(HResult::HOST_UNREACHABLE)
+                                }
+                            };
+                            let _ = tx.send(ActionResult::Online(attempt, r));
+                        });
+                    }
                 }
             }
             g.drain_events(now);
@@ -319,6 +346,7 @@ pub async fn drive(shared: Arc<Shared>, net: Net, shutdown: CancellationToken) {
                 match result {
                     ActionResult::Discovered(attempt, r) => inner.activator.handle_discovery(now, attempt, r, &mut inner.rng),
                     ActionResult::Sent(attempt, outcome) => inner.activator.handle_host_outcome(now, attempt, outcome),
+                    ActionResult::Online(attempt, outcome) => inner.activator.handle_service_outcome(now, attempt, outcome),
                 }
             }
             _ = shared.wake.notified() => {}
@@ -372,6 +400,7 @@ pub fn initial_activator(config: &crate::ClientConfig, loaded: Option<ActivatorS
     if let Some(on) = config.host_caching {
         a.set_host_caching(on);
     }
+    a.set_slic_without_marker(config.slic_without_marker);
     let name = config.machine_name.clone().unwrap_or_else(|| a.state().machine_name.clone());
     let vm = config.vm || a.state().vm;
     a.set_machine(name, vm);

@@ -74,8 +74,10 @@ pub fn start(config: ClientConfig) -> Result<Started, RunError> {
         first_start,
         "kms-client starting"
     );
-    let shared =
-        Arc::new(daemon::Shared::new(activator, rng, clock, config.catalog.clone(), config.state_dir.clone(), config.dns_server.clone()));
+    let shared = Arc::new(
+        daemon::Shared::new(activator, rng, clock, config.catalog.clone(), config.state_dir.clone(), config.dns_server.clone())
+            .with_activation_service(config.activation_service.clone()),
+    );
     {
         let mut g = shared.lock();
         shared.save_if_changed(&mut g)?;

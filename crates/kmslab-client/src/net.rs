@@ -13,7 +13,7 @@ use kmslab_core::activator::HostOutcome;
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::hresult::HResult;
 use kmslab_core::srv::SrvCandidate;
-use kmslab_core::wire::{FrameKey, Message, Request};
+use kmslab_core::wire::{FrameKey, Message, Request, ServiceAnswer, ServiceRequest};
 use kmslab_dns::{DnsServerChoice, LookupError};
 use kmslab_runtime::framed::{FrameError, read_frame_with, write_frame_with};
 use tokio::net::TcpStream;
@@ -60,6 +60,45 @@ impl Net {
     /// Sends `request` to `host` and waits for its answer.
     pub async fn send(&self, host: &HostAddr, request: Request) -> HostOutcome {
         send(&self.dns, &self.resolver, host, request, self.timeouts, self.psk.as_ref()).await
+    }
+
+    /// Sends an online activation request to the activation service (`--activation-service`)
+    /// and waits for its answer: the answer, the service's HRESULT, or how the exchange
+    /// failed (0x800706BA unreachable, 0x800705B4 timed out, 0x8007000D garbled answer).
+    pub async fn activate_online(&self, service: &HostAddr, request: ServiceRequest) -> Result<ServiceAnswer, HResult> {
+        let addrs = self.resolver.resolve(&self.dns, &service.host, self.timeouts.dns).await.map_err(|e| lookup_code(&e))?;
+        let mut last = HResult::HOST_UNREACHABLE;
+        for ip in addrs {
+            let addr = SocketAddr::new(ip, service.port);
+            let mut stream = match tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr)).await {
+                Err(_) => {
+                    last = HResult::TIMEOUT;
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(%addr, error = %e, "cannot reach the activation service");
+                    last = HResult::HOST_UNREACHABLE;
+                    continue;
+                }
+                Ok(Ok(stream)) => stream,
+            };
+            let work = async {
+                let mut buf = Vec::with_capacity(256);
+                kmslab_runtime::framed::write_message(&mut stream, &Message::ServiceRequest(request), &mut buf).await?;
+                kmslab_runtime::framed::read_message(&mut stream, &mut buf).await
+            };
+            return match tokio::time::timeout(self.timeouts.response, work).await {
+                Err(_) => Err(HResult::TIMEOUT),
+                Ok(Ok(Some(Message::ServiceAnswer(a)))) => Ok(a),
+                Ok(Ok(Some(Message::Error(e)))) => {
+                    tracing::info!(hresult = %e.hresult, name = e.hresult.name(), reason = %e.message, "the activation service refused");
+                    Err(e.hresult)
+                }
+                Ok(Ok(Some(_))) | Ok(Err(FrameError::Decode(_))) => Err(HResult::INVALID_DATA),
+                Ok(Ok(None)) | Ok(Err(_)) => Err(HResult::HOST_UNREACHABLE),
+            };
+        }
+        Err(last)
     }
 }
 
@@ -212,7 +251,9 @@ async fn exchange_on(mut stream: TcpStream, request: Request, response_timeout: 
         Ok(Ok(Some(Message::Response(r)))) => HostOutcome::Response(r),
         Ok(Ok(Some(Message::Error(e)))) => HostOutcome::Refused(e),
         // A request echoed back, or a clean close without an answer: no KMS there.
-        Ok(Ok(Some(Message::Request(_)))) | Ok(Ok(None)) => HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED),
+        Ok(Ok(Some(Message::Request(_) | Message::ServiceRequest(_) | Message::ServiceAnswer(_)))) | Ok(Ok(None)) => {
+            HostOutcome::Unreachable(HResult::KMS_NOT_ENABLED)
+        }
         Ok(Err(FrameError::Decode(e))) if e.is_auth() => {
             // Not the host we share a key with (or a tampered answer): never believed.
             tracing::warn!(error = %e, "answer from the KMS host refused: its MAC does not verify (--psk)");

@@ -67,6 +67,12 @@ struct StateFile {
     vm: bool,
     clock_offset_ms: i64,
     last: LastFile,
+    /// The installed MAK (absent in files written before MAK support).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mak: Option<String>,
+    /// Activated for good by a MAK.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    permanent: bool,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -127,6 +133,8 @@ impl From<&ActivatorState> for StateFile {
                 epid: s.last.epid.clone(),
                 current_count: s.last.current_count,
             },
+            mak: s.mak.clone(),
+            permanent: s.permanent,
         }
     }
 }
@@ -189,6 +197,15 @@ impl StateFile {
                 epid: self.last.epid,
                 current_count: self.last.current_count,
             },
+            mak: self
+                .mak
+                .map(|k| match kmslab_core::labkey::parse(&k) {
+                    Ok((kmslab_core::labkey::LabKeyKind::Mak, k)) => Ok(k),
+                    Ok(_) => Err(format!("mak: {k:?} is a host key, not a MAK")),
+                    Err(why) => Err(format!("mak: {k:?} {why}")),
+                })
+                .transpose()?,
+            permanent: self.permanent,
         })
     }
 }

@@ -45,6 +45,21 @@
 //!   fresh machine starts with its product's rearm count ([`Product::rearm_count`]).
 //! - Client family: a Vista-family product ignores SRV priority and weight (a random order
 //!   of all the records; [`crate::catalog::ClientFamily::srv_policy`]).
+//!
+//! # MAK and OEM (docs/kms-behaviour.md "MAK activation")
+//! - `/ipk MAK` ([`Activator::install_mak`]) keeps the installed edition and changes its
+//!   channel to `VOLUME_MAK`: initial grace from now, no KMS attempt ever (a MAK machine
+//!   does not look for KMS hosts). `/ato` then asks the activation service
+//!   ([`Action::ActivateOnline`]); its answer ([`Activator::handle_service_outcome`]) makes
+//!   the machine Licensed with no expiry and no renewal. A refusal (0xC004C020 used up,
+//!   0xC004C003 blocked, 0xC004F050 unknown key, ...) ends the attempt and changes nothing.
+//! - Phone activation: [`Activator::installation_id`] is `/dti`; [`Activator::deposit_cid`]
+//!   checks the CID against it offline (`/atp`) and activates the same way.
+//! - `/ipk GVLK` turns the machine back into a KMS client (install_product clears the MAK).
+//! - An OEM machine whose ACPI_SLIC table lacks a valid Windows marker
+//!   ([`Activator::set_slic_without_marker`]): a KMS attempt of a Windows 7 or Vista
+//!   product ends at once with 0xC004F035 without contacting a host (Office is not
+//!   checked); a MAK activates it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -55,12 +70,13 @@ use crate::catalog::{Catalog, Product};
 use crate::events::{self, RequestSent, ResponseProcessed};
 use crate::hostaddr::HostAddr;
 use crate::hresult::HResult;
+use crate::install_id::{self, InstallationId};
 use crate::ledger::{DEFAULT_ACTIVATION_INTERVAL, DEFAULT_RENEWAL_INTERVAL, INTERVAL_RANGE};
 use crate::license::LicenseStatus;
 use crate::rng::KmsRng;
 use crate::srv::{self, SrvCandidate, SrvPolicy};
 use crate::time::{DAY_MS, MINUTE_MS, Timestamp};
-use crate::wire::{ErrorFrame, KMS_PROTOCOL_V4, Request, Response};
+use crate::wire::{ErrorFrame, KMS_PROTOCOL_V4, Request, Response, ServiceAnswer, ServiceRequest};
 
 /// Initial (out-of-box) grace after installing a key.
 pub const INITIAL_GRACE_MS: i64 = 30 * DAY_MS;
@@ -96,6 +112,14 @@ pub enum Action {
         host: HostAddr,
         /// The request to send.
         request: Request,
+    },
+    /// Send `request` to the activation service (`--activation-service`) and report the
+    /// answer with [`Activator::handle_service_outcome`].
+    ActivateOnline {
+        /// The attempt this belongs to.
+        attempt: AttemptId,
+        /// The online activation request.
+        request: ServiceRequest,
     },
 }
 
@@ -216,6 +240,10 @@ pub struct ActivatorState {
     pub clock_offset_ms: i64,
     /// The last attempt.
     pub last: LastActivation,
+    /// The installed MAK (canonical form); `None` for a KMS client (GVLK).
+    pub mak: Option<String>,
+    /// Activated for good by a MAK (online or by phone): Licensed with no expiry.
+    pub permanent: bool,
 }
 
 /// What 12288 needs to say about a request in flight (the request itself went to the driver).
@@ -238,6 +266,8 @@ struct Attempt {
     in_flight: Option<(HostAddr, HostSource, Sent)>,
     may_discover: bool,
     discovering: bool,
+    /// A MAK attempt: one request to the activation service.
+    online: bool,
 }
 
 /// One machine. See the module documentation for the call order and the rules.
@@ -252,6 +282,7 @@ pub struct Activator {
     action: Option<Action>,
     events: VecDeque<ClientEvent>,
     request_events: bool,
+    slic_without_marker: bool,
 }
 
 impl Activator {
@@ -279,6 +310,8 @@ impl Activator {
                 vm: false,
                 clock_offset_ms: 0,
                 last: LastActivation::default(),
+                mak: None,
+                permanent: false,
             },
             None,
         );
@@ -298,6 +331,7 @@ impl Activator {
             action: None,
             events: VecDeque::new(),
             request_events: true,
+            slic_without_marker: false,
         }
     }
 
@@ -345,6 +379,8 @@ impl Activator {
 
     /// `/ipk`: installs a product; initial grace from `now`, an attempt due at once.
     pub fn install_product(&mut self, product: Arc<Product>, now: Timestamp) {
+        self.state.mak = None;
+        self.state.permanent = false;
         self.state.product = Some(product.name.clone());
         self.product = Some(product);
         self.abandon_attempt();
@@ -362,8 +398,117 @@ impl Activator {
         Ok(())
     }
 
+    /// `/ipk MAK`: installs a lab MAK ([`crate::labkey`]) for the installed edition: the
+    /// channel becomes `VOLUME_MAK`, initial grace from `now`, and no KMS attempt is made.
+    /// 0xC004F050 for a key that is not a lab MAK, 0xC004F014 without an installed edition.
+    pub fn install_mak(&mut self, key: &str, now: Timestamp) -> Result<(), HResult> {
+        let (kind, key) = crate::labkey::parse(key).map_err(|_| HResult::INVALID_PRODUCT_KEY)?;
+        if kind != crate::labkey::LabKeyKind::Mak {
+            return Err(HResult::INVALID_PRODUCT_KEY);
+        }
+        let product = self.product.clone().ok_or(HResult::NO_PRODUCT_KEY)?;
+        self.install_product(product, now);
+        self.state.mak = Some(key);
+        self.state.next_attempt = None;
+        Ok(())
+    }
+
+    /// The `/dli` Description: the product's, with the channel part (after the last `, `)
+    /// `VOLUME_MAK channel` while a MAK is installed.
+    pub fn description(&self) -> Option<String> {
+        let p = self.product.as_ref()?;
+        if self.state.mak.is_none() {
+            return Some(p.description.clone());
+        }
+        let head = p.description.rsplit_once(", ").map_or(p.description.as_str(), |(h, _)| h);
+        Some(format!("{head}, VOLUME_MAK channel"))
+    }
+
+    /// The `/dli` Partial Product Key: the last five characters of the installed key.
+    pub fn partial_key(&self) -> Option<&str> {
+        match &self.state.mak {
+            Some(k) => Some(&k[k.len().saturating_sub(5)..]),
+            None => self.product.as_ref().map(|p| p.partial_key()),
+        }
+    }
+
+    /// The installed MAK, if the machine is on the MAK channel.
+    pub fn mak(&self) -> Option<&str> {
+        self.state.mak.as_deref()
+    }
+
+    /// True when a MAK activated the machine for good (no expiry, no renewal).
+    pub fn permanently_activated(&self) -> bool {
+        self.state.permanent && self.state.status == LicenseStatus::Licensed
+    }
+
+    /// The product key installed: the MAK, else the product's GVLK.
+    pub fn product_key(&self) -> Option<&str> {
+        self.state.mak.as_deref().or(self.product.as_ref().map(|p| p.gvlk.as_str()))
+    }
+
+    /// `/dti`: the installation ID of the installed key on this machine.
+    pub fn installation_id(&self) -> Option<InstallationId> {
+        self.product_key().map(|k| install_id::installation_id(k, self.state.cmid))
+    }
+
+    /// `/atp CID`: checks the confirmation ID against the installation ID and, when it
+    /// belongs to it, activates the MAK machine for good. A KMS client (GVLK) cannot be
+    /// activated by phone: 0xC004F050. The error carries why.
+    pub fn deposit_cid(&mut self, cid: &str, now: Timestamp) -> Result<(), (HResult, String)> {
+        if self.product.is_none() {
+            return Err((HResult::NO_PRODUCT_KEY, "no product key is installed".into()));
+        }
+        if self.state.mak.is_none() {
+            return Err((
+                HResult::INVALID_PRODUCT_KEY,
+                "a volume setup key (GVLK) activates with a KMS host, not by phone; install a MAK first".into(),
+            ));
+        }
+        let iid = self.installation_id().expect("a product is installed");
+        iid.check_confirmation(cid)?;
+        self.abandon_attempt();
+        self.activate_for_good(now);
+        Ok(())
+    }
+
+    /// An OEM machine whose ACPI_SLIC table has no valid Windows marker (true), or a
+    /// machine without that problem (false, the default). Hardware, not saved state.
+    pub fn set_slic_without_marker(&mut self, on: bool) {
+        self.slic_without_marker = on;
+    }
+
+    fn activate_for_good(&mut self, now: Timestamp) {
+        self.state.permanent = true;
+        self.state.valid_until = None;
+        self.state.grace_end = None;
+        self.state.notification_reason = None;
+        self.state.next_attempt = None;
+        self.set_status(LicenseStatus::Licensed, now);
+    }
+
+    /// The activation service's answer to an [`Action::ActivateOnline`]: the answer, or the
+    /// HRESULT it refused with (or of the failed exchange).
+    pub fn handle_service_outcome(&mut self, now: Timestamp, attempt: AttemptId, outcome: Result<ServiceAnswer, HResult>) {
+        if !self.attempt.as_ref().is_some_and(|a| a.id == attempt && a.online) {
+            return;
+        }
+        self.state.last.source = None;
+        self.state.last.epid = None;
+        self.state.last.current_count = None;
+        match outcome {
+            Ok(_) => {
+                self.activate_for_good(now);
+                self.finish_attempt(now, HResult::SUCCESS, None);
+            }
+            Err(code) => self.finish_attempt(now, code, None),
+        }
+    }
+
     /// `/upk`: uninstalls the key; the machine becomes Unlicensed and stops trying.
     pub fn uninstall_product(&mut self, now: Timestamp) {
+        self.state.mak = None;
+        self.state.permanent = false;
         self.abandon_attempt();
         self.product = None;
         self.state.product = None;
@@ -383,7 +528,13 @@ impl Activator {
         self.state.previous_cmid = self.state.cmid;
         self.state.cmid = rng.uuid_v4();
         if let Some(p) = self.product.clone() {
+            // A MAK stays installed: rearm restarts the grace, it does not change the key.
+            let mak = self.state.mak.clone();
             self.install_product(p, now);
+            if mak.is_some() {
+                self.state.mak = mak;
+                self.state.next_attempt = None;
+            }
         }
         Ok(self.state.cmid)
     }
@@ -476,7 +627,8 @@ impl Activator {
             });
             self.next_reminder = Some(at.plus_ms(REMINDER_MS));
         }
-        if self.attempt.is_none() && self.product.is_some() && self.state.next_attempt.is_some_and(|t| t <= now) {
+        if self.attempt.is_none() && self.product.is_some() && self.state.mak.is_none() && self.state.next_attempt.is_some_and(|t| t <= now)
+        {
             self.start_attempt(now);
         }
     }
@@ -649,8 +801,15 @@ impl Activator {
         let id = self.next_attempt_id;
         self.next_attempt_id += 1;
         self.state.next_attempt = None;
-        let mut attempt =
-            Attempt { id, candidates: VecDeque::new(), tried: Vec::new(), in_flight: None, may_discover: false, discovering: false };
+        let mut attempt = Attempt {
+            id,
+            candidates: VecDeque::new(),
+            tried: Vec::new(),
+            in_flight: None,
+            may_discover: false,
+            discovering: false,
+            online: false,
+        };
         if let Some(h) = &self.state.manual_host {
             attempt.candidates.push_back((h.clone(), HostSource::Manual));
         } else {
@@ -661,9 +820,30 @@ impl Activator {
                 attempt.may_discover = false;
             }
         }
-        self.attempt = Some(attempt);
-        if self.product.is_none() {
+        let Some(product) = self.product.clone() else {
+            self.attempt = Some(attempt);
             self.finish_attempt(now, HResult::NO_PRODUCT_KEY, None);
+            return id;
+        };
+        if let Some(key) = self.state.mak.clone() {
+            attempt.online = true;
+            self.attempt = Some(attempt);
+            if self.permanently_activated() {
+                // Already activated for good: nothing to ask.
+                self.finish_attempt(now, HResult::SUCCESS, None);
+                return id;
+            }
+            let installation_id = install_id::installation_id(&key, self.state.cmid).to_string();
+            self.action = Some(Action::ActivateOnline {
+                attempt: id,
+                request: ServiceRequest::Activate { key, product: product.name.clone(), installation_id },
+            });
+            return id;
+        }
+        self.attempt = Some(attempt);
+        if self.slic_without_marker && product.client_family.checks_slic() {
+            // The OEM marker is checked on the machine, before any host is asked.
+            self.finish_attempt(now, HResult::VL_NOT_WINDOWS_SLP, None);
         } else {
             self.next_candidate(now);
         }
@@ -723,7 +903,8 @@ impl Activator {
             self.state.last.host = host.clone();
         }
         let minutes = if result == HResult::SUCCESS { self.state.renewal_interval } else { self.state.activation_interval };
-        self.state.next_attempt = self.product.as_ref().map(|_| now.plus_minutes(i64::from(minutes)));
+        // A MAK machine is activated by hand (`/ato`, `/atp`), never on a schedule.
+        self.state.next_attempt = self.product.as_ref().filter(|_| self.state.mak.is_none()).map(|_| now.plus_minutes(i64::from(minutes)));
         self.events.push_back(ClientEvent::AttemptFinished { attempt: a.id, result, host });
     }
 }

@@ -94,6 +94,12 @@ impl ClientFamily {
         }
     }
 
+    /// True when KMS activation checks the machine's ACPI_SLIC table for a Windows
+    /// marker (KB942962: Windows 7 and Vista clients only; Office is not checked).
+    pub fn checks_slic(self) -> bool {
+        matches!(self, ClientFamily::Windows7 | ClientFamily::Vista)
+    }
+
     /// Rearms a fresh installation allows unless the product says otherwise: Windows Vista
     /// Business and Windows Server 2008 three (Volume Activation 2.0 Operations Guide),
     /// Office 2010 five; Windows 7 three (our choice, no source gives it).

@@ -154,6 +154,27 @@ hresults! {
     FRAME_AUTH_FAILED = 0xA04B_0002, "KMSLAB_E_FRAME_AUTH",
         "The frame's HMAC-SHA256 is missing, unexpected or wrong: the peers do not share the same pre-shared key (--psk) (kmslab's own code: customer bit set, facility 0x04B).",
         "Give the host and every client the same --psk file, or neither of them one.";
+    MAK_OUT_OF_RANGE = 0xC004_C001, "SL_E_CHPA_PRODUCT_KEY_OUT_OF_RANGE",
+        "The activation service refused the MAK: it is not valid for the product installed on this machine.",
+        "Install a MAK issued for this edition (kmslab activation-service lists each key's products).";
+    MAK_BLOCKED = 0xC004_C003, "SL_E_CHPA_PRODUCT_KEY_BLOCKED",
+        "The activation service has blocked this multiple activation key.",
+        "Install a new MAK (slmgr /ipk) and activate again.";
+    MAK_LIMIT_EXCEEDED = 0xC004_C020, "SL_E_CHPA_DMAK_LIMIT_EXCEEDED",
+        "The multiple activation key has used all of its activations.",
+        "Ask for more activations for the key (kmslab activation-service add), then activate again; machines already activated stay activated.";
+    CID_INVALID_DATA = 0xC004_F02C, "SL_E_CIDIID_INVALID_DATA",
+        "The confirmation ID (or installation ID) is malformed: wrong number of digits or characters that are not digits.",
+        "Type the confirmation ID again: 8 groups of 6 digits as the activation service gave them.";
+    CID_MISMATCHED = 0xC004_F031, "SL_E_CIDIID_MISMATCHED",
+        "The confirmation ID does not belong to this machine's installation ID.",
+        "Read the installation ID again (slmgr /dti), get its confirmation ID and deposit that one (slmgr /atp).";
+    CID_INVALID_CHECK_DIGITS = 0xC004_F04D, "SL_E_CIDIID_INVALID_CHECK_DIGITS",
+        "A group of the confirmation ID has a wrong check digit: a digit was mistyped.",
+        "Type the confirmation ID again; the group with the wrong check digit is named in the message.";
+    VL_NOT_WINDOWS_SLP = 0xC004_F035, "SL_E_VL_NOT_WINDOWS_SLP",
+        "The computer could not be activated with a Volume license product key. Volume-licensed systems require upgrading from a qualifying operating system. Please contact your system administrator or use a different type of key.",
+        "This OEM machine's ACPI_SLIC table has no valid Windows marker: install a MAK or a retail key (slmgr /ipk) and activate online or by phone.";
 }
 
 impl HResult {

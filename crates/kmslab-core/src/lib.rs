@@ -11,7 +11,8 @@
 //! | [`wire`] | wire protocol v1: frames, requests, responses, error frames |
 //! | [`catalog`] | the product catalog (built in, extendable by a user TOML file) |
 //! | [`hresult`] | every HRESULT the lab produces, with its name, meaning and usual fix |
-//! | [`install_id`] | the lab's Installation ID, a client's own ePID, a host license's Activation ID |
+//! | [`install_id`] | the lab's Installation and Confirmation IDs (phone and proxy activation), a client's own ePID, a host license's Activation ID |
+//! | [`labkey`] | the lab's own MAKs and host keys (never Microsoft's) |
 //! | [`ledger`] | the host's counting ledger: request in, response or error out |
 //! | [`activator`] | one client machine's licensing state machine |
 //! | [`srv`] | RFC 2782 ordering of SRV records |
@@ -27,6 +28,7 @@ pub mod events;
 pub mod hostaddr;
 pub mod hresult;
 pub mod install_id;
+pub mod labkey;
 pub mod ledger;
 pub mod license;
 pub mod rng;

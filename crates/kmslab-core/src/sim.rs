@@ -220,6 +220,11 @@ impl World {
                     };
                     self.clients[i].handle_host_outcome(self.now, attempt, outcome);
                 }
+                Action::ActivateOnline { attempt, .. } => {
+                    // The simulated world has no activation service: MAK machines stay as they are.
+                    let now = self.now;
+                    self.clients[i].handle_service_outcome(now, attempt, Err(HResult::HOST_UNREACHABLE));
+                }
             }
         }
         while let Some(ev) = self.clients[i].poll_event() {

@@ -90,6 +90,59 @@ pub enum FrameKind {
     Response = 2,
     /// An error, host to client, carrying an HRESULT.
     Error = 3,
+    /// A request to the simulated activation service (MAK), client to service.
+    ServiceRequest = 4,
+    /// The activation service's answer to a [`FrameKind::ServiceRequest`].
+    ServiceAnswer = 5,
+}
+
+/// The most bytes a product key may have on the wire (5 × 5 characters and 4 dashes).
+pub const MAX_KEY_LEN: usize = 29;
+/// The most bytes a product name may have on the wire.
+pub const MAX_PRODUCT_NAME_LEN: usize = 63;
+/// The most bytes an installation or confirmation ID may have on the wire (digits and
+/// separators).
+pub const MAX_ID_TEXT_LEN: usize = 63;
+
+/// A request to the simulated Microsoft activation service (docs/protocol.md "Activation
+/// service frames"). Its operation byte comes first in the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServiceRequest {
+    /// Operation 1: online activation (`slmgr /ato` with a MAK): uses one activation of
+    /// `key` unless this installation was activated with it before.
+    Activate {
+        /// The MAK.
+        key: String,
+        /// The catalog name of the installed product.
+        product: String,
+        /// The machine's installation ID.
+        installation_id: String,
+    },
+    /// Operation 2: phone activation: the confirmation ID for an installation ID.
+    Confirm {
+        /// The installation ID read out by the caller.
+        installation_id: String,
+    },
+    /// Operation 3: a key's remaining activations (VAMT's "refresh product key data").
+    KeyInfo {
+        /// The MAK.
+        key: String,
+    },
+}
+
+/// The activation service's answer; refusals are error frames with the HRESULT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAnswer {
+    /// The confirmation ID (empty for [`ServiceRequest::KeyInfo`]).
+    pub confirmation_id: String,
+    /// Activations of the key still available.
+    pub remaining: u32,
+    /// Activations of the key used so far.
+    pub used: u32,
+    /// True when the key is blocked.
+    pub blocked: bool,
+    /// True when this answer used one activation (false for a re-activation).
+    pub counted: bool,
 }
 
 /// The KMS protocol level a request was made with.
@@ -169,6 +222,10 @@ pub enum Message {
     Response(Response),
     /// An error frame.
     Error(ErrorFrame),
+    /// A request to the activation service.
+    ServiceRequest(ServiceRequest),
+    /// An answer of the activation service.
+    ServiceAnswer(ServiceAnswer),
 }
 
 /// Why bytes could not be decoded. Every variant but `Incomplete` means the peer sent
@@ -187,7 +244,7 @@ pub enum DecodeError {
     /// The version byte names a version this decoder does not speak.
     #[error("unsupported protocol version {0} (this peer speaks version 1)")]
     UnsupportedVersion(u8),
-    /// The kind byte is not 1, 2 or 3.
+    /// The kind byte is not 1 to 5.
     #[error("unknown frame kind {0}")]
     UnknownKind(u8),
     /// The flag bytes carry bits other than [`FLAG_MAC`].
@@ -346,6 +403,8 @@ pub fn decode_header(buf: &[u8]) -> Result<Header, DecodeError> {
         1 => FrameKind::Request,
         2 => FrameKind::Response,
         3 => FrameKind::Error,
+        4 => FrameKind::ServiceRequest,
+        5 => FrameKind::ServiceAnswer,
         other => return Err(DecodeError::UnknownKind(other)),
     };
     let flags = u16::from_le_bytes([buf[6], buf[7]]);
@@ -409,6 +468,8 @@ pub fn decode_frame(buf: &[u8], key: Option<&FrameKey>) -> Result<(Frame, usize)
         FrameKind::Request => Message::Request(decode_request_body(&mut r)?),
         FrameKind::Response => Message::Response(decode_response_body(&mut r)?),
         FrameKind::Error => Message::Error(decode_error_body(&mut r)?),
+        FrameKind::ServiceRequest => Message::ServiceRequest(decode_service_request_body(&mut r)?),
+        FrameKind::ServiceAnswer => Message::ServiceAnswer(decode_service_answer_body(&mut r)?),
     };
     if !r.buf.is_empty() {
         return Err(DecodeError::TrailingBytes(r.buf.len()));
@@ -463,6 +524,30 @@ fn decode_error_body(r: &mut Reader<'_>) -> Result<ErrorFrame, DecodeError> {
     let bytes = r.take(len, "message")?;
     let message = std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8("message"))?.to_owned();
     Ok(ErrorFrame { hresult, cmid, message })
+}
+
+fn decode_service_request_body(r: &mut Reader<'_>) -> Result<ServiceRequest, DecodeError> {
+    match r.u8("operation")? {
+        1 => Ok(ServiceRequest::Activate {
+            key: r.short_string("key", MAX_KEY_LEN, false)?,
+            product: r.short_string("product", MAX_PRODUCT_NAME_LEN, false)?,
+            installation_id: r.short_string("installation_id", MAX_ID_TEXT_LEN, false)?,
+        }),
+        2 => Ok(ServiceRequest::Confirm { installation_id: r.short_string("installation_id", MAX_ID_TEXT_LEN, false)? }),
+        3 => Ok(ServiceRequest::KeyInfo { key: r.short_string("key", MAX_KEY_LEN, false)? }),
+        other => Err(DecodeError::InvalidValue { field: "operation", value: u64::from(other) }),
+    }
+}
+
+fn decode_service_answer_body(r: &mut Reader<'_>) -> Result<ServiceAnswer, DecodeError> {
+    let confirmation_id = r.short_string("confirmation_id", MAX_ID_TEXT_LEN, false)?;
+    let remaining = r.u32("remaining")?;
+    let used = r.u32("used")?;
+    let flags = r.u8("flags")?;
+    if flags & !3 != 0 {
+        return Err(DecodeError::InvalidValue { field: "flags", value: u64::from(flags) });
+    }
+    Ok(ServiceAnswer { confirmation_id, remaining, used, blocked: flags & 1 != 0, counted: flags & 2 != 0 })
 }
 
 struct Reader<'a> {
@@ -554,6 +639,8 @@ pub fn encode_frame(msg: &Message, key: Option<&FrameKey>, nonce: Option<&Nonce>
         Message::Request(_) => FrameKind::Request,
         Message::Response(_) => FrameKind::Response,
         Message::Error(_) => FrameKind::Error,
+        Message::ServiceRequest(_) => FrameKind::ServiceRequest,
+        Message::ServiceAnswer(_) => FrameKind::ServiceAnswer,
     };
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&[VERSION, kind as u8, 0, 0, 0, 0, 0, 0]);
@@ -562,6 +649,8 @@ pub fn encode_frame(msg: &Message, key: Option<&FrameKey>, nonce: Option<&Nonce>
         Message::Request(r) => encode_request_body(r, out),
         Message::Response(r) => encode_response_body(r, out),
         Message::Error(e) => encode_error_body(e, out),
+        Message::ServiceRequest(q) => encode_service_request_body(q, out),
+        Message::ServiceAnswer(a) => encode_service_answer_body(a, out),
     };
     if let Err(e) = result {
         out.truncate(start);
@@ -644,6 +733,33 @@ fn encode_error_body(e: &ErrorFrame, out: &mut Vec<u8>) -> Result<(), EncodeErro
     out.extend_from_slice(&e.cmid.to_bytes_le());
     out.extend_from_slice(&(e.message.len() as u16).to_le_bytes());
     out.extend_from_slice(e.message.as_bytes());
+    Ok(())
+}
+
+fn encode_service_request_body(q: &ServiceRequest, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    match q {
+        ServiceRequest::Activate { key, product, installation_id } => {
+            out.push(1);
+            put_short_string("key", key, MAX_KEY_LEN, false, out)?;
+            put_short_string("product", product, MAX_PRODUCT_NAME_LEN, false, out)?;
+            put_short_string("installation_id", installation_id, MAX_ID_TEXT_LEN, false, out)
+        }
+        ServiceRequest::Confirm { installation_id } => {
+            out.push(2);
+            put_short_string("installation_id", installation_id, MAX_ID_TEXT_LEN, false, out)
+        }
+        ServiceRequest::KeyInfo { key } => {
+            out.push(3);
+            put_short_string("key", key, MAX_KEY_LEN, false, out)
+        }
+    }
+}
+
+fn encode_service_answer_body(a: &ServiceAnswer, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    put_short_string("confirmation_id", &a.confirmation_id, MAX_ID_TEXT_LEN, false, out)?;
+    out.extend_from_slice(&a.remaining.to_le_bytes());
+    out.extend_from_slice(&a.used.to_le_bytes());
+    out.push(u8::from(a.blocked) | (u8::from(a.counted) << 1));
     Ok(())
 }
 
@@ -853,6 +969,38 @@ mod tests {
         let b = FrameKey::new(b"0123456789abcdef0123").unwrap();
         assert_eq!(a.mac(b"x"), b.mac(b"x"));
         assert_eq!(format!("{a:?}"), "FrameKey(..)");
+    }
+
+    #[test]
+    fn service_frames_round_trip_and_name_bad_fields() {
+        let requests = [
+            ServiceRequest::Activate {
+                key: "LABMK-23456-789BC-DFGHJ-KMPQR".into(),
+                product: "win7-enterprise".into(),
+                installation_id: "1".repeat(54),
+            },
+            ServiceRequest::Confirm { installation_id: "123456-".repeat(8) + "123456" },
+            ServiceRequest::KeyInfo { key: "LABMK-23456-789BC-DFGHJ-KMPQR".into() },
+        ];
+        for q in requests {
+            let bytes = encode_to_vec(&Message::ServiceRequest(q.clone())).unwrap();
+            assert_eq!(bytes[5], 4);
+            assert_eq!(decode(&bytes).unwrap(), (Message::ServiceRequest(q), bytes.len()));
+        }
+        let answer = ServiceAnswer { confirmation_id: "0".repeat(48), remaining: 9, used: 1, blocked: false, counted: true };
+        let bytes = encode_to_vec(&Message::ServiceAnswer(answer.clone())).unwrap();
+        assert_eq!(bytes[5], 5);
+        assert_eq!(bytes.len(), HEADER_LEN + 1 + 48 + 4 + 4 + 1);
+        assert_eq!(decode(&bytes).unwrap().0, Message::ServiceAnswer(answer));
+        let mut bad = bytes.clone();
+        let last = bad.len() - 1;
+        bad[last] = 4;
+        check_err(&bad, DecodeError::InvalidValue { field: "flags", value: 4 });
+        check_err(b"KMSL\x01\x04\0\0\x01\0\0\0\x09", DecodeError::InvalidValue { field: "operation", value: 9 });
+        check_err(b"KMSL\x01\x04\0\0\x02\0\0\0\x03\x1e", DecodeError::FieldTooLong { field: "key", len: 30, max: MAX_KEY_LEN });
+        let long = ServiceRequest::KeyInfo { key: "K".repeat(30) };
+        assert!(matches!(encode_to_vec(&Message::ServiceRequest(long)), Err(EncodeError::FieldTooLong { field: "key", .. })));
+        check_err(b"KMSL\x01\x06\0\0\0\0\0\0", DecodeError::UnknownKind(6));
     }
 
     #[test]

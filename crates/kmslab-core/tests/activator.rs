@@ -471,3 +471,91 @@ fn stale_answers_are_ignored_and_state_round_trips() {
     assert_eq!(copy.product().unwrap().name, "win7-enterprise");
     assert_ne!(a.cmid(), Uuid::nil());
 }
+
+const MAK: &str = "LABMB-CDFGH-JKMPQ-RTVWX-Y234C";
+
+fn answer() -> kmslab_core::wire::ServiceAnswer {
+    kmslab_core::wire::ServiceAnswer { confirmation_id: String::new(), remaining: 0, used: 1, blocked: false, counted: true }
+}
+
+#[test]
+fn a_mak_asks_the_activation_service_once_and_is_then_licensed_for_good() {
+    let mut a = machine("win7-enterprise");
+    assert_eq!(a.install_mak("LABMB-CDFGH-JKMPQ-RTVWX-Y234D", t0()), Err(HResult::INVALID_PRODUCT_KEY), "a wrong check character");
+    a.install_mak(MAK, t0()).unwrap();
+    while a.poll_event().is_some() {}
+    assert_eq!((a.status(), a.mak()), (LicenseStatus::InitialGrace, Some(MAK)));
+    assert!(a.description().unwrap().ends_with(", VOLUME_MAK channel"));
+    assert_eq!(a.partial_key(), Some("Y234C"));
+    // No KMS attempt on its own: only the grace end is ahead.
+    assert_eq!(a.poll_timeout(), Some(t0().plus_ms(30 * DAY_MS)));
+    a.handle_timeout(t0().plus_ms(DAY_MS));
+    assert_eq!(a.poll_action(), None);
+
+    // A refusal ends the attempt and changes nothing.
+    let id = a.activate_now(t0());
+    let Some(Action::ActivateOnline { attempt, request }) = a.poll_action() else { panic!("an online activation") };
+    assert_eq!(attempt, id);
+    let iid = a.installation_id().unwrap().to_string();
+    assert_eq!(
+        request,
+        kmslab_core::wire::ServiceRequest::Activate { key: MAK.into(), product: "win7-enterprise".into(), installation_id: iid }
+    );
+    a.handle_service_outcome(t0(), attempt, Err(HResult::MAK_LIMIT_EXCEEDED));
+    assert_eq!(last_result(&mut a), HResult::MAK_LIMIT_EXCEEDED);
+    assert_eq!(a.status(), LicenseStatus::InitialGrace);
+    assert_eq!(a.state().next_attempt, None, "a MAK machine does not retry by itself");
+
+    // Success: Licensed, no expiry, nothing scheduled, 180 days later still Licensed.
+    let id = a.activate_now(t0());
+    assert!(matches!(a.poll_action(), Some(Action::ActivateOnline { .. })));
+    a.handle_service_outcome(t0(), id, Ok(answer()));
+    assert_eq!(last_result(&mut a), HResult::SUCCESS);
+    assert!(a.permanently_activated());
+    assert_eq!(a.poll_timeout(), None);
+    a.handle_timeout(t0().plus_ms(400 * DAY_MS));
+    assert_eq!(a.status(), LicenseStatus::Licensed);
+    // A late answer to an old attempt is ignored.
+    a.handle_service_outcome(t0(), id, Err(HResult::MAK_BLOCKED));
+    assert!(a.permanently_activated());
+
+    // Back to a KMS client with a GVLK.
+    a.install_key(&catalog(), "33PXH-7Y6KF-2VJC9-XBBR8-HVTHH", t0()).unwrap();
+    assert_eq!((a.mak(), a.permanently_activated(), a.status()), (None, false, LicenseStatus::InitialGrace));
+    assert!(a.description().unwrap().ends_with("VOLUME_KMSCLIENT channel"));
+}
+
+#[test]
+fn phone_activation_checks_the_cid_offline() {
+    let mut a = machine("win7-enterprise");
+    assert_eq!(a.deposit_cid("0", t0()).unwrap_err().0, HResult::INVALID_PRODUCT_KEY, "a GVLK does not phone-activate");
+    a.install_mak(MAK, t0()).unwrap();
+    let iid = a.installation_id().unwrap();
+    assert_eq!(iid, kmslab_core::install_id::installation_id(MAK, a.cmid()));
+    let other = kmslab_core::install_id::installation_id(MAK, Uuid::from_u128(5)).confirmation_id().to_string();
+    assert_eq!(a.deposit_cid(&other, t0()).unwrap_err().0, HResult::CID_MISMATCHED);
+    assert_eq!(a.status(), LicenseStatus::InitialGrace);
+    a.deposit_cid(&iid.confirmation_id().to_string(), t0()).unwrap();
+    assert!(a.permanently_activated());
+}
+
+#[test]
+fn an_oem_machine_without_a_marker_fails_kms_with_f035_but_office_is_not_checked() {
+    let mut a = machine("win7-enterprise");
+    a.set_slic_without_marker(true);
+    a.handle_timeout(t0());
+    assert_eq!(a.poll_action(), None, "no host is asked");
+    assert_eq!(last_result(&mut a), HResult::VL_NOT_WINDOWS_SLP);
+    let office = catalog().products().iter().find(|p| p.client_family == kmslab_core::catalog::ClientFamily::Office2010).unwrap().clone();
+    let mut o = Activator::new(office, cmids(1, 78)[0], "WS-2", t0());
+    o.set_slic_without_marker(true);
+    o.set_manual_host(Some(HostAddr::new("kms1", 1688)));
+    o.handle_timeout(t0());
+    assert!(matches!(o.poll_action(), Some(Action::Send { .. })));
+    // A MAK activates the OEM machine.
+    a.install_mak(MAK, t0()).unwrap();
+    let id = a.activate_now(t0());
+    assert!(matches!(a.poll_action(), Some(Action::ActivateOnline { .. })));
+    a.handle_service_outcome(t0(), id, Ok(answer()));
+    assert!(a.permanently_activated());
+}

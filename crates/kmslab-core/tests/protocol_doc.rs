@@ -67,3 +67,44 @@ fn docs_protocol_md_shows_what_the_encoder_produces() {
     assert!(doc.contains(&dump), "docs/protocol.md lacks the current authenticated request dump:\n{dump}");
     assert_eq!(wire::decode_with(&bytes, Some(&key)).unwrap().0, request);
 }
+
+#[test]
+fn docs_protocol_md_shows_the_activation_service_frames() {
+    use kmslab_core::wire::{ServiceAnswer, ServiceRequest};
+    let doc_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/protocol.md");
+    let doc = std::fs::read_to_string(&doc_path).expect("docs/protocol.md exists");
+    let print = std::env::var_os("KMSLAB_PRINT_DUMPS").is_some();
+    let key = "LABMB-CDFGH-JKMPQ-RTVWX-Y234C";
+    let cmid = Uuid::parse_str("2ffcfc30-6a6a-49ec-92b8-f6150c7df211").unwrap();
+    let iid = kmslab_core::install_id::installation_id(key, cmid);
+    let samples = [
+        (
+            "service request",
+            Message::ServiceRequest(ServiceRequest::Activate {
+                key: key.into(),
+                product: "win7-enterprise".into(),
+                installation_id: iid.to_string(),
+            }),
+        ),
+        (
+            "service answer",
+            Message::ServiceAnswer(ServiceAnswer {
+                confirmation_id: iid.confirmation_id().to_string(),
+                remaining: 9,
+                used: 1,
+                blocked: false,
+                counted: true,
+            }),
+        ),
+    ];
+    for (name, msg) in samples {
+        let bytes = wire::encode_to_vec(&msg).unwrap();
+        let dump = wire::hex_dump(&bytes);
+        if print {
+            println!("--- {name} ({} bytes)\n{dump}--- end", bytes.len());
+            continue;
+        }
+        assert!(doc.contains(&dump), "docs/protocol.md lacks the current {name} dump:\n{dump}");
+        assert_eq!(wire::decode(&bytes).unwrap().0, msg);
+    }
+}

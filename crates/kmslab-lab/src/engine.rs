@@ -1023,6 +1023,10 @@ impl Driver {
                     });
                     break;
                 }
+                Action::ActivateOnline { attempt, .. } => {
+                    // Fleet machines are KMS clients; a MAK attempt has no service to ask here.
+                    self.live(i).handle_service_outcome(now, attempt, Err(HResult::HOST_UNREACHABLE));
+                }
             }
         }
         self.drain_events(i);

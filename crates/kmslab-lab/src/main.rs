@@ -1,7 +1,9 @@
-//! `kmslab`: the lab tool: `up`, `lab`, `fleet`, `sim`, `drill`, `dns`, `bench`, `products`, and the
+//! `kmslab`: the lab tool: `up`, `lab`, `fleet`, `sim`, `drill`, `dns`, `bench`, `products`,
+//! `activation-service`, `vamt`, and the
 //! generators of shell completions and man pages. One module per subcommand.
 #![forbid(unsafe_code)]
 
+mod activation;
 mod bench;
 mod dns;
 mod fleet;
@@ -11,6 +13,7 @@ mod manpages;
 mod products;
 mod sim;
 mod up;
+mod vamt;
 
 use std::process::ExitCode;
 
@@ -47,6 +50,18 @@ enum Command {
     Completions(manpages::CompletionsArgs),
     /// Man pages for every kmslab binary.
     Man(manpages::ManArgs),
+    /// The lab's simulated Microsoft activation service: MAK counts, online and phone
+    /// activation (never contacts anyone), its key generator and admin verbs.
+    ///
+    /// Choices kmslab made where Microsoft documents nothing (docs/kms-behaviour.md "MAK
+    /// activation"): activations are counted per installation ID (key + machine), so the
+    /// same machine activating again with the same key uses none; machines stay activated
+    /// when their key is used up or blocked later; a MAK for another edition is 0xC004C001;
+    /// confirmation IDs are 8 groups of 6 digits, each group ending in a Luhn check digit.
+    ActivationService(activation::ActivationServiceArgs),
+    /// Volume Activation Management Tool for the lab: MAK machines in a CIL file, direct and
+    /// proxy activation, export and import for isolated networks, key counts.
+    Vamt(vamt::VamtArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +88,8 @@ fn main() -> ExitCode {
         Command::Dns(args) => runtime.block_on(dns::run(args)),
         Command::Health(args) => health::run(args),
         Command::Lab(args) => labcli::run(args),
+        Command::ActivationService(args) => runtime.block_on(activation::run(args)),
+        Command::Vamt(args) => runtime.block_on(vamt::run(args)),
     };
     match result {
         Ok(code) => code,

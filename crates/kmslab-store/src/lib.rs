@@ -53,6 +53,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # The activation service's state
+//! [`mak::MakStore`] is a separate, much smaller store for `kmslab activation-service`:
+//! MAK counts used and added, blocking, and which installation each key activated.
+//!
 //! **Architecture Invariant:** this is the only kmslab crate that uses rusqlite, and it
 //! depends on no other kmslab crate: callers convert protocol types to these rows.
 #![forbid(unsafe_code)]
@@ -61,6 +65,7 @@
 mod check;
 mod checkpoint;
 mod error;
+pub mod mak;
 mod pending;
 mod read;
 mod report;

@@ -150,7 +150,7 @@ async fn a_full_registry_refuses_clients_with_store_failed_and_healthz_says_unhe
         match conn.ask(&req).await {
             Message::Response(_) => acknowledged += 1,
             Message::Error(e) => break e,
-            Message::Request(r) => panic!("the host sent a request: {r:?}"),
+            other => panic!("the host sent a non-answer: {other:?}"),
         }
         assert!(acknowledged < 5000, "the registry never filled up");
     };
