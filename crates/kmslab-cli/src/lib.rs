@@ -4,6 +4,7 @@
 //! ([`usage`]). `kmslab-runtime` re-exports both for the daemons.
 #![forbid(unsafe_code)]
 
+pub mod labaddr;
 pub mod usage;
 
 /// The git revision the binaries were built from (12 hex digits), or "unknown" outside a

@@ -6,24 +6,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-/// Where the address is kept.
-pub fn path() -> PathBuf {
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("kmslab").join("lab.addr"),
-        None => {
-            let user =
-                std::env::var("USER").ok().filter(|u| !u.is_empty() && u.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
-            std::env::temp_dir().join(format!("kmslab-{}", user.as_deref().unwrap_or("user"))).join("lab.addr")
-        }
-    }
-}
+pub use kmslab_cli::labaddr::path;
 
 /// The address in the file, if there is a readable one.
 pub fn read() -> Result<SocketAddr, String> {
-    let p = path();
-    let text = std::fs::read_to_string(&p)
-        .map_err(|e| format!("no running lab found ({}: {e}); start one with `kmslab up` or give --target", p.display()))?;
-    text.trim().parse().map_err(|e| format!("{} does not hold an address ({e}): {:?}", p.display(), text.trim()))
+    kmslab_cli::labaddr::read_at(&path())
 }
 
 /// The file while a lab runs: written by [`AddrFile::write`], removed on drop.

@@ -268,6 +268,30 @@ fn kmslab_lab_finds_the_lab_by_its_address_file_and_applies_faults() {
     let list: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 2, "machine-1 and machine-10: {list}");
 
+    // slmgr on a lab machine, finding the lab through the address file as kmslab lab does:
+    // the same renderer as against a kms-client, over the machine's own status.
+    let slmgr = kmslab_test_support::workspace_binary(env!("CARGO_BIN_EXE_kmslab"), "kmslab-slmgr", "slmgr");
+    let run = |args: &[&str]| {
+        let out =
+            Command::new(&slmgr).args(args).env("XDG_RUNTIME_DIR", up.runtime_dir()).env_remove("KMSLAB_SLMGR_TARGET").output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cmid = up.get("/api/v1/lab/machines/machine-1/status")["cmid"].as_str().unwrap().to_owned();
+    let (code, out, err) = run(&["--machine", "machine-1", "/dli"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("Name: Windows"), "{out}");
+    assert!(out.contains(&format!("    Client Machine ID (CMID): {cmid}\n")) && out.contains("License Status: "), "{out}");
+    let (code, out, err) = run(&["--machine", "machine-1", "/xpr"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().count() == 2 && out.starts_with("Windows"), "{out}");
+    let (code, _, err) = run(&["--machine", "nobody", "/dli"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no machine \"nobody\""), "{err}");
+
     let (code, out, err) = kmslab_lab(&up, &["add", "3", "--product", "server2008r2-standard"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("machine-11, machine-12, machine-13"), "{out}");

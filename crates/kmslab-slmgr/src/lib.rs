@@ -255,9 +255,24 @@ pub fn parse(args: impl IntoIterator<Item = String>, env: impl Fn(&str) -> Optio
     };
     let machine_words: Vec<String> = matches.get_many::<String>("machine").into_iter().flatten().cloned().collect();
     let (machine, _) = split_machine(&machine_words).map_err(ParseError::Usage)?;
+    let lab_machine = given(sub, "lab-machine");
+    if let Some(name) = &lab_machine
+        && (name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(ParseError::Usage(format!("--machine {name:?}: a lab machine name is letters, digits, '-', '_' and '.'")));
+    }
     let target = match &machine {
         Some(m) => m.target.clone(),
-        None => given(sub, "target").or_else(|| env("KMSLAB_SLMGR_TARGET")).unwrap_or_else(|| DEFAULT_TARGET.to_owned()),
+        None => match given(sub, "target").or_else(|| env("KMSLAB_SLMGR_TARGET")) {
+            Some(t) => t,
+            // `--machine` without a target: the running lab's control plane, from the lab
+            // address file `kmslab up` writes.
+            None if lab_machine.is_some() => {
+                let file = kmslab_cli::labaddr::path_from(env("XDG_RUNTIME_DIR"), env("USER"));
+                kmslab_cli::labaddr::read_at(&file).map_err(ParseError::Usage)?.to_string()
+            }
+            None => DEFAULT_TARGET.to_owned(),
+        },
     };
     let token = match (given(sub, "admin-token"), given(sub, "admin-token-file")) {
         (Some(token), _) => Some(token),
@@ -268,12 +283,6 @@ pub fn parse(args: impl IntoIterator<Item = String>, env: impl Fn(&str) -> Optio
             (None, None) => None,
         },
     };
-    let lab_machine = given(sub, "lab-machine");
-    if let Some(name) = &lab_machine
-        && (name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(ParseError::Usage(format!("--machine {name:?}: a lab machine name is letters, digits, '-', '_' and '.'")));
-    }
     Ok(Invocation {
         target,
         json: sub.get_flag("json"),

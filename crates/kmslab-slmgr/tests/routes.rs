@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 /// `(method, path, body)` of one request.
 type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
 
-/// A client's status document, enough for `/dli`.
-const STATUS: &str = r#"{"role":"client","product":{"display_name":"Windows(R) 7, Enterprise edition","description":"d","partial_key":"HVTHH","activation_id":"ae2ee509-1b34-41c0-acb7-6d4650168915"},"status":"licensed","status_label":"Licensed","minutes_remaining":259200,"cmid":"c","host":{},"activation_interval":120,"renewal_interval":10080,"host_caching":true}"#;
+/// A client's status document, as kms-client's `/api/v1/status` writes it.
+const STATUS: &str = r#"{"role":"client","now":"2009-04-28T14:32:10Z","product":{"name":"win7-enterprise","display_name":"Windows(R) 7, Enterprise edition","description":"d","partial_key":"HVTHH","activation_id":"ae2ee509-1b34-41c0-acb7-6d4650168915","application_id":"55c92734-d682-4d71-983e-d6ec3f16059f","required_count":25},"status":"licensed","status_code":1,"status_label":"Licensed","notification_reason":null,"cmid":"c","previous_cmid":"00000000-0000-0000-0000-000000000000","minutes_remaining":259200,"grace_end":null,"valid_until":"2009-10-25T14:32:10Z","activation_interval":120,"renewal_interval":10080,"next_attempt":null,"attempt_in_progress":false,"host":{"manual":null,"cached":null,"last":null,"last_source":null},"epid":null,"current_count":null,"host_caching":true,"domain":null,"dns_server":null,"rearm_count":3,"machine_name":"pc","vm":false,"state_save_error":null,"last_result":null}"#;
 
 /// Serves `answer(method, path, body) -> (status, body)` on 127.0.0.1, port 0, one
 /// connection at a time, until the test ends.
