@@ -2,6 +2,8 @@
 //! machines, so that most requests are renewals) over real TCP and reports
 //! rate, latency percentiles and errors by HRESULT; `--baseline` measures a minimal echo
 //! server with the same frame sizes the same way, so the host's rate can be given as a ratio.
+//! Requests carry the wall clock, or the simulated clock of a host on simulated time
+//! (`--time-scale`/`--time-origin` as the host was given, or `--learn-time ADMIN`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -61,6 +63,61 @@ pub struct BenchArgs {
     /// every answer must (the --baseline echo server runs without one).
     #[arg(long, value_name = "FILE")]
     psk: Option<std::path::PathBuf>,
+    /// The host runs on simulated time at this scale (its `--time-scale`): requests carry
+    /// that clock, not the wall clock, so the host does not refuse them as skewed
+    /// (0xC004F06C).
+    #[arg(long, value_name = "F", default_value_t = 1.0, value_parser = parse_scale)]
+    time_scale: f64,
+    /// The host's `--time-origin` (RFC 3339), with --time-scale.
+    #[arg(long, value_name = "T", value_parser = parse_time, conflicts_with = "learn_time")]
+    time_origin: Option<Timestamp>,
+    /// Learn the host's simulated time from its admin API (`/api/v1/status` `now`, at
+    /// ADDR) before the run and advance it at --time-scale: no need to know its origin.
+    #[arg(long, value_name = "ADMIN")]
+    learn_time: Option<SocketAddr>,
+}
+
+fn parse_scale(s: &str) -> Result<f64, String> {
+    let f = s.parse::<f64>().map_err(|_| format!("{s:?} is not a number"))?;
+    kmslab_runtime::SimClock::new(f, None).map(|_| f).map_err(|e| e.to_string())
+}
+
+fn parse_time(s: &str) -> Result<Timestamp, String> {
+    Timestamp::parse_rfc3339(s).map_err(|e| format!("not an RFC 3339 time such as 2030-01-01T00:00:00Z: {e}"))
+}
+
+/// The clock the bench's requests carry.
+#[derive(Debug, Clone, Copy)]
+enum BenchClock {
+    /// The same clock as a host given the same scale and origin (scale 1, no origin: the
+    /// wall clock).
+    Shared(kmslab_runtime::SimClock),
+    /// The host's time as read from its status, advancing at `scale` since `at`.
+    Learned { base: Timestamp, at: Instant, scale: f64 },
+}
+
+impl BenchClock {
+    fn now(&self) -> Timestamp {
+        match self {
+            BenchClock::Shared(clock) => clock.now(),
+            BenchClock::Learned { base, at, scale } => base.plus_ms((at.elapsed().as_millis() as f64 * scale) as i64),
+        }
+    }
+}
+
+/// The clock for these flags; `--learn-time` asks the host's admin API.
+async fn bench_clock(args: &BenchArgs) -> anyhow::Result<BenchClock> {
+    let shared = kmslab_runtime::SimClock::new(args.time_scale, args.time_origin).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let Some(admin) = args.learn_time else {
+        return Ok(BenchClock::Shared(shared));
+    };
+    let status = kmslab_lab::drill::http_get_json(admin, "/api/v1/status")
+        .await
+        .with_context(|| format!("--learn-time {admin}: GET /api/v1/status"))?;
+    let at = Instant::now();
+    let now = status["now"].as_str().with_context(|| format!("--learn-time {admin}: /api/v1/status has no \"now\" time"))?;
+    let base = Timestamp::parse_rfc3339(now).map_err(|e| anyhow::anyhow!("--learn-time {admin}: /api/v1/status \"now\" {now:?}: {e}"))?;
+    Ok(BenchClock::Learned { base, at, scale: args.time_scale })
 }
 
 /// What one run measured.
@@ -97,6 +154,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if args.connections == 0 || args.requests == 0 {
         bail!("--connections and --requests must be at least 1");
     }
+    let clock = bench_clock(&args).await?;
     let catalog = Catalog::builtin();
     let product = catalog.product_by_name(&args.product).with_context(|| format!("unknown --product {:?}", args.product))?;
     let template = Request {
@@ -110,24 +168,24 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         cmid: Uuid::nil(),
         previous_cmid: Uuid::nil(),
         n_policy: product.required_count,
-        client_time: wall_now(),
+        client_time: clock.now(),
         machine_name: "bench-client".into(),
     };
     let connection_mode = if args.new_connection { "new connection per request" } else { "keep-alive" };
     let mode = if args.cmids > 0 { format!("{connection_mode}, CMIDs from a pool of {}", args.cmids) } else { connection_mode.to_owned() };
     let psk = args.psk.as_deref().map(kmslab_runtime::psk::load).transpose().map_err(|e| anyhow::anyhow!("--psk {e}"))?;
-    let ours = load(args.target, &args, &template, psk).await;
+    let ours = load(args.target, &args, &template, psk, clock).await;
     let mut baseline = None;
     if args.baseline {
         let echo = start_echo_server(None).await?;
-        baseline = Some(load(echo, &args, &template, None).await);
+        baseline = Some(load(echo, &args, &template, None, clock).await);
     }
     let mut durable = None;
     if args.durable_baseline {
         let dir = tempfile::tempdir_in(std::env::current_dir().unwrap_or_else(|_| std::env::temp_dir()))
             .context("a scratch directory for the durable echo server's file")?;
         let echo = start_echo_server(Some(dir.path().join("durable-echo.log"))).await?;
-        durable = Some((load(echo, &args, &template, None).await, dir));
+        durable = Some((load(echo, &args, &template, None, clock).await, dir));
     }
     if ours.ok == 0 && !ours.errors.is_empty() && !args.json {
         eprintln!("kmslab bench: every request failed");
@@ -183,7 +241,7 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-async fn load(target: SocketAddr, args: &BenchArgs, template: &Request, psk: Option<FrameKey>) -> Outcome {
+async fn load(target: SocketAddr, args: &BenchArgs, template: &Request, psk: Option<FrameKey>, clock: BenchClock) -> Outcome {
     let next = Arc::new(AtomicU64::new(0));
     let total = args.requests;
     // A pool per load (the echo baselines ignore CMIDs, so theirs does not matter).
@@ -214,7 +272,7 @@ async fn load(target: SocketAddr, args: &BenchArgs, template: &Request, psk: Opt
                 // Request k goes to machine k mod N: every machine is seen once in each
                 // round of N requests, as a fleet renewing on a schedule would be.
                 req.cmid = if pool.is_empty() { Uuid::new_v4() } else { pool[(k % pool.len() as u64) as usize] };
-                req.client_time = wall_now();
+                req.client_time = clock.now();
                 let t0 = Instant::now();
                 let result = one_request(&mut conn, target, &req, &mut rbuf, &mut wbuf, psk.as_ref()).await;
                 let took = t0.elapsed();

@@ -1,10 +1,11 @@
-//! `kmslab`: the lab tool: `up`, `lab`, `fleet`, `sim`, `drill`, `dns`, `bench`, `products`,
+//! `kmslab`: the lab tool: `up`, `lab`, `fleet`, `sim`, `compare`, `drill`, `dns`, `bench`, `products`,
 //! `activation-service`, `vamt`, and the
 //! generators of shell completions and man pages. One module per subcommand.
 #![forbid(unsafe_code)]
 
 mod activation;
 mod bench;
+mod compare;
 mod dns;
 mod fleet;
 mod health;
@@ -36,6 +37,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Deterministic simulation of a KMS deployment from a scenario file (docs/sim.md).
     Sim(sim::SimArgs),
+    /// Compare two per-day timelines (`kmslab sim --timeline`) within a tolerance.
+    Compare(compare::CompareArgs),
     /// Embedded authoritative DNS server accepting TSIG-signed updates (docs/dns.md).
     Dns(dns::DnsArgs),
     /// One HTTP GET, exit 0 on 2xx: healthchecks in images without curl (docs/compose.md).
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
         Command::Man(args) => manpages::man(args, Cli::command()),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Sim(args) => sim::run(args),
+        Command::Compare(args) => compare::run(args),
         Command::Products(args) => products::run(args),
         Command::Fleet(args) => runtime.block_on(fleet::run(args)),
         Command::Drill(args) => runtime.block_on(kmslab_lab::drill::run(args)),

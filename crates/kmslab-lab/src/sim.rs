@@ -13,9 +13,11 @@ use kmslab_sim::Scenario;
 /// Flags of `kmslab sim`.
 #[derive(Debug, Args)]
 pub struct SimArgs {
-    /// Scenario file (TOML; see docs/sim.md and docs/scenarios/).
+    /// Scenario file (TOML; see docs/sim.md and docs/scenarios/) [the built-in default:
+    /// docs/scenarios/two-hosts-failover.toml, two hosts, 100 clients, the first host down
+    /// from day 60 to 74 and restarted on day 120].
     #[arg(long, value_name = "FILE")]
-    pub scenario: PathBuf,
+    pub scenario: Option<PathBuf>,
     /// Seed for every random choice [the scenario's `seed`, else 0].
     #[arg(long)]
     pub seed: Option<u64>,
@@ -33,6 +35,12 @@ pub struct SimArgs {
     pub json: bool,
 }
 
+/// The scenario run when `--scenario` is not given.
+pub const DEFAULT_SCENARIO: &str = include_str!("../../../docs/scenarios/two-hosts-failover.toml");
+
+/// What `--scenario` names in messages when it is not given.
+const DEFAULT_SCENARIO_NAME: &str = "(built-in two-hosts-failover.toml)";
+
 /// Runs the simulation. Bad scenario files are usage errors (exit 2).
 pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
     let mut catalog = Catalog::builtin();
@@ -43,17 +51,20 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     }
-    let text = match std::fs::read_to_string(&args.scenario) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("kmslab: --scenario {}: {e}", args.scenario.display());
-            return Ok(ExitCode::from(2));
-        }
+    let (text, scenario_name) = match &args.scenario {
+        None => (DEFAULT_SCENARIO.to_owned(), DEFAULT_SCENARIO_NAME.to_owned()),
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(t) => (t, path.display().to_string()),
+            Err(e) => {
+                eprintln!("kmslab: --scenario {}: {e}", path.display());
+                return Ok(ExitCode::from(2));
+            }
+        },
     };
     let scenario = match Scenario::from_toml(&text, &catalog) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("kmslab: --scenario {}: {e}", args.scenario.display());
+            eprintln!("kmslab: --scenario {scenario_name}: {e}");
             return Ok(ExitCode::from(2));
         }
     };

@@ -1,0 +1,124 @@
+//! `kmslab sim` without a scenario (the built-in default) and `kmslab compare` over the
+//! timelines it writes, through the real binary.
+
+use std::process::{Command, Output};
+
+fn kmslab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kmslab")).args(args).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn sim_without_scenario_runs_the_default_the_same_way_every_time() {
+    let a = kmslab(&["sim", "--seed", "11", "--json"]);
+    let b = kmslab(&["sim", "--seed", "11", "--json"]);
+    assert!(a.status.success(), "{}", text(&a));
+    assert_eq!(a.stdout, b.stdout);
+    let stdout = String::from_utf8_lossy(&a.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    for key in [
+        "scenario",
+        "seed",
+        "days",
+        "clients",
+        "licensed",
+        "initial_grace",
+        "additional_grace",
+        "notification",
+        "unlicensed",
+        "errors",
+        "requests",
+        "answered_by",
+    ] {
+        assert!(last.get(key).is_some(), "{key} missing from {last}");
+    }
+    assert_eq!(last["seed"], 11);
+    assert_eq!(last["clients"], 100);
+    // Two hosts, both answered (kms2 while kms1 was down).
+    let answered = last["answered_by"].as_object().unwrap();
+    assert!(answered["kms1"].as_u64().unwrap() > 0 && answered["kms2"].as_u64().unwrap() > 0, "{last}");
+    // Another seed is another run of the same scenario.
+    let c = kmslab(&["sim", "--seed", "12", "--json"]);
+    let c_last: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&c.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!((c_last["seed"].as_u64(), c_last["scenario"].clone()), (Some(12), last["scenario"].clone()));
+}
+
+fn timeline(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    let out = kmslab(&["sim", "--seed", "3", "--timeline", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    path
+}
+
+#[test]
+fn identical_timelines_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = timeline(dir.path(), "a.csv");
+    let b = timeline(dir.path(), "b.csv");
+    let out = kmslab(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("agree: 240 days compared"), "{}", text(&out));
+}
+
+/// Rewrites one field of the row of `day` in the CSV at `path`, returning the new text.
+fn perturb(path: &std::path::Path, day: &str, column: &str, f: impl Fn(&str) -> String) -> String {
+    let body = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<String> = body.lines().map(str::to_owned).collect();
+    let col = lines[0].split(',').position(|h| h == column).unwrap();
+    let row = lines.iter().position(|l| l.split(',').next() == Some(day)).unwrap();
+    let mut fields: Vec<String> = lines[row].split(',').map(str::to_owned).collect();
+    fields[col] = f(&fields[col]);
+    lines[row] = fields.join(",");
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn a_perturbed_timeline_disagrees_on_that_day_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = timeline(dir.path(), "a.csv");
+    let b = dir.path().join("b.csv");
+    // 100 clients: the default tolerance is max(2, 5) = 5 machines.
+    std::fs::write(&b, perturb(&a, "150", "kms2_count_windows", |v| (v.parse::<u64>().unwrap() + 9).to_string())).unwrap();
+    let out = kmslab(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l.starts_with("day 150: kms2_count_windows") && l.contains("differs by 9, tolerance 5")), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("day ")).count(), 1, "{stdout}");
+    // Within a wider tolerance it agrees.
+    let out = kmslab(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--tolerance", "10%"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // A difference within the default tolerance is not reported.
+    std::fs::write(&b, perturb(&a, "150", "kms2_count_windows", |v| (v.parse::<u64>().unwrap() + 5).to_string())).unwrap();
+    let out = kmslab(&["compare", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn a_malformed_timeline_is_refused_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = timeline(dir.path(), "a.csv");
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, perturb(&a, "7", "licensed", |_| "many".into())).unwrap();
+    let out = kmslab(&["compare", a.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Day 7 is on line 8 (after the header); licensed is column 9.
+    assert!(stderr.contains("bad.csv: line 8, column 9 (licensed): \"many\" is not a whole number"), "{stderr}");
+
+    std::fs::write(&bad, perturb(&a, "7", "licensed", |v| format!("{v},1"))).unwrap();
+    let out = kmslab(&["compare", bad.to_str().unwrap(), a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv: line 8: 16 columns where the header line has 15"), "{}", text(&out));
+
+    std::fs::write(&bad, "day,date\n1,2026-01-02\n").unwrap();
+    let out = kmslab(&["compare", a.to_str().unwrap(), bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.csv: line 1: no \"licensed\" column"), "{}", text(&out));
+
+    let out = kmslab(&["compare", a.to_str().unwrap(), dir.path().join("missing.csv").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.csv"), "{}", text(&out));
+}
