@@ -318,6 +318,7 @@ pub(crate) async fn oem_marker(t: &mut Transcript, time: LabTime) -> anyhow::Res
     .await?;
     t.section("Symptom");
     let r = m.ato().await?;
+    let refused = u64::from(is(&r, HResult::VL_NOT_WINDOWS_SLP));
     t.say(ato_line(&m.name, &r));
     t.say(format!("  slmgr /dli on {}:", m.name));
     t.block(&m.dli_lines().await);
@@ -345,7 +346,7 @@ pub(crate) async fn oem_marker(t: &mut Transcript, time: LabTime) -> anyhow::Res
         s["status"] == "licensed" && s["channel"] == "VOLUME_MAK" && xpr.iter().any(|l| l.contains("permanently activated")),
         "Licensed on the VOLUME_MAK channel, permanently activated",
     );
-    summary(t, &[&m], &[(HResult::VL_NOT_WINDOWS_SLP, 1)]).await;
+    summary(t, &[&m], &[(HResult::VL_NOT_WINDOWS_SLP, refused)]).await;
     m.stop().await;
     host.stop().await;
     svc.stop().await;
@@ -443,6 +444,7 @@ pub(crate) async fn proxy_offline(t: &mut Transcript, time: LabTime) -> anyhow::
     let (code, body) = machines[0].ipk(&mak).await?;
     t.say(ipk_line(&machines[0].name, &mak, code, &body));
     let r = machines[0].ato().await?;
+    let unreachable = u64::from(is(&r, HResult::HOST_UNREACHABLE));
     t.say(ato_line(&machines[0].name, &r));
     t.check(is(&r, HResult::HOST_UNREACHABLE), "online activation fails: 0x800706BA (no route to the service)");
     t.section("Inside: kmslab vamt discover, install-key, export --no-pii to removable media");
@@ -464,7 +466,15 @@ pub(crate) async fn proxy_offline(t: &mut Transcript, time: LabTime) -> anyhow::
     let cids = Cil::parse(&std::fs::read_to_string(&carried)?)
         .map(|c| c.computers.list.iter().filter(|c| c.products.list.iter().any(|p| p.confirmation_id.is_some())).count())
         .unwrap_or(0);
-    t.check(v.0 && cids == 2, "2 confirmation IDs acquired, 2 activations used");
+    let left = svc.remaining(&mak).await;
+    t.check(v.0 && cids == 2 && left == Some(1), "2 confirmation IDs acquired, 2 activations used");
+    // The carried file alone cannot reach the machines: it has no addresses.
+    let direct = vamt(&carried, vec!["apply-cids".into()]).await?;
+    t.block(&direct.1);
+    t.check(
+        !direct.0 && direct.1.iter().any(|l| l.contains("no address (a secure export)")),
+        "the secure export cannot be applied by itself: it must be imported into the inside CIL, which maps its CIDs to machines",
+    );
     t.section("Inside again: kmslab vamt import, apply-cids");
     let v = vamt(&inside, vec!["import".into(), carried.display().to_string()]).await?;
     t.block(&v.1);
@@ -480,7 +490,7 @@ pub(crate) async fn proxy_offline(t: &mut Transcript, time: LabTime) -> anyhow::
     t.check(all, "both isolated machines are permanently activated");
     t.check(svc.remaining(&mak).await == Some(1), "the MAK has 1 activation left");
     let refs: Vec<&LabMachine> = machines.iter().collect();
-    summary(t, &refs, &[(HResult::HOST_UNREACHABLE, 1)]).await;
+    summary(t, &refs, &[(HResult::HOST_UNREACHABLE, unreachable)]).await;
     for m in machines {
         m.stop().await;
     }
