@@ -3,8 +3,10 @@
 //! drills ([`drill`]) over real in-process hosts, clients and DNS.
 #![forbid(unsafe_code)]
 
+pub mod activation;
 pub mod control;
 pub mod drill;
 pub mod engine;
 pub mod labaddr;
 pub mod labapi;
+pub mod vamt;

@@ -3,7 +3,7 @@
 //! generators of shell completions and man pages. One module per subcommand.
 #![forbid(unsafe_code)]
 
-mod activation;
+use kmslab_lab::activation;
 mod bench;
 mod compare;
 mod dns;
@@ -14,7 +14,7 @@ mod manpages;
 mod products;
 mod sim;
 mod up;
-mod vamt;
+use kmslab_lab::vamt;
 
 use std::process::ExitCode;
 

@@ -16,6 +16,13 @@ use serde_json::{Value, json};
 
 use crate::activation::http;
 
+/// One line of output.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {
+        $out.push(format!($($arg)*))
+    };
+}
+
 /// Flags of `kmslab vamt`.
 #[derive(Debug, Args)]
 pub struct VamtArgs {
@@ -154,27 +161,32 @@ fn line(c: &Computer) -> String {
 
 /// Runs `f` on every machine of the CIL with an address, refreshes it, saves, prints a
 /// line per machine; any failure is printed and makes the exit code 1.
-fn each(path: &Path, verb: &str, mut f: impl FnMut(&str, &Computer) -> anyhow::Result<()>) -> anyhow::Result<ExitCode> {
+fn each(
+    out: &mut Vec<String>,
+    path: &Path,
+    verb: &str,
+    mut f: impl FnMut(&str, &Computer) -> anyhow::Result<()>,
+) -> anyhow::Result<ExitCode> {
     let mut cil = load(path)?;
     let mut failed = false;
     let machines: Vec<Computer> = cil.computers.list.clone();
     for c in machines {
         let Some(addr) = c.network_name.clone() else {
-            println!("{}: no address (a secure export); import it into the CIL that has one", c.id);
+            say!(out, "{}: no address (a secure export); import it into the CIL that has one", c.id);
             failed = true;
             continue;
         };
         if let Err(e) = f(&addr, &c) {
-            println!("{verb} failed: {e:#}");
+            say!(out, "{verb} failed: {e:#}");
             failed = true;
         }
         match read_machine(&addr) {
             Ok(now) => {
-                println!("{}", line(&now));
+                say!(out, "{}", line(&now));
                 cil.upsert(now);
             }
             Err(e) => {
-                println!("{}: cannot read status: {e:#}", c.id);
+                say!(out, "{}: cannot read status: {e:#}", c.id);
                 failed = true;
             }
         }
@@ -196,40 +208,51 @@ fn attempt_ok(addr: &str, body: Value) -> anyhow::Result<()> {
     }
 }
 
-/// Runs one verb.
+/// Runs one verb, printing what it did.
 pub async fn run(args: VamtArgs) -> anyhow::Result<ExitCode> {
+    let mut out = Vec::new();
+    let code = run_to(args, &mut out).await;
+    for line in &out {
+        println!("{line}");
+    }
+    code
+}
+
+/// Runs one verb; what it would print goes to `out`, a line each (the drills show it).
+pub async fn run_to(args: VamtArgs, out: &mut Vec<String>) -> anyhow::Result<ExitCode> {
     let path = args.cil.as_path();
     match args.verb {
         VamtVerb::Discover { machines } => {
             let mut cil = if path.exists() { load(path)? } else { Cil::new() };
             for addr in &machines {
                 let c = read_machine(addr)?;
-                println!("{}", line(&c));
+                say!(out, "{}", line(&c));
                 cil.upsert(c);
             }
             save(path, &cil)?;
             Ok(ExitCode::SUCCESS)
         }
-        VamtVerb::Status => each(path, "status", |_, _| Ok(())),
+        VamtVerb::Status => each(out, path, "status", |_, _| Ok(())),
         VamtVerb::InstallKey { key } => {
-            each(path, "install-key", |addr, _| ok(addr, http(addr, "POST", "/api/v1/ipk", Some(&json!({ "key": key })))?).map(drop))
+            each(out, path, "install-key", |addr, _| ok(addr, http(addr, "POST", "/api/v1/ipk", Some(&json!({ "key": key })))?).map(drop))
         }
         VamtVerb::Activate => {
-            each(path, "activate", |addr, _| attempt_ok(addr, ok(addr, http(addr, "POST", "/api/v1/ato", Some(&json!({})))?)?))
+            each(out, path, "activate", |addr, _| attempt_ok(addr, ok(addr, http(addr, "POST", "/api/v1/ato", Some(&json!({})))?)?))
         }
-        VamtVerb::ProxyActivate { service } => each(path, "proxy-activate", |addr, _| {
+        VamtVerb::ProxyActivate { service } => each(out, path, "proxy-activate", |addr, _| {
             let dti = ok(addr, http(addr, "GET", "/api/v1/dti", None)?)?;
             let iid = dti["installation_id"].as_str().context("no installation_id")?;
             let cid = confirm(&service, iid)?;
             ok(addr, http(addr, "POST", "/api/v1/atp", Some(&json!({ "cid": cid })))?).map(drop)
         }),
-        VamtVerb::Export { out, no_pii } => {
+        VamtVerb::Export { out: file, no_pii } => {
             let cil = load(path)?.export(no_pii);
-            save(&out, &cil)?;
-            println!(
+            save(&file, &cil)?;
+            say!(
+                out,
                 "exported {} computers to {}{}",
                 cil.computers.list.len(),
-                out.display(),
+                file.display(),
                 if no_pii { " (no personal data)" } else { "" }
             );
             Ok(ExitCode::SUCCESS)
@@ -249,27 +272,27 @@ pub async fn run(args: VamtArgs) -> anyhow::Result<ExitCode> {
                             got += 1;
                         }
                         Err(e) => {
-                            println!("{}: {e:#}", c.id);
+                            say!(out, "{}: {e:#}", c.id);
                             failed = true;
                         }
                     }
                 }
             }
             save(&file, &cil)?;
-            println!("acquired {got} confirmation IDs into {}", file.display());
+            say!(out, "acquired {got} confirmation IDs into {}", file.display());
             Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         VamtVerb::Import { file } => {
             let mut cil = load(path)?;
             let (taken, unknown) = cil.import(&load(&file)?);
             save(path, &cil)?;
-            println!("imported {taken} confirmation IDs");
+            say!(out, "imported {taken} confirmation IDs");
             for id in &unknown {
-                println!("{id}: not in {} (was it discovered here?)", path.display());
+                say!(out, "{id}: not in {} (was it discovered here?)", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }
-        VamtVerb::ApplyCids => each(path, "apply-cids", |addr, c| {
+        VamtVerb::ApplyCids => each(out, path, "apply-cids", |addr, c| {
             let Some(cid) = c.products.list.first().and_then(|p| p.confirmation_id.clone()) else { return Ok(()) };
             if c.products.list.first().and_then(|p| p.license_status.as_deref()) == Some("licensed") {
                 // Applying again costs nothing but is not needed.
@@ -291,11 +314,11 @@ pub async fn run(args: VamtArgs) -> anyhow::Result<ExitCode> {
             .await?;
             match kmslab_runtime::framed::read_message(&mut stream, &mut buf).await? {
                 Some(Message::ServiceAnswer(a)) => {
-                    println!("{key} remaining {} used {}{}", a.remaining, a.used, if a.blocked { " blocked" } else { "" });
+                    say!(out, "{key} remaining {} used {}{}", a.remaining, a.used, if a.blocked { " blocked" } else { "" });
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(Message::Error(e)) => {
-                    println!("Error: {} {}: {}", e.hresult, e.hresult.name(), e.message);
+                    say!(out, "Error: {} {}: {}", e.hresult, e.hresult.name(), e.message);
                     Ok(ExitCode::from(1))
                 }
                 other => bail!("unexpected answer from {service}: {other:?}"),

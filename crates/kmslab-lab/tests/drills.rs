@@ -81,3 +81,44 @@ async fn refusing_host() {
     assert_eq!(outcome.summary["licensed"], 12, "{}", outcome.summary);
     assert!(outcome.summary["errors"].get("0xC004F074").is_none(), "no attempt ended with 0xC004F074: {}", outcome.summary);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mak_exhausted() {
+    let outcome = check("mak-exhausted").await;
+    assert_eq!(outcome.summary["clients"], 6, "{}", outcome.summary);
+    assert_eq!(outcome.summary["licensed"], 6, "{}", outcome.summary);
+    assert_eq!(outcome.summary["errors"]["0xC004C020"], 2, "{}", outcome.summary);
+    assert!(
+        outcome.transcript.iter().any(|l| l.contains("Error: 0xC004C020 SL_E_CHPA_DMAK_LIMIT_EXCEEDED")),
+        "{}",
+        outcome.transcript.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oem_marker() {
+    let outcome = check("oem-marker").await;
+    let text = outcome.transcript.join("\n");
+    assert!(text.contains("Error: 0xC004F035 SL_E_VL_NOT_WINDOWS_SLP"), "{text}");
+    assert!(text.contains("The machine is permanently activated."), "{text}");
+    assert_eq!(outcome.summary["licensed"], 1, "{}", outcome.summary);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_to_mak() {
+    let outcome = check("kms-to-mak").await;
+    let text = outcome.transcript.join("\n");
+    let mak = text.find("The machine is permanently activated.").expect("/xpr on the MAK machine");
+    let kms = text.rfind("Volume activation will expire").expect("/xpr on the KMS client");
+    assert!(mak < kms, "MAK first, then KMS again: {text}");
+    assert!(text.contains("VOLUME_MAK channel") && text.contains("VOLUME_KMSCLIENT channel"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_offline() {
+    let outcome = check("proxy-offline").await;
+    let text = outcome.transcript.join("\n");
+    assert!(text.contains("exported 2 computers") && text.contains("acquired 2 confirmation IDs"), "{text}");
+    assert!(text.contains("imported 2 confirmation IDs"), "{text}");
+    assert_eq!(outcome.summary["licensed"], 2, "{}", outcome.summary);
+}

@@ -18,6 +18,7 @@
 //! `--unpublish-on-exit`, so a host that stops leaves its record behind.
 
 pub mod lab;
+mod mak;
 mod scenarios;
 
 use std::process::ExitCode;
@@ -49,6 +50,10 @@ pub const DRILLS: &[(&str, &str)] = &[
         "refusing-host",
         "the priority-0 host refuses (not activated, 0xC004F041 in 12288); clients move on to priority 10 and activate; fix: activate it",
     ),
+    ("mak-exhausted", "a rollout outgrows its MAK: 0xC004C020; fix: the Activation Center adds activations, slmgr /ato on the rest"),
+    ("oem-marker", "an OEM box whose SLIC has no Windows marker: KMS fails with 0xC004F035; fix: a MAK"),
+    ("kms-to-mak", "a KMS client leaving the network becomes a MAK machine (permanently activated) and back a KMS client (GVLK)"),
+    ("proxy-offline", "an isolated network without Internet: 0x800706BA; fix: VAMT proxy activation by carrying a CIL file across"),
 ];
 
 /// Default time scale of the drills: an activation retry (15 simulated minutes) every 1.5 s.
@@ -133,6 +138,10 @@ pub async fn run_drill(name: &str, scale: f64, echo: bool) -> anyhow::Result<Dri
         "unactivated-host" => scenarios::unactivated_host(&mut t, time).await?,
         "wrong-key-group" => scenarios::wrong_key_group(&mut t, time).await?,
         "refusing-host" => scenarios::refusing_host(&mut t, time).await?,
+        "mak-exhausted" => mak::mak_exhausted(&mut t, time).await?,
+        "oem-marker" => mak::oem_marker(&mut t, time).await?,
+        "kms-to-mak" => mak::kms_to_mak(&mut t, time).await?,
+        "proxy-offline" => mak::proxy_offline(&mut t, time).await?,
         other => anyhow::bail!("unknown drill {other:?}"),
     }
     let passed = t.failures.is_empty();

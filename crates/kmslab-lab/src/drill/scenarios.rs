@@ -18,7 +18,7 @@ use crate::engine::{Fleet, FleetConfig, MachineView, ProductMix, Target};
 const WIN7: &str = "win7-enterprise";
 const SERVER: &str = "server2008r2-standard";
 
-fn fleet(time: LabTime, n: usize, product: &str, target: Target, prefix: &str, edit: impl FnOnce(&mut FleetConfig)) -> Fleet {
+pub(super) fn fleet(time: LabTime, n: usize, product: &str, target: Target, prefix: &str, edit: impl FnOnce(&mut FleetConfig)) -> Fleet {
     let catalog = Catalog::builtin();
     let product = Arc::clone(catalog.product_by_name(product).expect("built-in product"));
     let mut c = FleetConfig::new(n, ProductMix::single(product), target, time.clock());
