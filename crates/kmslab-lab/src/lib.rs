@@ -8,3 +8,4 @@ pub mod drill;
 pub mod engine;
 pub mod labaddr;
 pub mod labapi;
+pub mod labpage;
