@@ -118,6 +118,10 @@ fn the_lab_page_shows_both_hosts_and_its_stop_button_moves_the_machines() {
     let (kms1, kms2) = (host_row(&dom, "kms1"), host_row(&dom, "kms2"));
     assert_eq!((role(kms1), role(kms2)), ("serving", "standby"));
     assert_eq!(count(kms2), 0);
+    // Each host's own dashboard, linked from its row, names the host in its header.
+    let link = &kms1[kms1.find("href=\"").unwrap() + 6..];
+    let dashboard = chromium(&browser, &profile, "--dump-dom", &link[..link.find('"').unwrap()]);
+    assert!(dashboard.contains("<span class=\"hostname\">kms1.lab.test</span>"), "{dashboard}");
     assert!(dom.contains("<svg id=\"chart\"") && dom.contains("licensed</title>"), "the chart has bars");
     assert_eq!(dom.matches("<tr class=\"machine\">").count(), 30, "every machine listed");
     let png = dir.path().join("lab.png");
