@@ -258,14 +258,7 @@ async fn dns_action(State(lab): State<Arc<Lab>>, Path(action): Path<String>, bod
 
 /// One entry of `GET /api/v1/lab/machines`.
 pub fn machine_json(m: &MachineView) -> Value {
-    json!({
-        "name": m.machine_name,
-        "product": m.product.as_ref().map(|p| p.name.clone()),
-        "cmid": m.cmid.to_string(),
-        "status": m.status.key(),
-        "host": m.last_host.as_ref().map(ToString::to_string),
-        "last_result": m.last_result.map(|r| r.to_string()),
-    })
+    m.json()
 }
 
 #[derive(Debug, Deserialize)]

@@ -190,15 +190,13 @@ pub async fn render(lab: &Lab, history: &LabHistory, q: &str) -> Result<String, 
     let mut matched = 0;
     if let Some(fleet) = lab.fleet() {
         let all = fleet.machines().await;
-        let found: Vec<_> = all
-            .iter()
-            .filter(|m| needle.is_empty() || crate::labapi::machine_json(m).to_string().to_ascii_lowercase().contains(&needle))
-            .collect();
+        let found: Vec<_> =
+            all.iter().filter(|m| needle.is_empty() || m.json().to_string().to_ascii_lowercase().contains(&needle)).collect();
         matched = found.len();
         let with_dli = !needle.is_empty() && matched <= DLI_MACHINES;
         for m in found.into_iter().take(LISTED) {
-            let v = crate::labapi::machine_json(m);
-            let dli = if with_dli { dli_lines(lab, m.index).await } else { Vec::new() };
+            let v = m.json();
+            let dli = if with_dli { m.dli_lines() } else { Vec::new() };
             machines.push(MachineRow {
                 name: text(&v["name"]),
                 status: text(&v["status"]),
@@ -227,16 +225,4 @@ pub async fn render(lab: &Lab, history: &LabHistory, q: &str) -> Result<String, 
         events,
     }
     .render()
-}
-
-/// Machine `index`'s `slmgr /dli` lines, as `slmgr --machine NAME /dli` prints them.
-async fn dli_lines(lab: &Lab, index: usize) -> Vec<String> {
-    let Some(fleet) = lab.fleet() else { return Vec::new() };
-    let value = fleet
-        .machine_op(index, Box::new(|a, cx| serde_json::to_value(kmslab_api::ClientStatus::of(a, cx.now)).unwrap_or(Value::Null)))
-        .await;
-    let Some(status) = value.and_then(|v| serde_json::from_value::<kmslab_api::ClientStatus>(v).ok()) else {
-        return vec!["(machine not found)".to_owned()];
-    };
-    kmslab_api::render::client_dli_lines(&status, false, false)
 }
