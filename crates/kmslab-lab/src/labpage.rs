@@ -58,8 +58,12 @@ impl LabHistory {
     pub fn sample(&self, lab: &Lab) {
         let Some(fleet) = lab.fleet() else { return };
         let summary = fleet.stats().summary();
-        let counts = STATES.map(|(s, _)| summary[s.key()].as_u64().unwrap_or(0));
-        let bucket = lab.clock().now().as_unix_ms().div_euclid(BUCKET_MS);
+        self.insert(lab.clock().now(), STATES.map(|(s, _)| summary[s.key()].as_u64().unwrap_or(0)));
+    }
+
+    /// Keeps `counts` (by [`STATES`]) as the last sample of the bucket of `at`.
+    fn insert(&self, at: Timestamp, counts: [u64; 5]) {
+        let bucket = at.as_unix_ms().div_euclid(BUCKET_MS);
         let mut b = self.buckets.lock().expect("history lock");
         b.insert(bucket, counts);
         while b.len() > BUCKETS {
@@ -225,4 +229,27 @@ pub async fn render(lab: &Lab, history: &LabHistory, q: &str) -> Result<String, 
         events,
     }
     .render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chart_keeps_the_last_sample_of_each_bucket_and_the_last_buckets() {
+        let h = LabHistory::default();
+        let start = Timestamp::from_unix_ms(1_800_000_000_000 / BUCKET_MS * BUCKET_MS);
+        h.insert(start, [1, 0, 0, 0, 0]);
+        h.insert(start.plus_ms(BUCKET_MS - 1), [3, 2, 0, 0, 0]);
+        let svg = h.svg();
+        assert_eq!(svg.matches("<rect").count(), 2, "one bucket, two states: {svg}");
+        assert!(svg.contains(": 3 licensed</title>") && svg.contains(": 2 initial_grace</title>"), "{svg}");
+        for i in 1..60 {
+            h.insert(start.plus_ms(i * BUCKET_MS), [5, 0, 0, 0, 1]);
+        }
+        let svg = h.svg();
+        assert_eq!(svg.matches(": 5 licensed</title>").count(), BUCKETS, "{svg}");
+        assert_eq!(svg.matches(": 1 unlicensed</title>").count(), BUCKETS);
+        assert!(!svg.contains(": 3 licensed"), "the oldest buckets are gone");
+    }
 }
