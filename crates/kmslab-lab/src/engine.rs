@@ -304,6 +304,18 @@ pub struct MachineView {
 }
 
 impl MachineView {
+    /// One entry of `GET /api/v1/lab/machines` (docs/interfaces.md, "Lab control").
+    pub fn json(&self) -> Value {
+        json!({
+            "name": self.machine_name,
+            "product": self.product.as_ref().map(|p| p.name.clone()),
+            "cmid": self.cmid.to_string(),
+            "status": self.status.key(),
+            "host": self.last_host.as_ref().map(ToString::to_string),
+            "last_result": self.last_result.map(|r| r.to_string()),
+        })
+    }
+
     /// The `slmgr /dli` lines of this machine (docs/interfaces.md), from the one renderer
     /// slmgr uses.
     pub fn dli_lines(&self) -> Vec<String> {

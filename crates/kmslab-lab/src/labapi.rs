@@ -1,6 +1,7 @@
 //! The lab control API (`kmslab up --control`, docs/interfaces.md "Lab control") and its
 //! machine part (also on `kmslab fleet --admin`), behind kmslab-admin's guard.
 //!
+//! - `/` (with `/lab.js` and `/lab.css`): the lab page ([`crate::labpage`]);
 //! - `/api/v1/lab`, `/api/v1/lab/events`, `/api/v1/lab/hosts/{name}/{action}`,
 //!   `/api/v1/lab/dns/{action}`: the lab ([`crate::control::Lab`]);
 //! - `/api/v1/lab/machines[/{name}]` and, under `/api/v1/lab/machines/{name}/`, kms-client's
@@ -12,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use kmslab_admin::AdminAccess;
@@ -27,6 +28,7 @@ use serde_json::{Value, json};
 
 use crate::control::{DnsAction, FaultError, HostAction, Lab};
 use crate::engine::{FleetHandle, MachineView};
+use crate::labpage::LabHistory;
 
 /// How long `ato` waits for the attempt to end (real time), as kms-client does.
 const ATO_WAIT: Duration = Duration::from_secs(90);
@@ -143,6 +145,13 @@ impl MachineApi {
 
 /// The lab API, every route behind `access`.
 pub fn lab_router(lab: Arc<Lab>, machines: Arc<MachineApi>, access: Arc<AdminAccess>) -> Router {
+    let history = Arc::new(LabHistory::default());
+    history.spawn_sampler(&lab);
+    let page = Router::new()
+        .route("/", get(lab_page))
+        .route("/lab.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../static/lab.js")) }))
+        .route("/lab.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../static/lab.css")) }))
+        .with_state((Arc::clone(&lab), history));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/api/v1/lab", get(lab_summary))
@@ -150,6 +159,7 @@ pub fn lab_router(lab: Arc<Lab>, machines: Arc<MachineApi>, access: Arc<AdminAcc
         .route("/api/v1/lab/hosts/{name}/{action}", post(host_action))
         .route("/api/v1/lab/dns/{action}", post(dns_action))
         .with_state(lab)
+        .merge(page)
         .merge(machine_routes(machines))
         .layer(axum::middleware::from_fn_with_state(access, kmslab_admin::guard::middleware))
 }
@@ -175,6 +185,18 @@ pub fn machine_routes(api: Arc<MachineApi>) -> Router {
         .route("/api/v1/lab/machines/{name}/skew", post(m_skew))
         .route("/api/v1/lab/machines/{name}/clone", post(m_clone))
         .with_state(api)
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    q: Option<String>,
+}
+
+async fn lab_page(State((lab, history)): State<(Arc<Lab>, Arc<LabHistory>)>, Query(q): Query<PageQuery>) -> Response {
+    match crate::labpage::render(&lab, &history, q.q.as_deref().unwrap_or("")).await {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the lab page cannot render: {e}")).into_response(),
+    }
 }
 
 async fn lab_summary(State(lab): State<Arc<Lab>>) -> Json<Value> {
@@ -236,14 +258,7 @@ async fn dns_action(State(lab): State<Arc<Lab>>, Path(action): Path<String>, bod
 
 /// One entry of `GET /api/v1/lab/machines`.
 pub fn machine_json(m: &MachineView) -> Value {
-    json!({
-        "name": m.machine_name,
-        "product": m.product.as_ref().map(|p| p.name.clone()),
-        "cmid": m.cmid.to_string(),
-        "status": m.status.key(),
-        "host": m.last_host.as_ref().map(ToString::to_string),
-        "last_result": m.last_result.map(|r| r.to_string()),
-    })
+    m.json()
 }
 
 #[derive(Debug, Deserialize)]

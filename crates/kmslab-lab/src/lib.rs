@@ -9,4 +9,5 @@ pub mod drill;
 pub mod engine;
 pub mod labaddr;
 pub mod labapi;
+pub mod labpage;
 pub mod vamt;

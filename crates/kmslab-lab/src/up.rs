@@ -179,6 +179,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let control_addr = control.local_addr()?;
     let mut access = kmslab_admin::AdminAccess::new("kmslab up", control_addr);
     access.token = token;
+    access.csp = kmslab_lab::labpage::LAB_PAGE_CSP;
     access.names = args.control_host.iter().map(|n| n.trim_end_matches('.').to_ascii_lowercase()).collect();
     let machines = MachineApi::new(fleet.handle(), clock, Some(dns_choice.clone()), Some(Arc::clone(&lab)));
     let app = lab_router(Arc::clone(&lab), machines, Arc::new(access));

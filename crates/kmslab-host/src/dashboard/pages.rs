@@ -53,6 +53,8 @@ pub(crate) struct Chrome {
     pub active: &'static str,
     pub now: PageTime,
     pub host: String,
+    /// The host's DNS name (the SRV target it publishes, `--dns-hostname`), when it has one.
+    pub name: Option<String>,
     pub alerts: usize,
 }
 
@@ -60,7 +62,8 @@ fn chrome(state: &HostState, title: impl Into<String>, active: &'static str) -> 
     let primary = state.ledger().settings().key_groups.first().cloned().unwrap_or_default();
     let host = state.catalog.host_key_group(&primary).map_or_else(|| "KMS host".to_owned(), |h| h.display_name.clone());
     let alerts = alerts::current(state).iter().filter(|a| a.active).count();
-    Chrome { title: title.into(), active, now: page_time(state, state.now().as_unix_ms()), host, alerts }
+    let name = state.dns.config().hostname.clone();
+    Chrome { title: title.into(), active, now: page_time(state, state.now().as_unix_ms()), host, name, alerts }
 }
 
 /// One client row as the tables show it.
