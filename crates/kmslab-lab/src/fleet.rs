@@ -149,7 +149,11 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<ExitCode> {
         let bound = listener.local_addr()?;
         eprintln!("listening on admin {bound}");
         let machines = MachineApi::new(fleet.handle(), clock, Some(dns), None);
-        let access = Arc::new(kmslab_admin::AdminAccess::new("kmslab fleet", bound));
+        let mut access = kmslab_admin::AdminAccess::new("kmslab fleet", bound);
+        // The fleet's counts are what Prometheus and the compose and Swarm drills scrape from
+        // outside its container; the machine API stays behind the source rules.
+        access.public_paths = &["/healthz", "/metrics"];
+        let access = Arc::new(access);
         let app = admin_router(Arc::clone(&stats), machines, access);
         let stats = Arc::new(kmslab_admin::ServeStats::default());
         tokio::spawn(kmslab_admin::serve(listener, app, kmslab_admin::ServeLimits::default(), stats, shutdown.clone()));
