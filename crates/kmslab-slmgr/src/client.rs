@@ -119,36 +119,33 @@ pub fn run(ctx: &Ctx, verb: &str, args: &[String]) -> anyhow::Result<ExitCode> {
         ),
         "dti" => {
             let reply = ctx.get("/api/v1/dti")?;
-            if let Some(code) = unsupported(ctx, "dti", &reply) {
-                return Ok(code);
-            }
-            if reply.status >= 300 {
-                return Ok(failure(ctx, reply));
-            }
-            if ctx.json {
-                println!("{}", reply.body);
-            } else {
-                println!("Installation ID: {}", str_or(&reply.body["installation_id"], ""));
-            }
-            Ok(ExitCode::SUCCESS)
+            Ok(phone_verb(ctx, "dti", reply, |b| format!("Installation ID: {}", str_or(&b["installation_id"], ""))))
         }
         "atp" => {
             let reply = ctx.post("/api/v1/atp", &json!({ "cid": args[0] }))?;
-            if let Some(code) = unsupported(ctx, "atp", &reply) {
-                return Ok(code);
-            }
-            if reply.status >= 300 {
-                return Ok(failure(ctx, reply));
-            }
-            if ctx.json {
-                println!("{}", reply.body);
-            } else {
-                println!("Confirmation ID for product {} deposited successfully.", str_or(&reply.body["activation_id"], ""));
-            }
-            Ok(ExitCode::SUCCESS)
+            Ok(phone_verb(ctx, "atp", reply, |b| {
+                format!("Confirmation ID for product {} deposited successfully.", str_or(&b["activation_id"], ""))
+            }))
         }
         other => Ok(usage(&format!("/{other} is not a client verb"))),
     }
+}
+
+/// Prints the answer of `/dti` or `/atp` (`text` of its body, or the JSON with `--json`),
+/// or why there is none.
+fn phone_verb(ctx: &Ctx, verb: &str, reply: Reply, text: impl Fn(&Value) -> String) -> ExitCode {
+    if let Some(code) = unsupported(ctx, verb, &reply) {
+        return code;
+    }
+    if reply.status >= 300 {
+        return failure(ctx, reply);
+    }
+    if ctx.json {
+        println!("{}", reply.body);
+    } else {
+        println!("{}", text(&reply.body));
+    }
+    ExitCode::SUCCESS
 }
 
 /// A daemon that answers 404 without an HRESULT for `/dti` or `/atp` has no MAK or phone
