@@ -36,8 +36,11 @@ fn spawn_host(data_dir: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
     (child, kms.unwrap(), admin.unwrap())
 }
 
-/// Runs 8 closed-loop clients against `kms` until the host dies; returns the CMIDs answered.
-async fn load_until_killed(kms: SocketAddr, child: &mut Child, run_for: Duration) -> Vec<Uuid> {
+/// Runs 8 closed-loop clients against `kms`, kills the host with SIGKILL once `kill_after`
+/// requests were acknowledged (and `then` more time passed, to vary the phase of group commit
+/// the kill lands in), and returns the CMIDs answered. Counting acknowledgements instead of
+/// time keeps the load real on a busy machine, where a fixed window may see almost none.
+async fn load_until_killed(kms: SocketAddr, child: &mut Child, kill_after: usize, then: Duration) -> Vec<Uuid> {
     let acknowledged = Arc::new(Mutex::new(Vec::<Uuid>::new()));
     let mut drivers = Vec::new();
     for _ in 0..8 {
@@ -66,7 +69,17 @@ async fn load_until_killed(kms: SocketAddr, child: &mut Child, run_for: Duration
         }));
     }
     // Let load run, then kill -9 in the middle of it.
-    tokio::time::sleep(run_for).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while acknowledged.lock().unwrap().len() < kill_after {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the host acknowledged {} of {kill_after} requests in 120 s",
+            acknowledged.lock().unwrap().len()
+        );
+        assert!(!drivers.iter().all(|d| d.is_finished()), "every load driver stopped before the kill");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(then).await;
     child.kill().expect("SIGKILL");
     let _ = child.wait();
     for d in drivers {
@@ -91,8 +104,7 @@ async fn ten_kill_9s_under_load_lose_no_acknowledged_cmid_and_leave_the_registry
             assert!(status["counters"]["total"].as_u64().unwrap() >= all.len() as u64, "round {round}: {status}");
         }
         // Vary the moment of the kill so it lands in different phases of group commit.
-        let acknowledged = load_until_killed(kms, &mut child, Duration::from_millis(400 + 97 * round as u64)).await;
-        assert!(acknowledged.len() > 20, "round {round}: load ran: {} acknowledged", acknowledged.len());
+        let acknowledged = load_until_killed(kms, &mut child, 200 + 97 * round, Duration::from_millis(13 * round as u64)).await;
         all.extend(acknowledged);
         assert_eq!(kmslab_store::integrity_check(&path).unwrap(), "ok", "round {round}");
         let store = Store::open(&path, StoreOptions::default()).unwrap();
