@@ -119,8 +119,8 @@ hresults! {
         "No DNS server is configured for this machine.",
         "Configure a resolver (--dns-server or /etc/resolv.conf), or pin a host with /skms.";
     HOST_UNREACHABLE = 0x8007_06BA, "RPC_S_SERVER_UNAVAILABLE",
-        "The KMS host is unreachable: the connection was refused or the port is blocked.",
-        "Check that kms-host listens on that address and port and that no firewall blocks TCP 1688.";
+        "The server is unreachable (the KMS host, or for a MAK the activation service): the connection was refused or the port is blocked.",
+        "Check that kms-host (for a MAK: kmslab activation-service) listens on that address and port and that no firewall blocks it (KMS: TCP 1688).";
     TIMEOUT = 0x8007_05B4, "ERROR_TIMEOUT",
         "The operation timed out.",
         "Check that the server is up and not overloaded, and the network path to it.";
