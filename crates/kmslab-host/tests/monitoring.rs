@@ -3,10 +3,10 @@
 //! every alert the rules forward is one a real `kms-host` exports on `/metrics`, with the
 //! value the host's dashboard shows (an unactivated host raises `host_not_activated`).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn prometheus_dir() -> PathBuf {
@@ -46,38 +46,17 @@ fn a_rule_that_expects_the_wrong_alert_fails_its_test() {
     assert!(!out.status.success(), "a broken rules file passed its tests");
 }
 
-/// A `kms-host` process on port 0; killed on drop.
+/// A `kms-host` process on port 0 (killed on drop) and its admin address.
 struct Host {
-    child: Child,
+    _daemon: kmslab_test_support::Daemon,
     admin: String,
 }
 
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_host(data_dir: &Path, extra: &[&str]) -> Host {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-host"))
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--no-dns-publish", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kms-host starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let admin = loop {
-        let line = lines.next().expect("kms-host printed its addresses").unwrap();
-        if let Some(addr) = line.strip_prefix("listening on admin ") {
-            break addr.trim().to_owned();
-        }
-    };
-    // Keep reading stdout so the host never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Host { child, admin }
+    let mut cmd = kmslab_test_support::kms_host(env!("CARGO_BIN_EXE_kms-host"), data_dir);
+    cmd.arg("--no-dns-publish").args(extra);
+    let daemon = kmslab_test_support::Daemon::spawn(cmd, &["admin"]);
+    Host { admin: daemon.addr("admin").to_string(), _daemon: daemon }
 }
 
 fn get_metrics(admin: &str) -> String {

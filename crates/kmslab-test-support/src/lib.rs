@@ -1,13 +1,19 @@
 //! Test helpers shared by kmslab's crates, used only as a dev-dependency: a real BIND9
 //! `named` serving test zones on a loopback port ([`Named`]), `dig` as an outside observer
 //! ([`dig`], [`dig_srv`], [`dig_status`]), a port free for UDP and TCP ([`free_port`]) and
-//! the `--version` check every binary's tests make ([`assert_version_line`]).
+//! the `--version` check every binary's tests make ([`assert_version_line`]), and the
+//! daemons' binaries started on port 0 and waited for ([`daemon`]: [`Daemon`], [`kms_host`],
+//! [`kms_client`], [`kmslab_up`], [`psk_file`], and [`http`] to their admin APIs).
 //!
 //! Missing programs fail the test with the install command: tests that use BIND must not
 //! pass without it.
 #![forbid(unsafe_code)]
 // Test helpers wait on real processes (named, binaries) in real time.
 #![allow(clippy::disallowed_methods)]
+
+pub mod daemon;
+
+pub use daemon::{Daemon, http, kms_client, kms_host, kmslab_up, psk_file};
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};

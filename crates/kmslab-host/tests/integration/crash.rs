@@ -1,43 +1,27 @@
 //! The kill -9 test: every CMID a client was answered for is in the registry after SIGKILL,
 //! ten times over on one registry.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kmslab_core::Uuid;
 use kmslab_store::{Store, StoreOptions};
+use kmslab_test_support::Daemon;
 
 use crate::support::*;
 
 /// Starts the real binary; returns it with its KMS and admin addresses.
-fn spawn_host(data_dir: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-host"))
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kms-host starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut kms = None;
-    let mut admin = None;
-    while kms.is_none() || admin.is_none() {
-        let line = lines.next().expect("kms-host prints its addresses").unwrap();
-        if let Some(a) = line.strip_prefix("listening on kms ") {
-            kms = Some(a.parse().unwrap());
-        } else if let Some(a) = line.strip_prefix("listening on admin ") {
-            admin = Some(a.parse().unwrap());
-        }
-    }
-    (child, kms.unwrap(), admin.unwrap())
+fn spawn_host(data_dir: &std::path::Path) -> (Daemon, SocketAddr, SocketAddr) {
+    let mut cmd = kmslab_test_support::kms_host(env!("CARGO_BIN_EXE_kms-host"), data_dir);
+    cmd.env("RUST_LOG", "warn");
+    let host = Daemon::spawn(cmd, &["kms", "admin"]);
+    let (kms, admin) = (host.addr("kms"), host.addr("admin"));
+    (host, kms, admin)
 }
 
 /// Runs 8 closed-loop clients against `kms` until the host dies; returns the CMIDs answered.
-async fn load_until_killed(kms: SocketAddr, child: &mut Child, run_for: Duration) -> Vec<Uuid> {
+async fn load_until_killed(kms: SocketAddr, child: &mut Daemon, run_for: Duration) -> Vec<Uuid> {
     let acknowledged = Arc::new(Mutex::new(Vec::<Uuid>::new()));
     let mut drivers = Vec::new();
     for _ in 0..8 {
@@ -67,8 +51,7 @@ async fn load_until_killed(kms: SocketAddr, child: &mut Child, run_for: Duration
     }
     // Let load run, then kill -9 in the middle of it.
     tokio::time::sleep(run_for).await;
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    child.kill();
     for d in drivers {
         tokio::time::timeout(Duration::from_secs(10), d).await.expect("drivers stop after the kill").unwrap();
     }
@@ -107,7 +90,6 @@ async fn ten_kill_9s_under_load_lose_no_acknowledged_cmid_and_leave_the_registry
     assert!(status["counters"]["total"].as_u64().unwrap() >= all.len() as u64, "{status}");
     let listed = get_json(admin, &format!("/api/v1/clients?limit=1&search={}", all[0])).await;
     assert_eq!(listed["total"], 1);
-    child.kill().unwrap();
-    let _ = child.wait();
+    child.kill();
     assert_eq!(kmslab_store::integrity_check(&path).unwrap(), "ok");
 }
