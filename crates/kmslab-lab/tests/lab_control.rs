@@ -3,17 +3,17 @@
 // Tests wait on a real process with real-time deadlines and time its faults.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use kmslab_test_support::Daemon;
 use serde_json::{Value, json};
 
 /// A running `kmslab up`; killed on drop.
 struct Up {
-    child: Child,
+    daemon: Daemon,
     lab: SocketAddr,
     _runtime: tempfile::TempDir,
 }
@@ -23,22 +23,13 @@ impl Up {
     /// real second, more than a loaded box delays a request.
     fn start(clients: usize) -> Up {
         let runtime = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kmslab"))
-            .args(["up", "--clients", &clients.to_string(), "--time-scale", "28800", "--control", "127.0.0.1:0"])
-            .env("XDG_RUNTIME_DIR", runtime.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let lab = loop {
-            let line = lines.next().expect("kmslab up prints `listening on lab ADDR`").unwrap();
-            if let Some(rest) = line.strip_prefix("listening on lab ") {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Up { child, lab, _runtime: runtime }
+        let cmd = kmslab_test_support::kmslab_up(
+            env!("CARGO_BIN_EXE_kmslab"),
+            runtime.path(),
+            &["--clients", &clients.to_string(), "--time-scale", "28800"],
+        );
+        let daemon = Daemon::spawn(cmd, &["lab"]);
+        Up { lab: daemon.addr("lab"), daemon, _runtime: runtime }
     }
 
     fn runtime_dir(&self) -> &Path {
@@ -83,12 +74,6 @@ impl Up {
     }
 }
 
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(120))).build().into()
@@ -314,7 +299,7 @@ fn kmslab_lab_finds_the_lab_by_its_address_file_and_applies_faults() {
     assert_eq!(code, 1, "{err}");
 
     // At exit the address file goes.
-    let pid = up.child.id().to_string();
+    let pid = up.daemon.pid().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let t = Instant::now();
     while addr_file.exists() {
