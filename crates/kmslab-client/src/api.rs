@@ -134,17 +134,20 @@ async fn ato(State(shared): State<Arc<Shared>>) -> ApiResult {
         shared.wake.notify_one();
         rx
     };
-    let report = tokio::time::timeout(ATO_WAIT, rx)
-        .await
-        .map_err(|_| ApiError::code(StatusCode::GATEWAY_TIMEOUT, HResult::TIMEOUT))?
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "the attempt was abandoned (the key changed, the machine was rearmed or the client is stopping)",
-            )
-        })?;
+    let report = wait_attempt(rx).await?;
     let g = shared.lock();
     Ok(Json(ato_json(&report, g.activator.state())))
+}
+
+/// The end of an `/api/v1/ato` attempt (kms-client's and a lab machine's), waited for at most
+/// 90 real seconds: 504 with 0x800705B4 after that, 409 when the attempt was abandoned.
+pub async fn wait_attempt<T>(rx: tokio::sync::oneshot::Receiver<T>) -> Result<T, ApiError> {
+    tokio::time::timeout(ATO_WAIT, rx).await.map_err(|_| ApiError::code(StatusCode::GATEWAY_TIMEOUT, HResult::TIMEOUT))?.map_err(|_| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "the attempt was abandoned (the key changed, the machine was rearmed or the client is stopping)",
+        )
+    })
 }
 
 /// The answer of `/api/v1/ato`: how the attempt ended and the machine's state after it.
@@ -200,7 +203,8 @@ struct HostBody {
 }
 
 async fn skms(State(shared): State<Arc<Shared>>, Json(body): Json<HostBody>) -> ApiResult {
-    let host: HostAddr = body.host.parse().map_err(|e: kmslab_core::hostaddr::HostAddrError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let host: HostAddr =
+        body.host.parse().map_err(|e: kmslab_core::hostaddr::HostAddrError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     mutate(&shared, |g| {
         g.activator.set_manual_host(Some(host));
         Ok(None)

@@ -10,7 +10,6 @@
 //!   `kms-client`; plus the machine faults `skew` and `clone`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -29,9 +28,6 @@ use serde_json::{Value, json};
 use crate::control::{DnsAction, FaultError, HostAction, Lab};
 use crate::engine::{FleetHandle, MachineView};
 use crate::labpage::LabHistory;
-
-/// How long `ato` waits for the attempt to end (real time), as kms-client does.
-const ATO_WAIT: Duration = Duration::from_secs(90);
 
 /// `no machine named NAME in this lab` (404).
 fn no_machine(name: &str) -> ApiError {
@@ -305,15 +301,7 @@ async fn m_events(State(api): State<Arc<MachineApi>>, Path(name): Path<String>, 
 async fn m_ato(State(api): State<Arc<MachineApi>>, Path(name): Path<String>) -> ApiResult {
     let i = api.index(&name).await?;
     let rx = api.fleet.activate_machine(i).await.ok_or_else(|| no_machine(&name))?;
-    let report = tokio::time::timeout(ATO_WAIT, rx)
-        .await
-        .map_err(|_| ApiError::code(StatusCode::GATEWAY_TIMEOUT, HResult::TIMEOUT))?
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "the attempt was abandoned (the key changed, the machine was rearmed or the client is stopping)",
-            )
-        })?;
+    let report = kmslab_client::api::wait_attempt(rx).await?;
     let client_report = kmslab_client::daemon::AttemptReport { attempt: report.attempt, result: report.result, host: report.host };
     Ok(Json(kmslab_client::api::ato_json(&client_report, &report.state)))
 }
