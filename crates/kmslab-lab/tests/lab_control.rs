@@ -3,43 +3,19 @@
 // Tests wait on a real process with real-time deadlines and time its faults.
 #![allow(clippy::disallowed_methods)]
 
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kmslab_test_support::Daemon;
 use serde_json::{Value, json};
 
-/// A running `kmslab up`; killed on drop.
-struct Up {
-    daemon: Daemon,
-    lab: SocketAddr,
-    _runtime: tempfile::TempDir,
-}
+#[path = "support/up.rs"]
+#[allow(dead_code)]
+mod up;
+
+use up::Up;
 
 impl Up {
-    /// 28800x: renewals (7 days) every 21 s, and the host's 4-hour clock tolerance is half a
-    /// real second, more than a loaded box delays a request.
-    fn start(clients: usize) -> Up {
-        let runtime = tempfile::tempdir().unwrap();
-        let cmd = kmslab_test_support::kmslab_up(
-            env!("CARGO_BIN_EXE_kmslab"),
-            runtime.path(),
-            &["--clients", &clients.to_string(), "--time-scale", "28800"],
-        );
-        let daemon = Daemon::spawn(cmd, &["lab"]);
-        Up { lab: daemon.addr("lab"), daemon, _runtime: runtime }
-    }
-
-    fn runtime_dir(&self) -> &Path {
-        self._runtime.path()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.lab)
-    }
-
     fn get(&self, path: &str) -> Value {
         let (code, v) = self.get_code(path);
         assert_eq!(code, 200, "GET {path}: {v}");
@@ -73,7 +49,6 @@ impl Up {
         }
     }
 }
-
 
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(120))).build().into()

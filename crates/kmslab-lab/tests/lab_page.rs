@@ -4,37 +4,15 @@
 // Tests wait on a real process with real-time deadlines.
 #![allow(clippy::disallowed_methods)]
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kmslab_test_support::Daemon;
+#[path = "support/up.rs"]
+#[allow(dead_code)]
+mod up;
 
-/// A running `kmslab up`; killed on drop.
-struct Up {
-    _daemon: Daemon,
-    lab: SocketAddr,
-    _runtime: tempfile::TempDir,
-}
-
-impl Up {
-    /// 28800x: renewals (7 days) every 21 real seconds.
-    fn start(clients: usize) -> Up {
-        let runtime = tempfile::tempdir().unwrap();
-        let cmd = kmslab_test_support::kmslab_up(
-            env!("CARGO_BIN_EXE_kmslab"),
-            runtime.path(),
-            &["--clients", &clients.to_string(), "--time-scale", "28800"],
-        );
-        let daemon = Daemon::spawn(cmd, &["lab"]);
-        Up { lab: daemon.addr("lab"), _daemon: daemon, _runtime: runtime }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.lab)
-    }
-}
+use up::Up;
 
 fn chromium_path() -> PathBuf {
     kmslab_test_support::find_program("chromium", &["chromium-browser", "google-chrome"])

@@ -71,16 +71,7 @@ impl Daemon {
                 let _ = tx.send(line);
             }
         });
-        Daemon {
-            program,
-            child,
-            listening: BTreeMap::new(),
-            stdout,
-            lines: Mutex::new(rx),
-            reader: Some(reader),
-            log,
-            _logs: logs,
-        }
+        Daemon { program, child, listening: BTreeMap::new(), stdout, lines: Mutex::new(rx), reader: Some(reader), log, _logs: logs }
     }
 
     /// Waits until the daemon printed `listening on NAME ADDR` for every name in `names`;
@@ -294,7 +285,10 @@ mod tests {
     #[test]
     fn a_ready_daemon_has_its_addresses_and_is_killed_on_drop() {
         let mut c = Command::new("sh");
-        c.args(["-c", "echo 'listening on kms 127.0.0.1:7'; echo 'listening on kms 127.0.0.1:8'; echo 'listening on admin [::1]:9'; exec sleep 600"]);
+        c.args([
+            "-c",
+            "echo 'listening on kms 127.0.0.1:7'; echo 'listening on kms 127.0.0.1:8'; echo 'listening on admin [::1]:9'; exec sleep 600",
+        ]);
         let d = Daemon::spawn(c, &["kms", "admin"]);
         assert_eq!(d.addrs("kms"), ["127.0.0.1:7".parse().unwrap(), "127.0.0.1:8".parse().unwrap()]);
         assert_eq!(d.addr("admin"), "[::1]:9".parse().unwrap());

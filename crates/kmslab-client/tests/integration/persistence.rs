@@ -2,12 +2,11 @@
 //! file, and SIGKILL of the real binary in the middle of saving).
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kmslab_client::persist;
 use kmslab_core::catalog::Catalog;
-use kmslab_test_support::Daemon;
+use kmslab_test_support::{Daemon, Tmpfs};
 use serde_json::json;
 
 use crate::support::*;
@@ -116,34 +115,6 @@ async fn sigkill_during_saves_always_leaves_a_loadable_state_and_sigterm_saves()
     let state = persist::load(dir.path(), &catalog).unwrap().unwrap();
     assert_eq!(state.domain.as_deref(), Some("final.lab.test"));
     assert_eq!(Some(state.cmid), cmid);
-}
-
-/// A tmpfs of `size` on a fresh directory, unmounted on drop (needs root).
-struct Tmpfs {
-    path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mnt");
-        std::fs::create_dir(&path).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&path).output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            other => panic!("this test mounts a small tmpfs as a full disk and needs root: `mount -t tmpfs` failed: {other:?}"),
-        }
-        Tmpfs { path, _dir: dir }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        if !Command::new("umount").arg(&self.path).status().is_ok_and(|s| s.success()) {
-            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-        }
-    }
 }
 
 /// The state directory on a full 1 MiB tmpfs: the daemon keeps running, says so

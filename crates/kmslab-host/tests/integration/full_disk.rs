@@ -4,46 +4,15 @@
 //! ballast is deleted. Needs root (mount); fails with a clear message otherwise.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use kmslab_core::HResult;
 use kmslab_core::wire::{Message, Request};
 use kmslab_store::{Store, StoreOptions};
+use kmslab_test_support::Tmpfs;
 
 use crate::support::*;
-
-/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
-pub struct Tmpfs {
-    pub path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    pub fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mnt");
-        std::fs::create_dir(&path).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&path).output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            other => panic!(
-                "this test mounts a small tmpfs as a full disk and needs root (or CAP_SYS_ADMIN): `mount -t tmpfs` failed: {other:?}"
-            ),
-        }
-        Tmpfs { path, _dir: dir }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount").arg(&self.path).status().is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-        }
-    }
-}
 
 /// Writes zeros into `path` until the filesystem is full.
 pub fn fill(path: &Path) {
