@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
 
-use kmslab_core::Timestamp;
 use clap::builder::{MapValueParser, RangedU64ValueParser, TypedValueParser, ValueParserFactory};
+use kmslab_core::Timestamp;
 use serde::de::{Deserialize, Deserializer, Error as _};
 
 /// A configuration value that cannot work. The message names where it came from (`key`:

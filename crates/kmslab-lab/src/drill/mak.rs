@@ -124,7 +124,11 @@ impl LabMachine {
             product: Some(WIN7.into()),
             kms: Some(Parsed(setup.kms.unwrap_or_else(|| HostAddr::new("127.0.0.1", 9)))),
             machine_name: Some(Parsed(name.parse().map_err(|e| anyhow::anyhow!("{name}: {e}"))?)),
-            activation_service: setup.service.map(|s| s.to_string().parse().map(Parsed)).transpose().map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
+            activation_service: setup
+                .service
+                .map(|s| s.to_string().parse().map(Parsed))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
             slic_without_marker: setup.slic_without_marker,
             admin: Some(Parsed(kmslab_runtime::config::Addr((Ipv4Addr::LOCALHOST, 0).into()))),
             ..Default::default()
