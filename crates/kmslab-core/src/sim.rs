@@ -2,10 +2,11 @@
 //!
 //! No sockets and no threads: the world advances `now` to the earliest moment any client
 //! has something to do, runs that client's [`Activator`] and answers its actions at once
-//! from in-memory hosts ([`Ledger`]s) and an in-memory DNS table. The same seed gives the
-//! same run. The scenario tests, `kmslab sim` and the benchmarks build on it.
+//! from in-memory hosts ([`Ledger`]s), an in-memory DNS table and an in-memory activation
+//! service for MAK machines ([`SimMak`]: the counting rules of `kmslab activation-service`).
+//! The same seed gives the same run. The scenario tests, `kmslab sim` and the benchmarks build on it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::activator::{Action, Activator, ClientEvent, HostOutcome};
@@ -17,7 +18,7 @@ use crate::license::LicenseStatus;
 use crate::rng::{KmsRng, SplitMix64};
 use crate::srv::SrvCandidate;
 use crate::time::Timestamp;
-use crate::wire::ErrorFrame;
+use crate::wire::{ErrorFrame, ServiceAnswer, ServiceRequest};
 
 /// A host in the world.
 #[derive(Debug)]
@@ -28,6 +29,47 @@ pub struct SimHost {
     pub ledger: Ledger,
     /// False while it is down (clients get 0x800706BA).
     pub up: bool,
+}
+
+/// A MAK of the world's activation service, with its count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimMak {
+    /// The key (a lab MAK, [`crate::labkey`]).
+    pub key: String,
+    /// Catalog names of the products it activates.
+    pub products: Vec<String>,
+    /// Activations still available.
+    pub remaining: u32,
+    /// Activations used.
+    pub used: u32,
+    /// Installation IDs activated with it (activating one of them again uses no count).
+    activated: HashSet<String>,
+}
+
+impl SimMak {
+    /// A key for `products` with `count` activations.
+    pub fn new(key: impl Into<String>, products: Vec<String>, count: u32) -> Self {
+        SimMak { key: key.into(), products, remaining: count, used: 0, activated: HashSet::new() }
+    }
+
+    /// The service's answer to an online activation with this key, by the rules of the real
+    /// service: a product the key is not for is 0xC004C001, an installation activated before
+    /// is activated again without using a count, and none left is 0xC004C020.
+    fn activate(&mut self, product: &str, installation_id: &str) -> Result<ServiceAnswer, HResult> {
+        if !self.products.iter().any(|p| p == product) {
+            return Err(HResult::MAK_OUT_OF_RANGE);
+        }
+        let counted = !self.activated.contains(installation_id);
+        if counted {
+            if self.remaining == 0 {
+                return Err(HResult::MAK_LIMIT_EXCEEDED);
+            }
+            self.remaining -= 1;
+            self.used += 1;
+            self.activated.insert(installation_id.to_owned());
+        }
+        Ok(ServiceAnswer { confirmation_id: String::new(), remaining: self.remaining, used: self.used, blocked: false, counted })
+    }
 }
 
 /// The world. Fields are public so scenarios can change anything between steps.
@@ -53,6 +95,8 @@ pub struct World {
     pub results: BTreeMap<HResult, u64>,
     /// Requests each host answered, by host index.
     pub answered_by: Vec<u64>,
+    /// The MAKs of the world's activation service.
+    pub maks: Vec<SimMak>,
     /// When true, every client event is kept in `event_log`.
     pub record_events: bool,
     /// (time, client index, event), when `record_events` is on.
@@ -81,6 +125,7 @@ impl World {
             requests: 0,
             results: BTreeMap::new(),
             answered_by: Vec::new(),
+            maks: Vec::new(),
             record_events: false,
             event_log: Vec::new(),
             tally: [0; 7],
@@ -220,10 +265,10 @@ impl World {
                     };
                     self.clients[i].handle_host_outcome(self.now, attempt, outcome);
                 }
-                Action::ActivateOnline { attempt, .. } => {
-                    // The simulated world has no activation service: MAK machines stay as they are.
+                Action::ActivateOnline { attempt, request } => {
+                    let outcome = self.service(&request);
                     let now = self.now;
-                    self.clients[i].handle_service_outcome(now, attempt, Err(HResult::HOST_UNREACHABLE));
+                    self.clients[i].handle_service_outcome(now, attempt, outcome);
                 }
             }
         }
@@ -239,6 +284,22 @@ impl World {
             if self.record_events {
                 self.event_log.push((self.now, i, ev));
             }
+        }
+    }
+
+    /// The activation service's answer: a key it does not have is 0xC004F050, as the real
+    /// service answers; a world without MAKs has no service to reach (0x800706BA).
+    fn service(&mut self, request: &ServiceRequest) -> Result<ServiceAnswer, HResult> {
+        if self.maks.is_empty() {
+            return Err(HResult::HOST_UNREACHABLE);
+        }
+        match request {
+            ServiceRequest::Activate { key, product, installation_id } => match self.maks.iter_mut().find(|m| &m.key == key) {
+                Some(m) => m.activate(product, installation_id),
+                None => Err(HResult::INVALID_PRODUCT_KEY),
+            },
+            // Machines of the world only activate online.
+            _ => Err(HResult::INVALID_ARG),
         }
     }
 

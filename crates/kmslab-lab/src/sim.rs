@@ -95,6 +95,9 @@ pub fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             let name = kmslab_core::HResult::parse(code).map_or("", |h| h.name());
             println!("  failed attempts {code} {name}: {n}");
         }
+        for (key, left) in &s.mak_remaining {
+            println!("  MAK {key}: {left} activations left");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! An SVG plot of a simulation: each host's count over the days, with the 5 and 25
-//! thresholds drawn as lines, above the machines in each license state. Every line is
+//! thresholds drawn as lines, above the machines in each license state (and each MAK's
+//! remaining activations, dashed, when the scenario has MAKs). Every line is
 //! labelled at its right end, so no legend is needed; a host's outages are shaded bands
 //! where its line is broken off. Output is deterministic text.
 
@@ -89,7 +90,8 @@ pub fn svg(out: &SimOutput, title: &str) -> String {
     }
 
     // Panel 2: machines by license state.
-    let clients = out.summary.clients.max(1) as f64;
+    let max_left = out.timeline.iter().flat_map(|r| r.maks.iter().map(|m| u64::from(m.remaining))).max().unwrap_or(0);
+    let clients = out.summary.clients.max(max_left).max(1) as f64;
     let y2_max = nice_ceiling(clients * 1.05);
     let y2 = |v: f64| TOP2 + H2 - H2 * v / y2_max;
     panel(&mut s, "Client machines by license state", TOP2, H2, days, &x);
@@ -111,6 +113,28 @@ pub fn svg(out: &SimOutput, title: &str) -> String {
         let last = points.last().map_or(0.0, |p| p.1);
         let ly = spread_label(&mut label_ys, y2(last));
         let _ = writeln!(s, r#"<text x="{:.1}" y="{:.1}" fill="{colour}">{name} ({last})</text>"#, LEFT + plot_w + 6.0, ly + 4.0);
+    }
+    // Each MAK's remaining activations: a rollout that runs out shows as this line reaching
+    // zero while machines stay in grace, and the Activation Center's additions as steps up.
+    let mak_names: Vec<String> = out.timeline.first().map(|r| r.maks.iter().map(|m| m.name.clone()).collect()).unwrap_or_default();
+    for (mi, name) in mak_names.iter().enumerate() {
+        let colour = HOST_COLOURS[(mi + 3) % HOST_COLOURS.len()];
+        let points: Vec<(f64, f64)> = out.timeline.iter().map(|r| (f64::from(r.day), f64::from(r.maks[mi].remaining))).collect();
+        let mut p = String::new();
+        for (d, v) in &points {
+            let _ = write!(p, "{:.1},{:.1} ", x(*d), y2(*v));
+        }
+        let _ =
+            writeln!(s, r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2" stroke-dasharray="5,3"/>"#, p.trim_end());
+        let last = points.last().map_or(0.0, |p| p.1);
+        let ly = spread_label(&mut label_ys, y2(last));
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" fill="{colour}">MAK {} left ({last})</text>"#,
+            LEFT + plot_w + 6.0,
+            ly + 4.0,
+            escape(name)
+        );
     }
     let _ = writeln!(
         s,

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use kmslab_core::catalog::Catalog;
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::hresult::HResult;
+use kmslab_core::labkey::{self, LabKeyKind};
 use kmslab_core::ledger::HostSettings;
 use kmslab_core::rng::{KmsRng, SplitMix64};
-use kmslab_core::sim::World;
+use kmslab_core::sim::{SimMak, World};
 use kmslab_core::time::MINUTE_MS;
 use kmslab_core::{LicenseStatus, Timestamp};
 use serde::Serialize;
@@ -49,6 +50,20 @@ pub struct DayRow {
     pub requests: u64,
     /// Failed attempts that day.
     pub failed_attempts: u64,
+    /// Each MAK of the scenario at the end of the day (none without `[[mak]]`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub maks: Vec<MakDay>,
+}
+
+/// One MAK at the end of one day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MakDay {
+    /// The `[[mak]]` name.
+    pub name: String,
+    /// Activations still available.
+    pub remaining: u32,
+    /// Activations used so far.
+    pub used: u32,
 }
 
 /// The JSON summary (interfaces.md shape plus scenario facts).
@@ -78,6 +93,9 @@ pub struct Summary {
     pub requests: u64,
     /// Requests each host answered.
     pub answered_by: BTreeMap<String, u64>,
+    /// Activations left on each MAK at the end (absent without `[[mak]]`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub mak_remaining: BTreeMap<String, u32>,
 }
 
 /// Everything a run produces.
@@ -113,6 +131,20 @@ pub fn run(scenario: &Scenario, catalog: Arc<Catalog>, seed: u64) -> SimOutput {
         world.add_host(host_addr(&h.name), settings);
         world.hosts[i].up = false;
     }
+    // The lab's activation service: one lab MAK per [[mak]], drawn from the seed.
+    let mut key_rng = SplitMix64::new(seed ^ 0x4D41_4B4B_4559);
+    let mut mak_keys = Vec::with_capacity(scenario.maks.len());
+    for m in &scenario.maks {
+        let mut random = [0u8; 20];
+        for chunk in random.chunks_mut(8) {
+            let word = key_rng.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&word[..chunk.len()]);
+        }
+        let key = labkey::generate(LabKeyKind::Mak, &random);
+        world.maks.push(SimMak::new(key.clone(), scenario.mak_products(m), m.count));
+        mak_keys.push(key);
+    }
+    let mak_index = |name: &str| scenario.maks.iter().position(|m| m.name == name).expect("validated");
     let counted_groups: Vec<_> = catalog.counted_groups().iter().map(|g| g.name.clone()).collect();
     let group_ids: Vec<_> = catalog.counted_groups().iter().map(|g| g.kms_counted_id).collect();
     // Machine index ranges of each cohort, filled as they join.
@@ -135,6 +167,22 @@ pub fn run(scenario: &Scenario, catalog: Arc<Catalog>, seed: u64) -> SimOutput {
             world.hosts[i].up = day >= h.start_day && !decommissioned && !in_ranges(day, &h.outages);
         }
         world.dns_up = !in_ranges(day, &scenario.dns.outages);
+        for (mi, m) in scenario.maks.iter().enumerate() {
+            for add in m.add.iter().filter(|a| a[0] == day) {
+                world.maks[mi].remaining = world.maks[mi].remaining.saturating_add(add[1]);
+            }
+        }
+        for (ci, c) in scenario.cohorts.iter().enumerate() {
+            // MAK machines not activated yet run `/ato` again (those joining today ask below).
+            if c.mak.is_some() && c.mak_retry_days > 0 && day % c.mak_retry_days == 0 {
+                for &idx in &cohort_members[ci] {
+                    if !world.clients[idx].permanently_activated() {
+                        world.clients[idx].activate_now(day_start);
+                        world.kick(idx);
+                    }
+                }
+            }
+        }
         for (ci, c) in scenario.cohorts.iter().enumerate() {
             // Joins: machine k joins on join_day + floor(k * spread / count).
             let spread = u64::from(c.join_spread_days);
@@ -165,7 +213,15 @@ pub fn run(scenario: &Scenario, catalog: Arc<Catalog>, seed: u64) -> SimOutput {
                 if let Some(pin) = &c.manual_host {
                     m.set_manual_host(Some(host_addr(pin)));
                 }
-                world.schedule(idx);
+                if let Some(mak) = &c.mak {
+                    // `slmgr /ipk MAK` then `/ato`, the way a MAK rollout installs a machine.
+                    let now = world.now;
+                    m.install_mak(&mak_keys[mak_index(mak)], now).expect("a generated lab MAK");
+                    m.activate_now(now);
+                    world.kick(idx);
+                } else {
+                    world.schedule(idx);
+                }
                 cohort_members[ci].push(idx);
             }
             world.now = day_start;
@@ -200,6 +256,12 @@ pub fn run(scenario: &Scenario, catalog: Arc<Catalog>, seed: u64) -> SimOutput {
             unlicensed: world.tally[LicenseStatus::Unlicensed as usize],
             requests: world.requests - last_requests,
             failed_attempts: failed - last_failed,
+            maks: scenario
+                .maks
+                .iter()
+                .zip(&world.maks)
+                .map(|(m, k)| MakDay { name: m.name.clone(), remaining: k.remaining, used: k.used })
+                .collect(),
         });
         last_requests = world.requests;
         last_failed = failed;
@@ -218,6 +280,7 @@ pub fn run(scenario: &Scenario, catalog: Arc<Catalog>, seed: u64) -> SimOutput {
         errors: world.results.iter().filter(|(k, _)| **k != HResult::SUCCESS).map(|(k, v)| (k.to_string(), *v)).collect(),
         requests: world.requests,
         answered_by: scenario.hosts.iter().zip(&world.answered_by).map(|(h, n)| (h.name.clone(), *n)).collect(),
+        mak_remaining: scenario.maks.iter().zip(&world.maks).map(|(m, k)| (m.name.clone(), k.remaining)).collect(),
     };
     SimOutput { timeline, summary, counted_groups }
 }
@@ -228,7 +291,8 @@ fn date_of(t: Timestamp) -> String {
 }
 
 impl SimOutput {
-    /// The timeline as CSV: one row per day, one count column per host and counted group.
+    /// The timeline as CSV: one row per day, one count column per host and counted group,
+    /// then `NAME_mak_remaining` and `NAME_mak_used` per MAK when the scenario has any.
     pub fn timeline_csv(&self) -> String {
         let mut out = String::from("day,date");
         if let Some(first) = self.timeline.first() {
@@ -239,7 +303,13 @@ impl SimOutput {
                 }
             }
         }
-        out.push_str(",licensed,initial_grace,additional_grace,notification,unlicensed,requests,failed_attempts\n");
+        out.push_str(",licensed,initial_grace,additional_grace,notification,unlicensed,requests,failed_attempts");
+        if let Some(first) = self.timeline.first() {
+            for m in &first.maks {
+                out.push_str(&format!(",{0}_mak_remaining,{0}_mak_used", m.name));
+            }
+        }
+        out.push('\n');
         for r in &self.timeline {
             out.push_str(&format!("{},{}", r.day, r.date));
             for h in &r.hosts {
@@ -249,9 +319,13 @@ impl SimOutput {
                 }
             }
             out.push_str(&format!(
-                ",{},{},{},{},{},{},{}\n",
+                ",{},{},{},{},{},{},{}",
                 r.licensed, r.initial_grace, r.additional_grace, r.notification, r.unlicensed, r.requests, r.failed_attempts
             ));
+            for m in &r.maks {
+                out.push_str(&format!(",{},{}", m.remaining, m.used));
+            }
+            out.push('\n');
         }
         out
     }

@@ -1,4 +1,4 @@
-//! The scenario file: hosts, DNS, client cohorts and the horizon (`docs/sim.md`).
+//! The scenario file: hosts, DNS, MAKs, client cohorts and the horizon (`docs/sim.md`).
 
 use kmslab_core::Timestamp;
 use kmslab_core::catalog::Catalog;
@@ -32,6 +32,25 @@ pub struct Scenario {
     /// The client cohorts.
     #[serde(rename = "cohort", default)]
     pub cohorts: Vec<Cohort>,
+    /// Multiple Activation Keys of the lab's activation service, used by MAK cohorts.
+    #[serde(rename = "mak", default)]
+    pub maks: Vec<Mak>,
+}
+
+/// A Multiple Activation Key and its activation count.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mak {
+    /// Short name, used by cohorts (`mak = "NAME"`), in the timeline and on the plot.
+    pub name: String,
+    /// Activations the key starts with.
+    pub count: u32,
+    /// Catalog names of the products it activates [the products of the cohorts using it].
+    #[serde(default)]
+    pub products: Vec<String>,
+    /// `[day, count]`: activations the Activation Center adds on that day.
+    #[serde(default)]
+    pub add: Vec<[u32; 2]>,
 }
 
 /// DNS server behaviour.
@@ -111,6 +130,13 @@ pub struct Cohort {
     pub host_caching: bool,
     /// Pin the cohort to a host by name (`/skms`), no discovery.
     pub manual_host: Option<String>,
+    /// A `[[mak]]` by name: the machines are MAK machines (`slmgr /ipk MAK`, then `/ato` on
+    /// the day they join) instead of KMS clients.
+    pub mak: Option<String>,
+    /// Days between `/ato` retries of a MAK machine not yet activated (the rollout running
+    /// `/ato` again), 0 = never [1].
+    #[serde(default = "one")]
+    pub mak_retry_days: u32,
 }
 
 /// Why a scenario was refused. The message names the entry and the key.
@@ -147,6 +173,20 @@ fn one() -> u32 {
 }
 
 impl Scenario {
+    /// The products MAK `m` activates: its own list, or the products of the cohorts using it.
+    pub fn mak_products(&self, m: &Mak) -> Vec<String> {
+        if !m.products.is_empty() {
+            return m.products.clone();
+        }
+        let mut products: Vec<String> = Vec::new();
+        for c in self.cohorts.iter().filter(|c| c.mak.as_deref() == Some(m.name.as_str())) {
+            if !products.contains(&c.product) {
+                products.push(c.product.clone());
+            }
+        }
+        products
+    }
+
     /// Parses and validates a scenario against `catalog`.
     pub fn from_toml(text: &str, catalog: &Catalog) -> Result<Self, ScenarioError> {
         let s: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Syntax(kmslab_core::toml_error::describe(text, &e)))?;
@@ -203,6 +243,36 @@ impl Scenario {
                 && !self.hosts.iter().any(|x| &x.name == h)
             {
                 return bad(format!("{at}: `manual_host` {h:?} names no host"));
+            }
+            if let Some(m) = &c.mak {
+                let Some(mak) = self.maks.iter().find(|k| &k.name == m) else {
+                    return bad(format!("{at}: `mak` {m:?} names no [[mak]]"));
+                };
+                if c.manual_host.is_some() {
+                    return bad(format!("{at}: `mak` and `manual_host` exclude each other (a MAK machine asks no KMS host)"));
+                }
+                if !mak.products.is_empty() && !mak.products.contains(&c.product) {
+                    return bad(format!("{at}: MAK {m:?} does not activate {} (its products: {})", c.product, mak.products.join(", ")));
+                }
+            }
+        }
+        for (i, m) in self.maks.iter().enumerate() {
+            let at = format!("mak {:?}", m.name);
+            if m.name.is_empty() || !m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                return bad(format!("mak #{}: `name` must be letters, digits and dashes", i + 1));
+            }
+            if self.maks[..i].iter().any(|o| o.name == m.name) {
+                return bad(format!("{at}: `name` is used twice"));
+            }
+            for p in &m.products {
+                if catalog.product_by_name(p).is_none() {
+                    return bad(format!("{at}: `products` names {p:?}, which is not in the catalog"));
+                }
+            }
+            for a in &m.add {
+                if a[0] >= self.days {
+                    return bad(format!("{at}: `add` on day {} is after the last day ({})", a[0], self.days - 1));
+                }
             }
         }
         Ok(())

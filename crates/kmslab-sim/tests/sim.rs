@@ -112,3 +112,55 @@ fn the_plot_draws_hosts_thresholds_and_states_with_labels() {
     assert!(!svg.contains("kms2 down"), "kms2 was never down");
     assert_eq!(svg.matches("<polyline").count(), 2 + 1 + 2, "kms1 in two pieces, kms2, Licensed, Initial grace");
 }
+
+#[test]
+fn a_mak_rollout_stops_when_the_key_is_used_up_and_resumes_when_activations_are_added() {
+    let out = run(&load("mak-rollout.toml"), catalog(), 1);
+    let day = |d: u32| &out.timeline[d as usize - 1];
+    let mak = |d: u32| &day(d).maks[0];
+    // 40 activations for 60 machines joining over 20 days: the key is used up on the way.
+    assert_eq!(mak(1).name, "rollout");
+    assert_eq!((mak(25).remaining, mak(25).used), (0, 40));
+    // The 30 KMS clients and the 40 activated MAK machines are Licensed; 20 wait in grace.
+    assert_eq!(day(25).licensed, 70, "{:?}", day(25));
+    assert_eq!(day(25).initial_grace, 20, "{:?}", day(25));
+    // Their retries fail with 0xC004C020 every day, and those whose 30 days ran out are in
+    // Notification before the Activation Center adds more.
+    assert!(out.summary.errors["0xC004C020"] >= 20 * 20, "{:?}", out.summary.errors);
+    assert!(day(49).notification > 0, "{:?}", day(49));
+    assert_eq!(day(49).licensed, 70);
+    // 30 added on day 50 (the 51st row: rows are the ends of days 0, 1, ...): the rollout
+    // resumes that day, 20 used, 10 left, everyone Licensed for good.
+    assert_eq!((mak(50).remaining, mak(50).used), (0, 40));
+    assert_eq!((mak(51).remaining, mak(51).used), (10, 60));
+    assert_eq!(day(51).licensed, 90);
+    assert_eq!(out.summary.mak_remaining["rollout"], 10);
+    assert_eq!(out.summary.licensed, 90);
+    // Timeline CSV and plot carry the key.
+    let csv = out.timeline_csv();
+    assert!(csv.lines().next().unwrap().ends_with(",failed_attempts,rollout_mak_remaining,rollout_mak_used"), "{csv}");
+    assert!(csv.lines().nth(25).unwrap().ends_with(",0,40"), "{csv}");
+    assert!(kmslab_sim::plot::svg(&out, "t").contains("MAK rollout left (10)"));
+    // A scenario without MAKs has the same CSV columns as before.
+    let plain = run(&load("below-threshold.toml"), catalog(), 1);
+    assert!(plain.timeline_csv().lines().next().unwrap().ends_with(",requests,failed_attempts"));
+    assert!(!plain.summary_json().contains("mak_remaining"));
+}
+
+#[test]
+fn mak_entries_are_checked() {
+    let check = |extra: &str, needle: &str| {
+        let text = format!("days = 10\n[[host]]\nname = \"kms1\"\n{extra}");
+        let e = Scenario::from_toml(&text, &Catalog::builtin()).unwrap_err().to_string();
+        assert!(e.contains(needle), "{e} should mention {needle}");
+    };
+    check("[[cohort]]\nproduct = \"win7-professional\"\ncount = 1\nmak = \"nope\"\n", "`mak` \"nope\" names no [[mak]]");
+    check("[[mak]]\nname = \"a\"\ncount = 1\nproducts = [\"win7-ultimate\"]\n", "not in the catalog");
+    check(
+        "[[mak]]\nname = \"a\"\ncount = 1\nproducts = [\"win7-enterprise\"]\n[[cohort]]\nproduct = \"win7-professional\"\ncount = 1\nmak = \"a\"\n",
+        "does not activate win7-professional",
+    );
+    check("[[mak]]\nname = \"a\"\ncount = 1\nadd = [[10, 5]]\n", "after the last day");
+    check("[[mak]]\nname = \"a\"\ncount = 1\n[[mak]]\nname = \"a\"\ncount = 2\n", "used twice");
+    check("[[mak]]\nname = \"a\"\ncount = 1\ncolour = 3\n", "colour");
+}
