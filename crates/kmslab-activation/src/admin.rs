@@ -16,29 +16,24 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kmslab_admin::AdminAccess;
+use kmslab_admin::{AdminAccess, ApiError};
 use kmslab_core::hresult::HResult;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::service::{Refusal, Service};
 
-struct ApiError(Refusal);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let r = self.0;
-        let status = match r.hresult {
-            HResult::INVALID_PRODUCT_KEY => StatusCode::NOT_FOUND,
-            HResult::STORE_FAILED => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        let body = json!({"error": format!("{} {}: {}", r.hresult, r.hresult.name(), r.message), "hresult": r.hresult.to_string(), "name": r.hresult.name()});
-        (status, Json(body)).into_response()
-    }
+/// A refusal as the admin API answers it: 404 for an unknown key, 500 when the store
+/// failed, 400 otherwise.
+fn refused(r: Refusal) -> ApiError {
+    let status = match r.hresult {
+        HResult::INVALID_PRODUCT_KEY => StatusCode::NOT_FOUND,
+        HResult::STORE_FAILED => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::refusal(status, r.hresult, r.message)
 }
 
 type ApiResult = Result<Json<Value>, ApiError>;
@@ -49,8 +44,8 @@ async fn blocking<T: serde::Serialize + Send + 'static>(
 ) -> ApiResult {
     let result = tokio::task::spawn_blocking(move || f(&service))
         .await
-        .map_err(|e| ApiError(Refusal { hresult: HResult::UNEXPECTED, message: e.to_string() }))?;
-    let value = result.map_err(ApiError)?;
+        .map_err(|e| refused(Refusal { hresult: HResult::UNEXPECTED, message: e.to_string() }))?;
+    let value = result.map_err(refused)?;
     Ok(Json(serde_json::to_value(value).expect("plain data serializes")))
 }
 

@@ -24,19 +24,19 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use kmslab_core::hresult::HResult;
 use kmslab_runtime::cidr::{Cidr, any_contains};
-use serde_json::json;
 use tokio::time::Instant;
 
+use crate::answer::ApiError;
 use crate::token::AdminToken;
 
 /// `E_ACCESSDENIED`, the HRESULT of every refusal here.
-pub const E_ACCESSDENIED: &str = "0x80070005";
+pub const E_ACCESSDENIED: HResult = HResult::ACCESS_DENIED;
 
 /// The CSP of a JSON-only API: nothing may be loaded, framed or run from its answers.
 pub const CSP_API: &str = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
@@ -218,7 +218,7 @@ fn cross_site(headers: &HeaderMap, host: Option<&str>) -> Option<String> {
 }
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
-    (code, Json(json!({ "error": message.into(), "hresult": E_ACCESSDENIED }))).into_response()
+    ApiError::plain(code, E_ACCESSDENIED, message).into_response()
 }
 
 /// The middleware: `axum::middleware::from_fn_with_state(access, kmslab_admin::guard::middleware)`.

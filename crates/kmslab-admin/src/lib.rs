@@ -8,6 +8,8 @@
 //!   cross-site (`Origin`, `Referer`, `Sec-Fetch-Site`, a JSON content type), then the
 //!   per-source rules (`--admin-local-network`, `--admin-read-network`, the token); every
 //!   answer carries `Content-Security-Policy`, `X-Frame-Options` and `nosniff`;
+//! - [`answer`]: [`ApiError`], the one error answer of every admin API, in the two JSON
+//!   forms docs/interfaces.md gives (kms-client's with `name`, kms-host's without);
 //! - [`serve`]: an HTTP/1.1 server with a header-read timeout, a connection cap and a
 //!   per-source cap, so that slow or idle admin connections cannot take the descriptors
 //!   the KMS listener needs.
@@ -16,10 +18,12 @@
 //! a daemon's handlers at all.
 #![forbid(unsafe_code)]
 
+pub mod answer;
 pub mod guard;
 pub mod serve;
 pub mod token;
 
+pub use answer::ApiError;
 pub use guard::AdminAccess;
 pub use serve::{ServeLimits, ServeStats, serve};
 pub use token::AdminToken;

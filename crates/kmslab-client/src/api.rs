@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kmslab_admin::AdminAccess;
+use kmslab_admin::{AdminAccess, ApiError};
 use kmslab_api::{ClientStatus, EventList};
 use kmslab_core::activator::{Activator, ActivatorState};
 use kmslab_core::hostaddr::HostAddr;
@@ -23,36 +23,6 @@ use crate::daemon::{AttemptReport, Inner, Shared};
 
 /// How long `/api/v1/ato` waits for the attempt to end (real time).
 const ATO_WAIT: Duration = Duration::from_secs(90);
-
-/// An API failure: HTTP status, message and (when there is one) the HRESULT.
-#[derive(Debug)]
-struct ApiError {
-    status: StatusCode,
-    message: String,
-    hresult: Option<HResult>,
-}
-
-impl ApiError {
-    fn code(status: StatusCode, code: HResult) -> Self {
-        let meaning = code.info().map_or("", |i| i.meaning);
-        ApiError { status, message: format!("{code} {}: {meaning}", code.name()), hresult: Some(code) }
-    }
-
-    fn bad(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, message: message.into(), hresult: None }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({
-            "error": self.message,
-            "hresult": self.hresult.map(|h| h.to_string()),
-            "name": self.hresult.map(|h| h.name()),
-        });
-        (self.status, Json(body)).into_response()
-    }
-}
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
@@ -150,7 +120,7 @@ fn mutate(shared: &Shared, change: impl FnOnce(&mut Inner) -> Result<Option<Valu
     let body = reply.unwrap_or_else(|| status_json(shared, &g));
     drop(g);
     shared.wake.notify_one();
-    saved.map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string(), hresult: None })?;
+    saved.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(body))
 }
 
@@ -164,16 +134,20 @@ async fn ato(State(shared): State<Arc<Shared>>) -> ApiResult {
         shared.wake.notify_one();
         rx
     };
-    let report = tokio::time::timeout(ATO_WAIT, rx)
-        .await
-        .map_err(|_| ApiError::code(StatusCode::GATEWAY_TIMEOUT, HResult::TIMEOUT))?
-        .map_err(|_| ApiError {
-            status: StatusCode::CONFLICT,
-            message: "the attempt was abandoned (the key changed, the machine was rearmed or the client is stopping)".into(),
-            hresult: None,
-        })?;
+    let report = wait_attempt(rx).await?;
     let g = shared.lock();
     Ok(Json(ato_json(&report, g.activator.state())))
+}
+
+/// The end of an `/api/v1/ato` attempt (kms-client's and a lab machine's), waited for at most
+/// 90 real seconds: 504 with 0x800705B4 after that, 409 when the attempt was abandoned.
+pub async fn wait_attempt<T>(rx: tokio::sync::oneshot::Receiver<T>) -> Result<T, ApiError> {
+    tokio::time::timeout(ATO_WAIT, rx).await.map_err(|_| ApiError::code(StatusCode::GATEWAY_TIMEOUT, HResult::TIMEOUT))?.map_err(|_| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "the attempt was abandoned (the key changed, the machine was rearmed or the client is stopping)",
+        )
+    })
 }
 
 /// The answer of `/api/v1/ato`: how the attempt ended and the machine's state after it.
@@ -229,7 +203,8 @@ struct HostBody {
 }
 
 async fn skms(State(shared): State<Arc<Shared>>, Json(body): Json<HostBody>) -> ApiResult {
-    let host: HostAddr = body.host.parse().map_err(|e: kmslab_core::hostaddr::HostAddrError| ApiError::bad(e.to_string()))?;
+    let host: HostAddr =
+        body.host.parse().map_err(|e: kmslab_core::hostaddr::HostAddrError| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     mutate(&shared, |g| {
         g.activator.set_manual_host(Some(host));
         Ok(None)
@@ -249,7 +224,7 @@ struct DomainBody {
 }
 
 async fn skms_domain(State(shared): State<Arc<Shared>>, Json(body): Json<DomainBody>) -> ApiResult {
-    let domain = crate::config::validate_domain(&body.domain).map_err(ApiError::bad)?;
+    let domain = crate::config::validate_domain(&body.domain).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     mutate(&shared, |g| {
         g.activator.set_domain(Some(domain));
         Ok(None)
@@ -303,11 +278,7 @@ struct CidBody {
 async fn atp(State(shared): State<Arc<Shared>>, Json(body): Json<CidBody>) -> ApiResult {
     mutate(&shared, |g| {
         let now = shared.clock.now();
-        g.activator.deposit_cid(&body.cid, now).map_err(|(code, why)| {
-            let mut e = ApiError::code(StatusCode::BAD_REQUEST, code);
-            e.message = format!("{}: {why}", e.message);
-            e
-        })?;
+        g.activator.deposit_cid(&body.cid, now).map_err(|(code, why)| ApiError::code(StatusCode::BAD_REQUEST, code).detail(why))?;
         let product = g.activator.product().expect("deposit_cid needs a product");
         Ok(Some(json!({ "activation_id": product.activation_id.to_string() })))
     })

@@ -1,8 +1,16 @@
 //! kms-client configuration: flags, `KMSLAB_*` environment variables and a TOML file,
 //! merged (flags > env > file) and validated as a whole before anything is bound.
+//!
+//! As kms-host's: each setting has one typed value (`Parsed`, `TimeScale`, ... of
+//! kmslab-runtime's `config`, or [`Domain`], [`MachineName`], [`DnsServer`]) that parses
+//! the flag, the variable and the file key alike, so a value bad in itself is refused by
+//! clap (naming the flag, exit 2) or by the file parser (naming the line and the key); what
+//! needs the catalog or the disk (product, key, token, `--psk`, state directory) is checked
+//! here, each refusal a [`ConfigError`] naming the flag.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +20,8 @@ use kmslab_core::catalog::{Catalog, Product};
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::hresult::HResult;
 use kmslab_core::wire::MAX_MACHINE_NAME_CHARS;
+use kmslab_runtime::cidr::Cidr;
+use kmslab_runtime::config::{Addr, Origin, Parsed, TimeScale};
 use kmslab_runtime::logging::LogFormat;
 use serde::Deserialize;
 
@@ -36,25 +46,25 @@ pub struct Args {
     pub state_dir: Option<PathBuf>,
     /// Manual KMS host (like `slmgr /skms`): no discovery.
     #[arg(long, env = "KMSLAB_KMS", value_name = "HOST[:PORT]")]
-    pub kms: Option<String>,
+    pub kms: Option<Parsed<HostAddr>>,
     /// SRV lookup domain (like `slmgr /skms-domain`).
     #[arg(long, env = "KMSLAB_DOMAIN", value_name = "FQDN")]
-    pub domain: Option<String>,
+    pub domain: Option<Parsed<Domain>>,
     /// DNS server to ask, IP:PORT or NAME:PORT (resolved on first use and after a failure) [system resolver].
     #[arg(long, env = "KMSLAB_DNS_SERVER", value_name = "IP:PORT|NAME:PORT")]
-    pub dns_server: Option<String>,
+    pub dns_server: Option<Parsed<DnsServer>>,
     /// Turn KMS host caching off (like `slmgr /ckhc`).
     #[arg(long, env = "KMSLAB_NO_HOST_CACHING")]
     pub no_host_caching: bool,
     /// Machine name sent in requests [the system host name].
     #[arg(long, env = "KMSLAB_MACHINE_NAME", value_name = "NAME")]
-    pub machine_name: Option<String>,
+    pub machine_name: Option<Parsed<MachineName>>,
     /// Set the VM flag in requests.
     #[arg(long, env = "KMSLAB_VM")]
     pub vm: bool,
     /// Control API address, the slmgr target [127.0.0.1:8689].
     #[arg(long, env = "KMSLAB_ADMIN", value_name = "ADDR")]
-    pub admin: Option<String>,
+    pub admin: Option<Parsed<Addr>>,
     /// Bearer token allowing sources outside --admin-local-network to use the control API
     /// (slmgr sends it with --admin-token or KMSLAB_ADMIN_TOKEN).
     #[arg(long, env = "KMSLAB_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
@@ -65,24 +75,24 @@ pub struct Args {
     /// Sources allowed everything on the control API without the token (repeatable or
     /// comma separated) [127.0.0.0/8,::1/128].
     #[arg(long, env = "KMSLAB_ADMIN_LOCAL_NETWORK", value_name = "CIDR", value_delimiter = ',')]
-    pub admin_local_network: Vec<String>,
+    pub admin_local_network: Vec<Parsed<Cidr>>,
     /// Sources allowed to read the control API (status, events) without the token
     /// (repeatable or comma separated) [none].
     #[arg(long, env = "KMSLAB_ADMIN_READ_NETWORK", value_name = "CIDR", value_delimiter = ',')]
-    pub admin_read_network: Vec<String>,
+    pub admin_read_network: Vec<Parsed<Cidr>>,
     /// A name the control API may be reached by, accepted in the `Host` header besides IP
     /// addresses and localhost (repeatable or comma separated; DNS rebinding defence).
     #[arg(long, env = "KMSLAB_ADMIN_HOST", value_name = "NAME", value_delimiter = ',')]
-    pub admin_host: Vec<String>,
+    pub admin_host: Vec<Parsed<Domain>>,
     /// Simulated time runs this many times faster than real time [1].
     #[arg(long, env = "KMSLAB_TIME_SCALE", value_name = "F")]
-    pub time_scale: Option<String>,
+    pub time_scale: Option<TimeScale>,
     /// Simulated time origin (RFC 3339) [process start].
     #[arg(long, env = "KMSLAB_TIME_ORIGIN", value_name = "T")]
-    pub time_origin: Option<String>,
+    pub time_origin: Option<Parsed<Origin>>,
     /// Log format: text or json [text].
     #[arg(long, env = "KMSLAB_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<String>,
+    pub log_format: Option<Parsed<LogFormat>>,
     /// Extra product catalog (TOML) added to the built-in one.
     #[arg(long, env = "KMSLAB_CATALOG", value_name = "FILE")]
     pub catalog: Option<PathBuf>,
@@ -92,39 +102,77 @@ pub struct Args {
     pub psk: Option<PathBuf>,
     /// The lab's activation service for MAK activation (`kmslab activation-service`).
     #[arg(long, env = "KMSLAB_ACTIVATION_SERVICE", value_name = "HOST:PORT")]
-    pub activation_service: Option<String>,
+    pub activation_service: Option<Parsed<HostAddr>>,
     /// An OEM machine whose ACPI_SLIC table lacks a valid Windows marker: KMS activation
     /// of Windows fails with 0xC004F035; a MAK activates it.
     #[arg(long, env = "KMSLAB_SLIC_WITHOUT_MARKER")]
     pub slic_without_marker: bool,
 }
 
-/// The `--config` file; every key optional, unknown keys refused.
+/// The `--config` file; every key optional, unknown keys refused. Each key has its flag's
+/// type, so a value bad in itself is refused by the file parser naming the line and the key.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     product: Option<String>,
     gvlk: Option<String>,
     state_dir: Option<PathBuf>,
-    kms: Option<String>,
-    domain: Option<String>,
-    dns_server: Option<String>,
+    kms: Option<Parsed<HostAddr>>,
+    domain: Option<Parsed<Domain>>,
+    dns_server: Option<Parsed<DnsServer>>,
     host_caching: Option<bool>,
-    machine_name: Option<String>,
+    machine_name: Option<Parsed<MachineName>>,
     vm: Option<bool>,
-    admin: Option<String>,
+    admin: Option<Parsed<Addr>>,
     admin_token: Option<String>,
     admin_token_file: Option<PathBuf>,
-    admin_local_network: Option<Vec<String>>,
-    admin_read_network: Option<Vec<String>>,
-    admin_host: Option<Vec<String>>,
-    time_scale: Option<f64>,
-    time_origin: Option<String>,
-    log_format: Option<String>,
+    admin_local_network: Option<Vec<Parsed<Cidr>>>,
+    admin_read_network: Option<Vec<Parsed<Cidr>>>,
+    admin_host: Option<Vec<Parsed<Domain>>>,
+    time_scale: Option<TimeScale>,
+    time_origin: Option<Parsed<Origin>>,
+    log_format: Option<Parsed<LogFormat>>,
     catalog: Option<PathBuf>,
     psk: Option<PathBuf>,
-    activation_service: Option<String>,
+    activation_service: Option<Parsed<HostAddr>>,
     slic_without_marker: Option<bool>,
+}
+
+/// An SRV lookup domain or a `--admin-host` name ([`validate_domain`]): lower case, without
+/// a final dot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Domain(pub String);
+
+impl FromStr for Domain {
+    type Err = String;
+
+    fn from_str(v: &str) -> Result<Self, String> {
+        validate_domain(v).map(Domain)
+    }
+}
+
+/// A machine name ([`validate_machine_name`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineName(pub String);
+
+impl FromStr for MachineName {
+    type Err = String;
+
+    fn from_str(v: &str) -> Result<Self, String> {
+        validate_machine_name(v).map(MachineName)
+    }
+}
+
+/// `--dns-server`: `IP:PORT` or `NAME:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsServer(pub kmslab_dns::DnsServerChoice);
+
+impl FromStr for DnsServer {
+    type Err = String;
+
+    fn from_str(v: &str) -> Result<Self, String> {
+        kmslab_dns::DnsServerChoice::parse_server(v).map(DnsServer)
+    }
 }
 
 /// Network timeouts of the client (real time).
@@ -254,26 +302,16 @@ impl ClientConfig {
             })?),
             (None, None) => None,
         };
-        let kms = match args.kms.or(file.kms) {
-            Some(text) => Some(text.parse::<HostAddr>().map_err(|e| bad("--kms", e.to_string()))?),
-            None => None,
-        };
-        let domain = match args.domain.or(file.domain) {
-            Some(d) => Some(validate_domain(&d).map_err(|r| bad("--domain", r))?),
-            None => None,
-        };
-        let dns_server = match args.dns_server.or(file.dns_server) {
-            Some(text) => Some(kmslab_dns::DnsServerChoice::parse_server(&text).map_err(|e| bad("--dns-server", e))?),
-            None => None,
-        };
+        let kms = args.kms.or(file.kms).map(|k| k.0);
+        let domain = args.domain.or(file.domain).map(|d| d.0.0);
+        let dns_server = args.dns_server.or(file.dns_server).map(|d| d.0.0);
         let host_caching = if args.no_host_caching { Some(false) } else { file.host_caching };
-        let machine_name = match args.machine_name.or(file.machine_name) {
-            Some(name) => Some(validate_machine_name(&name).map_err(|r| bad("--machine-name", r))?),
-            None => None,
-        };
+        let machine_name = args.machine_name.or(file.machine_name).map(|n| n.0.0);
         let vm = args.vm || file.vm.unwrap_or(false);
-        let admin_text = args.admin.or(file.admin).unwrap_or_else(|| DEFAULT_ADMIN.to_owned());
-        let admin = admin_text.parse::<SocketAddr>().map_err(|_| bad("--admin", format!("{admin_text:?} is not IP:PORT")))?;
+        let admin = match args.admin.or(file.admin) {
+            Some(a) => a.0.0,
+            None => DEFAULT_ADMIN.parse().expect("valid default"),
+        };
         let admin_token = match (args.admin_token.or(file.admin_token), args.admin_token_file.or(file.admin_token_file)) {
             (Some(_), Some(_)) => return Err(bad("--admin-token", "give either --admin-token or --admin-token-file, not both")),
             // The value is never quoted: it is a secret.
@@ -281,31 +319,18 @@ impl ClientConfig {
             (None, Some(path)) => Some(kmslab_admin::AdminToken::from_file(&path).map_err(|e| bad("--admin-token-file", e.to_string()))?),
             (None, None) => None,
         };
-        let cidrs =
-            |key: &str, cli: Vec<String>, file: Option<Vec<String>>| -> Result<Option<Vec<kmslab_runtime::cidr::Cidr>>, ConfigError> {
-                // A list comes whole from one place (flags and env, else the file).
-                let list = if cli.is_empty() { file } else { Some(cli) };
-                list.map(|l| l.iter().map(|v| v.trim().parse().map_err(|e: String| bad(key, format!("{v:?}: {e}")))).collect()).transpose()
-            };
-        let admin_local_networks = cidrs("--admin-local-network", args.admin_local_network, file.admin_local_network)?
-            .unwrap_or_else(kmslab_runtime::cidr::Cidr::loopback);
-        let admin_read_networks = cidrs("--admin-read-network", args.admin_read_network, file.admin_read_network)?.unwrap_or_default();
+        // A list comes whole from one place (flags and env, else the file).
+        let list = |cli: Vec<Parsed<Cidr>>, file: Option<Vec<Parsed<Cidr>>>| {
+            let list = if cli.is_empty() { file } else { Some(cli) };
+            list.map(|l| l.into_iter().map(|c| c.0).collect::<Vec<_>>())
+        };
+        let admin_local_networks = list(args.admin_local_network, file.admin_local_network).unwrap_or_else(Cidr::loopback);
+        let admin_read_networks = list(args.admin_read_network, file.admin_read_network).unwrap_or_default();
         let host_list = if args.admin_host.is_empty() { file.admin_host.unwrap_or_default() } else { args.admin_host };
-        let admin_hosts =
-            host_list.iter().map(|h| validate_domain(h).map_err(|r| bad("--admin-host", r))).collect::<Result<Vec<_>, _>>()?;
-        let time_scale = match args.time_scale {
-            Some(text) => text.parse::<f64>().map_err(|_| bad("--time-scale", format!("{text:?} is not a number")))?,
-            None => file.time_scale.unwrap_or(1.0),
-        };
-        kmslab_runtime::SimClock::new(time_scale, None).map_err(|e| bad("--time-scale", e.to_string()))?;
-        let time_origin = match args.time_origin.or(file.time_origin) {
-            Some(text) => Some(Timestamp::parse_rfc3339(&text).map_err(|e| bad("--time-origin", e.to_string()))?),
-            None => None,
-        };
-        let log_format = match args.log_format.or(file.log_format) {
-            Some(text) => text.parse::<LogFormat>().map_err(|e| bad("--log-format", e))?,
-            None => LogFormat::Text,
-        };
+        let admin_hosts = host_list.into_iter().map(|h| h.0.0).collect();
+        let time_scale = args.time_scale.or(file.time_scale).map_or(1.0, |s| s.0);
+        let time_origin = args.time_origin.or(file.time_origin).map(|o| o.0.0);
+        let log_format = args.log_format.or(file.log_format).map_or(LogFormat::Text, |f| f.0);
         let state_dir = args.state_dir.or(file.state_dir);
         if let Some(dir) = &state_dir
             && dir.exists()
@@ -317,10 +342,7 @@ impl ClientConfig {
             Some(path) => Some(kmslab_runtime::psk::load(&path).map_err(|e| bad("--psk", e))?),
             None => None,
         };
-        let activation_service = match args.activation_service.or(file.activation_service) {
-            Some(text) => Some(text.parse::<HostAddr>().map_err(|e| bad("--activation-service", e.to_string()))?),
-            None => None,
-        };
+        let activation_service = args.activation_service.or(file.activation_service).map(|s| s.0);
         let slic_without_marker = args.slic_without_marker || file.slic_without_marker.unwrap_or(false);
         Ok(ClientConfig {
             catalog: Arc::new(catalog),
@@ -397,25 +419,49 @@ mod tests {
         ClientConfig::from_args(Args::try_parse_from(argv).unwrap())
     }
 
+    /// clap's one-line refusal of `list`.
+    fn refused_by_clap(list: &[&str]) -> String {
+        let mut argv = vec!["kms-client"];
+        argv.extend_from_slice(list);
+        let e = Args::try_parse_from(argv).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{e}");
+        kmslab_runtime::usage::one_line(&e.to_string())
+    }
+
     #[test]
     fn bad_values_name_their_flag() {
+        let long_name = "x".repeat(64);
+        // A value bad in itself: clap refuses it, naming the flag.
+        for (list, key) in [
+            (&["--kms", "a b"][..], "--kms"),
+            (&["--dns-server", "localhost"], "--dns-server"),
+            (&["--admin", "nowhere"], "--admin"),
+            (&["--time-scale", "0"], "--time-scale"),
+            (&["--time-scale", "fast"], "--time-scale"),
+            (&["--time-origin", "yesterday"], "--time-origin"),
+            (&["--log-format", "xml"], "--log-format"),
+            (&["--domain", "bad domain"], "--domain"),
+            (&["--machine-name", long_name.as_str()], "--machine-name"),
+            (&["--admin-local-network", "10.0.0.1/33"], "--admin-local-network"),
+            (&["--admin-read-network", "nowhere"], "--admin-read-network"),
+            (&["--admin-host", "bad name"], "--admin-host"),
+            (&["--activation-service", "a b"], "--activation-service"),
+        ] {
+            let e = refused_by_clap(list);
+            assert!(e.contains(&format!("'{key} <")), "{list:?}: {e}");
+            assert!(e.contains(&format!("'{}'", list[1])), "{list:?}: the value is quoted: {e}");
+        }
+        // The simulated clock's range, in clap's words.
+        let e = refused_by_clap(&["--time-scale", "20000000"]);
+        assert!(e.contains("must be a finite number > 0 and <= 10000000"), "{e}");
+        // What needs the catalog or the disk: a ConfigError naming the flag.
         let check = |list: &[&str], key: &str| {
             let e = args(list).unwrap_err();
             assert_eq!(e.key, key, "{e}");
         };
         check(&["--gvlk", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"], "--gvlk");
         check(&["--product", "win95"], "--product");
-        check(&["--kms", "a b"], "--kms");
-        check(&["--dns-server", "localhost"], "--dns-server");
-        check(&["--admin", "nowhere"], "--admin");
-        check(&["--time-scale", "0"], "--time-scale");
-        check(&["--time-origin", "yesterday"], "--time-origin");
-        check(&["--log-format", "xml"], "--log-format");
-        check(&["--domain", "bad domain"], "--domain");
         check(&["--psk", "/nonexistent/lab.psk"], "--psk");
-        check(&["--admin-local-network", "10.0.0.1/8"], "--admin-local-network");
-        check(&["--admin-read-network", "nowhere"], "--admin-read-network");
-        check(&["--admin-host", "bad name"], "--admin-host");
         check(&["--admin-token", "two words"], "--admin-token");
         check(&["--admin-token-file", "/nonexistent/token"], "--admin-token-file");
         let c = args(&["--admin-token", "s3cret", "--admin-local-network", "10.0.0.0/8,::1", "--admin-host", "Client1.Lab.Test"]).unwrap();
@@ -425,6 +471,9 @@ mod tests {
         assert_eq!(c.admin_hosts, ["client1.lab.test"]);
         let e = args(&["--gvlk", "AAAAA-BBBBB-CCCCC-DDDDD-EEEEE"]).unwrap_err();
         assert!(e.to_string().contains("0xC004F050"), "{e}");
+        let c = args(&["--kms", "kms1.lab.test:1700", "--time-scale", "60", "--log-format", "json", "--admin", " 127.0.0.1:0 "]).unwrap();
+        assert_eq!(c.kms.unwrap().to_string(), "kms1.lab.test:1700");
+        assert_eq!((c.time_scale, c.log_format, c.admin), (60.0, LogFormat::Json, "127.0.0.1:0".parse().unwrap()));
     }
 
     #[test]
@@ -448,5 +497,22 @@ mod tests {
             e.to_string(),
             format!("invalid --config: {p}: line 2, column 6, key vm: invalid type: string \"yes\", expected a boolean")
         );
+        // A key's value is parsed as its flag's: refused by the file parser, naming the key.
+        for (text, key, why) in [
+            ("kms = \"a b\"\n", "key kms", "\"a b\""),
+            ("kms = 1688\n", "key kms", "expected a string"),
+            ("time_scale = 0\n", "key time_scale", "must be a finite number > 0"),
+            ("admin = \"nowhere\"\n", "key admin", "expected IP:PORT"),
+            ("admin_read_network = [\"10.0.0.0/8\", \"x\"]\n", "key admin_read_network", "expected an IP network"),
+            ("log_format = \"xml\"\n", "key log_format", "\"xml\""),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let e = args(&["--config", p]).unwrap_err();
+            assert_eq!(e.key, "--config", "{text}: {e}");
+            assert!(e.reason.contains(key) && e.reason.contains(why), "{text}: {e}");
+        }
+        std::fs::write(&path, "time_scale = 3600\nlog_format = \"json\"\nadmin_host = [\"Kms1.Lab.Test.\"]\n").unwrap();
+        let c = args(&["--config", p]).unwrap();
+        assert_eq!((c.time_scale, c.log_format, c.admin_hosts), (3600.0, LogFormat::Json, vec!["kms1.lab.test".to_owned()]));
     }
 }

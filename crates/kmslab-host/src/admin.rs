@@ -15,8 +15,9 @@ use axum::http::{StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use kmslab_admin::AdminAccess;
+use kmslab_admin::{AdminAccess, ApiError};
 use kmslab_api::{ClientEntry, ClientList, EventList, HostStatus};
+use kmslab_core::hresult::HResult;
 use kmslab_core::ledger::validate_interval;
 use kmslab_core::{LicenseStatus, Timestamp, Uuid};
 use kmslab_store::{ClientQuery, ClientRow, EventQuery};
@@ -30,7 +31,7 @@ use crate::state::{HostState, keys};
 type AppState = Arc<HostState>;
 
 /// HRESULT of an invalid argument (`E_INVALIDARG`), what slmgr prints for a bad value.
-const E_INVALIDARG: &str = "0x80070057";
+const E_INVALIDARG: HResult = HResult::INVALID_ARG;
 
 /// The admin router.
 pub fn router(state: AppState, access: AdminAccess) -> Router {
@@ -68,8 +69,9 @@ pub fn access_rules(config: &HostConfig, admin_addr: std::net::SocketAddr) -> Ad
     access
 }
 
-fn error(code: StatusCode, hresult: &str, message: impl Into<String>) -> Response {
-    (code, Json(json!({ "error": message.into(), "hresult": hresult }))).into_response()
+/// kms-host's error answer, `{"error", "hresult"}` (kmslab-admin's [`ApiError::plain`]).
+fn error(code: StatusCode, hresult: HResult, message: impl Into<String>) -> Response {
+    ApiError::plain(code, hresult, message).into_response()
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -191,8 +193,8 @@ async fn clients(State(state): State<AppState>, Query(q): Query<HashMap<String, 
             clients: page.rows.iter().map(|c| client_entry(&state, c)).collect(),
         })
         .into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "0x80070070", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "0x8000FFFF", e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, HResult::STORE_FAILED, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, HResult::UNEXPECTED, e.to_string()),
     }
 }
 
@@ -228,8 +230,8 @@ async fn events(State(state): State<AppState>, Query(q): Query<HashMap<String, S
     let st = Arc::clone(&state);
     let rows = match tokio::task::spawn_blocking(move || st.store.events(&query)).await {
         Ok(Ok(rows)) => rows,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, "0x80070070", e.to_string()),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "0x8000FFFF", e.to_string()),
+        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, HResult::STORE_FAILED, e.to_string()),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, HResult::UNEXPECTED, e.to_string()),
     };
     if csv {
         return ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], crate::events_csv::render(&rows)).into_response();
@@ -299,7 +301,7 @@ async fn settings(State(state): State<AppState>, body: axum::body::Bytes) -> Res
     let pendings: Vec<_> = writes.iter().map(|(k, v)| state.store.set_setting(*k, v.clone())).collect();
     for p in pendings {
         if let Err(e) = p.await {
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "0x80070070", format!("could not store the setting: {e}"));
+            return error(StatusCode::INTERNAL_SERVER_ERROR, HResult::STORE_FAILED, format!("could not store the setting: {e}"));
         }
     }
     {

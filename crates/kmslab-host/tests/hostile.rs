@@ -32,10 +32,9 @@
 #[allow(dead_code)]
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -43,6 +42,7 @@ use std::time::Duration;
 use kmslab_core::wire::{self, Message};
 use kmslab_core::{HResult, Uuid};
 use kmslab_runtime::framed::read_message;
+use kmslab_test_support::Daemon;
 use support::{KmsConn, get_json, http, now, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -63,20 +63,13 @@ const ATTACK_PACE: Duration = Duration::from_millis(5);
 /// 2-core machine would measure each other.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A `kms-host` process with its stderr captured to a file (JSON logs).
+/// A `kms-host` process (killed on drop) with its stderr captured to a file (JSON logs).
 struct HostProc {
-    child: Child,
+    daemon: Daemon,
     kms: SocketAddr,
     admin: SocketAddr,
     log: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for HostProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The hard RLIMIT_NOFILE of this process (what `prlimit` may raise the soft limit to).
@@ -122,30 +115,14 @@ fn data_root() -> tempfile::TempDir {
 
 fn spawn_host(extra: &[&str]) -> HostProc {
     let dir = data_root();
-    let log = dir.path().join("host.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-host"))
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--no-dns-publish", "--log-format", "json"])
+    let mut cmd = kmslab_test_support::kms_host(env!("CARGO_BIN_EXE_kms-host"), &dir.path().join("data"));
+    cmd.args(["--no-dns-publish", "--log-format", "json"])
         .arg("--idle-timeout")
         .arg(IDLE_TIMEOUT_SECS.to_string())
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
         .args(extra)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("kms-host starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut kms, mut admin) = (None, None);
-    while kms.is_none() || admin.is_none() {
-        let line = lines.next().expect("kms-host prints its addresses").unwrap();
-        if let Some(a) = line.strip_prefix("listening on kms ") {
-            kms = Some(a.parse().unwrap());
-        } else if let Some(a) = line.strip_prefix("listening on admin ") {
-            admin = Some(a.parse().unwrap());
-        }
-    }
-    HostProc { child, kms: kms.unwrap(), admin: admin.unwrap(), log, _dir: dir }
+        .env("RUST_LOG", "info");
+    let daemon = Daemon::spawn(cmd, &["kms", "admin"]);
+    HostProc { kms: daemon.addr("kms"), admin: daemon.addr("admin"), log: daemon.log_path().to_owned(), daemon, _dir: dir }
 }
 
 fn log_lines(log: &Path, needle: &str) -> usize {
@@ -620,7 +597,7 @@ async fn hostile_input_is_refused_counted_logged_once_and_does_not_slow_a_good_c
     ensure_nofile(std::process::id(), 10_600);
     // One source (this process) plays every attacker: it may hold every slot.
     let host = spawn_host(&["--max-connections", "10100", "--max-connections-per-source", "10100"]);
-    ensure_nofile(host.child.id(), 10_600);
+    ensure_nofile(host.daemon.pid(), 10_600);
     let good = GoodClient::start(host.kms);
     tokio::time::sleep(Duration::from_millis(300)).await; // warm up
     good.pace(ATTACK_WINDOW).await;

@@ -3,11 +3,8 @@
 //! every alert the rules forward is one a real `kms-host` exports on `/metrics`, with the
 //! value the host's dashboard shows (an unactivated host raises `host_not_activated`).
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 fn prometheus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/prometheus")
@@ -46,48 +43,23 @@ fn a_rule_that_expects_the_wrong_alert_fails_its_test() {
     assert!(!out.status.success(), "a broken rules file passed its tests");
 }
 
-/// A `kms-host` process on port 0; killed on drop.
+/// A `kms-host` process on port 0 (killed on drop) and its admin address.
 struct Host {
-    child: Child,
-    admin: String,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _daemon: kmslab_test_support::Daemon,
+    admin: std::net::SocketAddr,
 }
 
 fn start_host(data_dir: &Path, extra: &[&str]) -> Host {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-host"))
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--no-dns-publish", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kms-host starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let admin = loop {
-        let line = lines.next().expect("kms-host printed its addresses").unwrap();
-        if let Some(addr) = line.strip_prefix("listening on admin ") {
-            break addr.trim().to_owned();
-        }
-    };
-    // Keep reading stdout so the host never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Host { child, admin }
+    let mut cmd = kmslab_test_support::kms_host(env!("CARGO_BIN_EXE_kms-host"), data_dir);
+    cmd.arg("--no-dns-publish").args(extra);
+    let daemon = kmslab_test_support::Daemon::spawn(cmd, &["admin"]);
+    Host { admin: daemon.addr("admin"), _daemon: daemon }
 }
 
-fn get_metrics(admin: &str) -> String {
-    let mut stream = TcpStream::connect(admin).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    response
+fn get_metrics(admin: std::net::SocketAddr) -> String {
+    let answer = kmslab_test_support::http(admin, "GET", "/metrics", None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
 }
 
 /// The `kmslab_host_alert` label values the rules file forwards.
@@ -108,7 +80,7 @@ fn every_forwarded_alert_is_exported_by_a_real_host() {
     let dir = tempfile::tempdir().unwrap();
     let unactivated = start_host(&dir.path().join("a"), &["--unactivated"]);
     let activated = start_host(&dir.path().join("b"), &[]);
-    let (off, on) = (get_metrics(&unactivated.admin), get_metrics(&activated.admin));
+    let (off, on) = (get_metrics(unactivated.admin), get_metrics(activated.admin));
     for alert in &alerts {
         let series = format!("kmslab_host_alert{{alert=\"{alert}\"}}");
         assert!(off.contains(&series) && on.contains(&series), "{series} is not exported:\n{on}");

@@ -2,9 +2,8 @@
 //! directory without `--data-dir`), and a refused setting names where it came from (a flag,
 //! a `KMSLAB_*` variable or a config file key), with exit status 2.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// `kms-host` run in `dir` with `args`, no `KMSLAB_*` variable but `env`.
 fn kms_host(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
@@ -22,24 +21,14 @@ fn kms_host(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
 #[test]
 fn without_data_dir_the_registry_is_made_in_the_working_directory_and_named() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = kms_host(dir.path(), &["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--no-dns-publish"], &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kms-host starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut registry = None;
-    loop {
-        let line = lines.next().expect("kms-host printed its addresses").unwrap();
-        if let Some(path) = line.strip_prefix("registry ") {
-            registry = Some(path.to_owned());
-        }
-        if line.starts_with("listening on admin ") {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let host = kmslab_test_support::Daemon::spawn(
+        kms_host(dir.path(), &["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--no-dns-publish"], &[]),
+        &["admin"],
+    );
+    let printed = host.stdout();
+    let admin_line = printed.iter().position(|l| l.starts_with("listening on admin ")).expect("kms-host printed its addresses");
+    let registry = printed[..admin_line].iter().find_map(|l| l.strip_prefix("registry ")).map(str::to_owned);
+    drop(host);
     let expected = dir.path().canonicalize().unwrap().join("kms-host-data").join("registry.sqlite");
     let registry = registry.expect("a `registry PATH` line before `listening on admin`");
     assert!(Path::new(&registry).is_absolute(), "{registry}");

@@ -10,14 +10,13 @@
 //!   `kms-client`; plus the machine faults `skew` and `clone`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use kmslab_admin::AdminAccess;
+use kmslab_admin::{AdminAccess, ApiError};
 use kmslab_core::HResult;
 use kmslab_core::catalog::Catalog;
 use kmslab_core::hostaddr::HostAddr;
@@ -30,31 +29,9 @@ use crate::control::{DnsAction, FaultError, HostAction, Lab};
 use crate::engine::{FleetHandle, MachineView};
 use crate::labpage::LabHistory;
 
-/// How long `ato` waits for the attempt to end (real time), as kms-client does.
-const ATO_WAIT: Duration = Duration::from_secs(90);
-
-/// An answer that is not a success: the HTTP status and the JSON kms-client answers with
-/// (`error`, `hresult`, `name`).
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    hresult: Option<HResult>,
-}
-
-impl ApiError {
-    fn code(status: StatusCode, code: HResult) -> Self {
-        let meaning = code.info().map_or("", |i| i.meaning);
-        ApiError { status, message: format!("{code} {}: {meaning}", code.name()), hresult: Some(code) }
-    }
-
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), hresult: None }
-    }
-
-    fn no_machine(name: &str) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, format!("no machine named {name:?} in this lab"))
-    }
+/// `no machine named NAME in this lab` (404).
+fn no_machine(name: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("no machine named {name:?} in this lab"))
 }
 
 impl From<FaultError> for ApiError {
@@ -66,17 +43,6 @@ impl From<FaultError> for ApiError {
             FaultError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = json!({
-            "error": self.message,
-            "hresult": self.hresult.map(|h| h.to_string()),
-            "name": self.hresult.map(|h| h.name()),
-        });
-        (self.status, Json(body)).into_response()
     }
 }
 
@@ -109,7 +75,7 @@ impl MachineApi {
     }
 
     async fn index(&self, name: &str) -> Result<usize, ApiError> {
-        self.fleet.find(name).await.ok_or_else(|| ApiError::no_machine(name))
+        self.fleet.find(name).await.ok_or_else(|| no_machine(name))
     }
 
     /// Runs `op` on machine `name` and answers with its value.
@@ -130,16 +96,16 @@ impl MachineApi {
                 }),
             )
             .await
-            .ok_or_else(|| ApiError::no_machine(name))?;
+            .ok_or_else(|| no_machine(name))?;
         if let Some(status) = value.get("ok") {
             return Ok(Json(status.clone()));
         }
         let e = &value["err"];
-        Err(ApiError {
-            status: StatusCode::from_u16(e[0].as_u64().unwrap_or(500) as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            message: e[1].as_str().unwrap_or("").to_owned(),
-            hresult: e[2].as_u64().map(|h| HResult(h as u32)),
-        })
+        Err(ApiError::with_hresult(
+            StatusCode::from_u16(e[0].as_u64().unwrap_or(500) as u16).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            e[1].as_str().unwrap_or(""),
+            e[2].as_u64().map(|h| HResult(h as u32)),
+        ))
     }
 }
 
@@ -328,22 +294,14 @@ async fn m_status(State(api): State<Arc<MachineApi>>, Path(name): Path<String>) 
 
 async fn m_events(State(api): State<Arc<MachineApi>>, Path(name): Path<String>, Query(q): Query<SinceQuery>) -> ApiResult {
     let i = api.index(&name).await?;
-    let events = api.fleet.events(i, q.since.unwrap_or(0)).await.ok_or_else(|| ApiError::no_machine(&name))?;
+    let events = api.fleet.events(i, q.since.unwrap_or(0)).await.ok_or_else(|| no_machine(&name))?;
     Ok(Json(json!({ "events": events_json(&events) })))
 }
 
 async fn m_ato(State(api): State<Arc<MachineApi>>, Path(name): Path<String>) -> ApiResult {
     let i = api.index(&name).await?;
-    let rx = api.fleet.activate_machine(i).await.ok_or_else(|| ApiError::no_machine(&name))?;
-    let report = tokio::time::timeout(ATO_WAIT, rx)
-        .await
-        .map_err(|_| ApiError::code(StatusCode::GATEWAY_TIMEOUT, HResult::TIMEOUT))?
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "the attempt was abandoned (the key changed, the machine was rearmed or the client is stopping)",
-            )
-        })?;
+    let rx = api.fleet.activate_machine(i).await.ok_or_else(|| no_machine(&name))?;
+    let report = kmslab_client::api::wait_attempt(rx).await?;
     let client_report = kmslab_client::daemon::AttemptReport { attempt: report.attempt, result: report.result, host: report.host };
     Ok(Json(kmslab_client::api::ato_json(&client_report, &report.state)))
 }
@@ -470,7 +428,7 @@ async fn m_clone(State(api): State<Arc<MachineApi>>, Path(name): Path<String>, J
         return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("count must be between 1 and 100000, got {}", body.count)));
     }
     let i = api.index(&name).await?;
-    let range = api.fleet.clone_machine(i, body.count).await.ok_or_else(|| ApiError::no_machine(&name))?;
+    let range = api.fleet.clone_machine(i, body.count).await.ok_or_else(|| no_machine(&name))?;
     let names = api.fleet.names(range).await;
     api.record("machine_clone", &name, json!({ "count": body.count, "copies": names }));
     Ok(Json(json!({ "added": names })))

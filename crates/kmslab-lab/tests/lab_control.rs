@@ -3,52 +3,19 @@
 // Tests wait on a real process with real-time deadlines and time its faults.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// A running `kmslab up`; killed on drop.
-struct Up {
-    child: Child,
-    lab: SocketAddr,
-    _runtime: tempfile::TempDir,
-}
+#[path = "support/up.rs"]
+#[allow(dead_code)]
+mod up;
+
+use up::Up;
 
 impl Up {
-    /// 28800x: renewals (7 days) every 21 s, and the host's 4-hour clock tolerance is half a
-    /// real second, more than a loaded box delays a request.
-    fn start(clients: usize) -> Up {
-        let runtime = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kmslab"))
-            .args(["up", "--clients", &clients.to_string(), "--time-scale", "28800", "--control", "127.0.0.1:0"])
-            .env("XDG_RUNTIME_DIR", runtime.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let lab = loop {
-            let line = lines.next().expect("kmslab up prints `listening on lab ADDR`").unwrap();
-            if let Some(rest) = line.strip_prefix("listening on lab ") {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Up { child, lab, _runtime: runtime }
-    }
-
-    fn runtime_dir(&self) -> &Path {
-        self._runtime.path()
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.lab)
-    }
-
     fn get(&self, path: &str) -> Value {
         let (code, v) = self.get_code(path);
         assert_eq!(code, 200, "GET {path}: {v}");
@@ -80,13 +47,6 @@ impl Up {
             assert!(Instant::now() < deadline, "timed out waiting for {what}; last {path}: {v}");
             std::thread::sleep(Duration::from_millis(250));
         }
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -314,7 +274,7 @@ fn kmslab_lab_finds_the_lab_by_its_address_file_and_applies_faults() {
     assert_eq!(code, 1, "{err}");
 
     // At exit the address file goes.
-    let pid = up.child.id().to_string();
+    let pid = up.daemon.pid().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
     let t = Instant::now();
     while addr_file.exists() {

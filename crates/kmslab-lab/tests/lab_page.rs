@@ -4,52 +4,15 @@
 // Tests wait on a real process with real-time deadlines.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A running `kmslab up`; killed on drop.
-struct Up {
-    child: Child,
-    lab: SocketAddr,
-    _runtime: tempfile::TempDir,
-}
+#[path = "support/up.rs"]
+#[allow(dead_code)]
+mod up;
 
-impl Up {
-    /// 28800x: renewals (7 days) every 21 real seconds.
-    fn start(clients: usize) -> Up {
-        let runtime = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kmslab"))
-            .args(["up", "--clients", &clients.to_string(), "--time-scale", "28800", "--control", "127.0.0.1:0"])
-            .env("XDG_RUNTIME_DIR", runtime.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let lab = loop {
-            let line = lines.next().expect("kmslab up prints `listening on lab ADDR`").unwrap();
-            if let Some(rest) = line.strip_prefix("listening on lab ") {
-                break rest.split_whitespace().next().unwrap().parse().unwrap();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Up { child, lab, _runtime: runtime }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.lab)
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use up::Up;
 
 fn chromium_path() -> PathBuf {
     kmslab_test_support::find_program("chromium", &["chromium-browser", "google-chrome"])

@@ -4,13 +4,13 @@
 // Tests wait on real processes with real-time deadlines.
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use kmslab_test_support::Daemon;
 use serde_json::{Value, json};
 
 fn workspace_root() -> PathBuf {
@@ -35,59 +35,13 @@ fn kms_client() -> PathBuf {
         .clone()
 }
 
-/// A child process killed (by its own handle) when dropped.
-struct Proc {
-    child: Child,
-    /// The addresses it printed, by name (`activation`, `admin`).
-    addrs: Vec<(String, SocketAddr)>,
-}
-
-impl Proc {
-    /// Starts `cmd` and reads stdout until `lines` lines `listening on NAME ADDR` came.
-    fn start(mut cmd: Command, lines: usize) -> Proc {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut addrs = Vec::new();
-        while addrs.len() < lines {
-            let mut line = String::new();
-            assert!(out.read_line(&mut line).unwrap() > 0, "the process exited before listening: {:?}", child.wait());
-            let mut words = line.split_whitespace().skip(2);
-            if let (Some(name), Some(addr)) = (words.next(), words.next()) {
-                addrs.push((name.to_owned(), addr.parse().unwrap()));
-            }
-        }
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-        Proc { child, addrs }
-    }
-
-    fn addr(&self, name: &str) -> SocketAddr {
-        self.addrs.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no {name} address in {:?}", self.addrs)).1
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// One exchange with an admin API: the status and the JSON body (the text as a JSON string
+/// when it is not JSON).
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if method == "POST" {
-        head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", payload.len()));
-    }
-    s.write_all(format!("{head}\r\n{payload}").as_bytes()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())))
+    let json = (method == "POST").then_some(payload.as_str());
+    let answer = kmslab_test_support::http(addr, method, path, json).unwrap_or_else(|e| panic!("{e}"));
+    (answer.status, serde_json::from_str(&answer.body).unwrap_or(Value::String(answer.body)))
 }
 
 fn kmslab(args: &[&str]) -> (i32, String, String) {
@@ -118,40 +72,40 @@ fn generate(dir: &Path, specs: &[&str]) -> Vec<String> {
     keys
 }
 
-fn service(dir: &Path) -> Proc {
+fn service(dir: &Path) -> Daemon {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kmslab"));
     cmd.args(["activation-service", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--keys"])
         .arg(dir.join("keys.toml"))
         .arg("--data-dir")
         .arg(dir.join("data"));
-    Proc::start(cmd, 2)
+    Daemon::spawn(cmd, &["activation", "admin"])
 }
 
-fn client(service: Option<SocketAddr>, extra: &[&str]) -> Proc {
+fn client(service: Option<SocketAddr>, extra: &[&str]) -> Daemon {
     let mut cmd = Command::new(kms_client());
     // A manual host nobody listens on: no DNS, and KMS attempts fail fast.
     cmd.args(["--product", "win7-enterprise", "--admin", "127.0.0.1:0", "--kms", "127.0.0.1:9"]).args(extra);
     if let Some(s) = service {
         cmd.arg("--activation-service").arg(s.to_string());
     }
-    Proc::start(cmd, 1)
+    Daemon::spawn(cmd, &["admin"])
 }
 
-fn ipk(c: &Proc, key: &str) -> (u16, Value) {
+fn ipk(c: &Daemon, key: &str) -> (u16, Value) {
     http(c.addr("admin"), "POST", "/api/v1/ipk", Some(json!({ "key": key })))
 }
 
-fn ato(c: &Proc) -> Value {
+fn ato(c: &Daemon) -> Value {
     let (status, body) = http(c.addr("admin"), "POST", "/api/v1/ato", Some(json!({})));
     assert_eq!(status, 200, "{body}");
     body
 }
 
-fn status(c: &Proc) -> Value {
+fn status(c: &Daemon) -> Value {
     http(c.addr("admin"), "GET", "/api/v1/status", None).1
 }
 
-fn count(svc: &Proc, key: &str) -> Value {
+fn count(svc: &Daemon, key: &str) -> Value {
     let (status, body) = http(svc.addr("admin"), "GET", &format!("/api/v1/keys/{key}"), None);
     assert_eq!(status, 200, "{body}");
     body

@@ -179,8 +179,7 @@ fn slmgr_takes_the_machine_before_the_verb_as_slmgr_vbs_does() {
     let by_target = slmgr(&["--target", &admin, "/dli"]);
     let by_machine = slmgr(&[&admin, "/dli"]);
     let with_credentials = slmgr(&[&admin, "administrator", "not-needed-on-loopback", "/sai", "60"]);
-    let _ = host.kill();
-    let _ = host.wait();
+    host.kill();
     assert!(by_target.status.success() && by_machine.status.success(), "{}", String::from_utf8_lossy(&by_machine.stderr));
     assert!(String::from_utf8_lossy(&by_machine.stdout).contains("Key Management Service is enabled on this machine"));
     assert_eq!(by_machine.stdout, by_target.stdout);
@@ -190,19 +189,13 @@ fn slmgr_takes_the_machine_before_the_verb_as_slmgr_vbs_does() {
     assert_eq!(two_words.status.code(), Some(2));
 }
 
-/// Starts the `kms-host` at `bin` with `args`; returns it with the admin address it printed.
-fn spawn_host(bin: &Path, args: &[&str]) -> (std::process::Child, String) {
-    use std::io::BufRead as _;
-    let mut host = Command::new(bin).args(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    let mut lines = std::io::BufReader::new(host.stdout.take().unwrap()).lines();
-    let admin = loop {
-        let line = lines.next().unwrap_or_else(|| panic!("{} printed no admin address", bin.display())).unwrap();
-        if let Some(addr) = line.strip_prefix("listening on admin ") {
-            break addr.trim().to_owned();
-        }
-    };
-    // Keep reading, so that the host never writes into a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+/// Starts the `kms-host` at `bin` with `args` (kmslab-test-support's `Daemon`, killed on
+/// drop); returns it with the admin address it printed.
+fn spawn_host(bin: &Path, args: &[&str]) -> (kmslab_test_support::Daemon, String) {
+    let mut cmd = Command::new(bin);
+    cmd.args(args);
+    let host = kmslab_test_support::Daemon::spawn(cmd, &["admin"]);
+    let admin = host.addr("admin").to_string();
     (host, admin)
 }
 
@@ -271,8 +264,7 @@ fn the_deb_installs_verifies_starts_and_removes() {
         let args: Vec<&str> = args.iter().map(String::as_str).chain(["--no-dns-publish"]).collect();
         let (mut host, admin) = spawn_host(Path::new("/usr/bin/kms-host"), &args);
         let health = Command::new("/usr/bin/kmslab").args(["health", &format!("http://{admin}/healthz")]).output().unwrap();
-        let _ = host.kill();
-        let _ = host.wait();
+        host.kill();
         assert!(health.status.success(), "the installed host is not healthy: {}", String::from_utf8_lossy(&health.stderr));
     });
     // Purged whatever happened above, so a failure leaves the machine as it was.

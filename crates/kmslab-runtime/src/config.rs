@@ -2,13 +2,17 @@
 //! `KMSLAB_*` variable or the file key a bad value came from, and the typed values a
 //! setting is declared with once for both clap (flag and variable) and serde (file key):
 //! [`Ranged`] integers (the range checked by clap's own `value_parser!(u64).range(..)`,
-//! and the same range in the file) and [`Parsed`] texts (any `FromStr` type).
+//! and the same range in the file) and [`Parsed`] texts (any `FromStr` type); and the
+//! settings both daemons have: [`Addr`] (a listener), [`TimeScale`] and [`Origin`] (the
+//! simulated clock).
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
 
 use clap::builder::{MapValueParser, RangedU64ValueParser, TypedValueParser, ValueParserFactory};
+use kmslab_core::Timestamp;
 use serde::de::{Deserialize, Deserializer, Error as _};
 
 /// A configuration value that cannot work. The message names where it came from (`key`:
@@ -128,6 +132,66 @@ where
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map(Parsed).map_err(|e| D::Error::custom(format!("{text:?}: {e}")))
+    }
+}
+
+/// `IP:PORT` (IPv6 as `[::1]:1688`), blanks around it ignored: a listener's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Addr(pub SocketAddr);
+
+impl FromStr for Addr {
+    type Err = &'static str;
+
+    fn from_str(v: &str) -> Result<Self, Self::Err> {
+        v.trim().parse().map(Addr).map_err(|_| "expected IP:PORT (IPv6 as [::1]:1688)")
+    }
+}
+
+/// `--time-scale F`: a number the simulated clock accepts (finite, > 0, <= 10000000); a
+/// TOML integer or float in the file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeScale(pub f64);
+
+const TIME_SCALE_RANGE: &str = "must be a finite number > 0 and <= 10000000";
+
+impl TimeScale {
+    fn check(f: f64) -> Result<Self, &'static str> {
+        crate::SimClock::new(f, None).map(|_| TimeScale(f)).map_err(|_| TIME_SCALE_RANGE)
+    }
+}
+
+impl FromStr for TimeScale {
+    type Err = &'static str;
+
+    fn from_str(v: &str) -> Result<Self, Self::Err> {
+        TimeScale::check(v.trim().parse().map_err(|_| "expected a number")?)
+    }
+}
+
+impl ValueParserFactory for TimeScale {
+    type Parser = fn(&str) -> Result<TimeScale, &'static str>;
+
+    fn value_parser() -> Self::Parser {
+        TimeScale::from_str
+    }
+}
+
+impl<'de> Deserialize<'de> for TimeScale {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let f = f64::deserialize(deserializer)?;
+        TimeScale::check(f).map_err(|e| D::Error::custom(format!("{f}: {e}")))
+    }
+}
+
+/// `--time-origin T`: an RFC 3339 time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin(pub Timestamp);
+
+impl FromStr for Origin {
+    type Err = kmslab_core::time::ParseTimeError;
+
+    fn from_str(v: &str) -> Result<Self, Self::Err> {
+        Timestamp::parse_rfc3339(v).map(Origin)
     }
 }
 

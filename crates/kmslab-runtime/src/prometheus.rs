@@ -67,10 +67,27 @@ impl<M: EncodeMetric> Series<M> {
         Series { kind, series: Vec::new() }
     }
 
-    /// Adds one series with `labels`.
+    /// Adds one series with `labels`. Label values are escaped as the text format wants
+    /// (`\\`, `\"`, `\n`): `prometheus-client` writes them as given, and a value can come
+    /// from a user's file (a catalog's group name).
     pub fn push<K: Into<String>, V: Into<String>>(&mut self, labels: impl IntoIterator<Item = (K, V)>, value: M) {
-        self.series.push((labels.into_iter().map(|(k, v)| (k.into(), v.into())).collect(), value));
+        self.series.push((labels.into_iter().map(|(k, v)| (k.into(), escape_label_value(&v.into()))).collect(), value));
     }
+}
+
+/// `value` as it stands between the quotes of a label in the text format: backslash,
+/// double quote and line feed escaped.
+pub fn escape_label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Gauges with labels.
@@ -147,5 +164,16 @@ mod tests {
              kmslab_x_seconds_sum 2.25\nkmslab_x_seconds_count 3\n\
              kmslab_x_seconds_bucket{le=\"0.5\"} 1\nkmslab_x_seconds_bucket{le=\"1.0\"} 2\nkmslab_x_seconds_bucket{le=\"+Inf\"} 3\n"
         );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label_value("plain"), "plain");
+        assert_eq!(escape_label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let mut r = Registry::default();
+        let mut s = gauges();
+        s.push([("group", "Win \"7\"\\\n")], ConstGauge::new(1.0));
+        register(&mut r, "kmslab_x_counted", "Counted.", s);
+        assert!(encode(&r).contains("kmslab_x_counted{group=\"Win \\\"7\\\"\\\\\\n\"} 1"), "{}", encode(&r));
     }
 }

@@ -1,13 +1,20 @@
 //! Test helpers shared by kmslab's crates, used only as a dev-dependency: a real BIND9
 //! `named` serving test zones on a loopback port ([`Named`]), `dig` as an outside observer
 //! ([`dig`], [`dig_srv`], [`dig_status`]), a port free for UDP and TCP ([`free_port`]) and
-//! the `--version` check every binary's tests make ([`assert_version_line`]).
+//! the `--version` check every binary's tests make ([`assert_version_line`]), and the
+//! daemons' binaries started on port 0 and waited for ([`daemon`]: [`Daemon`], [`kms_host`],
+//! [`kms_client`], [`kmslab_up`], [`psk_file`], and [`http`] to their admin APIs), and a
+//! small tmpfs to fill ([`Tmpfs`]).
 //!
 //! Missing programs fail the test with the install command: tests that use BIND must not
 //! pass without it.
 #![forbid(unsafe_code)]
 // Test helpers wait on real processes (named, binaries) in real time.
 #![allow(clippy::disallowed_methods)]
+
+pub mod daemon;
+
+pub use daemon::{Daemon, http, kms_client, kms_host, kmslab_up, psk_file};
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -281,4 +288,39 @@ pub fn workspace_binary(sibling: &str, package: &str, bin: &str) -> PathBuf {
         built.push(path.clone());
     }
     path
+}
+
+/// A tmpfs of a given size mounted on a fresh directory (a small disk to fill), unmounted on
+/// drop. Needs root (or `CAP_SYS_ADMIN`); fails the test with that said otherwise.
+#[derive(Debug)]
+pub struct Tmpfs {
+    /// Where it is mounted.
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=SIZE`, e.g. `4m`).
+    pub fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).unwrap();
+        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&path).output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            other => panic!(
+                "this test mounts a small tmpfs as a full disk and needs root (or CAP_SYS_ADMIN): `mount -t tmpfs` failed: {other:?}"
+            ),
+        }
+        Tmpfs { path, _dir: dir }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount").arg(&self.path).status().is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        }
+    }
 }

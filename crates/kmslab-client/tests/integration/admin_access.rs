@@ -5,12 +5,12 @@
 //!
 //! `KMSLAB_TEST_KMS_CLIENT` runs them against another `kms-client` binary (an older build).
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use kmslab_test_support::Daemon;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -20,18 +20,11 @@ const LOCAL: [u8; 4] = [127, 0, 0, 1];
 const READER: [u8; 4] = [127, 0, 0, 2];
 const STRANGER: [u8; 4] = [127, 0, 0, 3];
 
+/// A `kms-client` process (killed on drop) and its control API.
 struct ClientProc {
-    child: Child,
+    daemon: Daemon,
     admin: SocketAddr,
-    log: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for ClientProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn client_binary() -> PathBuf {
@@ -42,28 +35,17 @@ fn client_binary() -> PathBuf {
 /// [`TOKEN`] in a token file.
 fn spawn(local: &str) -> ClientProc {
     let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("client.log");
     let token_file = dir.path().join("admin.token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
-    let mut child = Command::new(client_binary())
-        .args(["--product", "win7-enterprise", "--admin", "127.0.0.1:0", "--kms", "127.0.0.1:9"])
+    let mut cmd = kmslab_test_support::kms_client(client_binary(), "win7-enterprise", &dir.path().join("state"));
+    cmd.args(["--kms", "127.0.0.1:9"])
         .args(["--admin-local-network", local, "--admin-read-network", "127.0.0.2/32"])
         .arg("--admin-token-file")
         .arg(&token_file)
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
         .env("RUST_LOG", "debug")
-        .env_remove("KMSLAB_ADMIN_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let Some(addr) = line.trim().strip_prefix("listening on admin ") else {
-        panic!("kms-client did not start: {}", std::fs::read_to_string(&log).unwrap_or_default());
-    };
-    ClientProc { admin: addr.parse().unwrap(), child, log, _dir: dir }
+        .env_remove("KMSLAB_ADMIN_TOKEN");
+    let daemon = Daemon::spawn(cmd, &["admin"]);
+    ClientProc { admin: daemon.addr("admin"), daemon, _dir: dir }
 }
 
 async fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
@@ -137,9 +119,9 @@ async fn the_control_api_has_the_hosts_access_model() {
     assert_eq!(code, 200, "{body}");
     assert!(product(&client).await.is_null());
     // The token is neither on the command line nor in the log.
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", client.child.id())).unwrap();
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", client.daemon.pid())).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains(TOKEN));
-    let log = std::fs::read_to_string(&client.log).unwrap();
+    let log = client.daemon.log();
     assert!(!log.contains(TOKEN), "{log}");
 }
 

@@ -1,12 +1,11 @@
 //! The real `kms-client` binary: configuration sources and their priority, exit code 2 on
 //! bad configuration, JSON logs with `event_id`, and host failures mapped to HRESULTs.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use kmslab_test_support::Daemon;
 use serde_json::Value;
-use tokio::io::AsyncReadExt;
 
 use crate::support::*;
 
@@ -51,17 +50,12 @@ async fn flags_beat_env_beat_file_and_logs_are_json_with_event_ids() {
         ),
     )
     .unwrap();
-    let mut child = kms_client()
-        .args(["--config", file.to_str().unwrap(), "--machine-name", "from-flag", "--log-format", "json"])
+    let mut cmd = kms_client();
+    cmd.args(["--config", file.to_str().unwrap(), "--machine-name", "from-flag", "--log-format", "json"])
         .env("KMSLAB_PRODUCT", "win7-professional")
-        .env("KMSLAB_MACHINE_NAME", "from-env")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let admin = line.trim().strip_prefix("listening on admin ").unwrap().parse().unwrap();
+        .env("KMSLAB_MACHINE_NAME", "from-env");
+    let mut client = Daemon::spawn(cmd, &["admin"]);
+    let admin = client.addr("admin");
     let (_, s) = http(admin, "GET", "/api/v1/status", None).await;
     assert_eq!(s["product"]["name"], "win7-professional", "env beats file");
     assert_eq!(s["machine_name"], "from-flag", "flag beats env");
@@ -69,11 +63,8 @@ async fn flags_beat_env_beat_file_and_logs_are_json_with_event_ids() {
     assert_eq!(s["host"]["manual"], host.addr.to_string());
     let (_, r) = http(admin, "POST", "/api/v1/ato", None).await;
     assert_eq!(r["hresult"], "0xC004F038");
-    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let mut stderr = String::new();
-    let mut pipe = tokio::process::ChildStderr::from_std(child.stderr.take().unwrap()).unwrap();
-    tokio::time::timeout(Duration::from_secs(10), pipe.read_to_string(&mut stderr)).await.unwrap().unwrap();
-    assert!(child.wait().unwrap().success());
+    assert!(client.terminate(Duration::from_secs(60)).success());
+    let stderr = client.log();
     let records: Vec<Value> = stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
     let sent = records.iter().find(|r| r["event_id"] == 12288).expect("a 12288 record");
     assert_eq!(sent["host"], host.addr.to_string());

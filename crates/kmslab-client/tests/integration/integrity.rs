@@ -2,10 +2,9 @@
 //! answer replayed by a proxy while the host is down, and state files it must refuse
 //! before it says it is listening.
 
-use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::wire::{self, FrameKey, HEADER_LEN};
 use kmslab_core::{HResult, Uuid};
 use kmslab_dns::DnsServerChoice;
+use kmslab_test_support::Daemon;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -65,40 +65,17 @@ async fn ato(admin: SocketAddr) -> serde_json::Value {
     body
 }
 
-fn spawn_client(args: &[&str], state_dir: &Path) -> (Child, std::path::PathBuf, tempfile::TempDir) {
-    let logs = tempfile::tempdir().unwrap();
-    let log = logs.path().join("client.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_kms-client"))
-        .args(["--product", "win7-enterprise", "--admin", "127.0.0.1:0", "--state-dir"])
-        .arg(state_dir)
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("kms-client starts");
-    (child, log, logs)
-}
-
-fn admin_addr(child: &mut Child) -> SocketAddr {
-    use std::io::BufRead;
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    line.trim().strip_prefix("listening on admin ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).parse().unwrap()
+fn client_command(args: &[&str], state_dir: &Path) -> Command {
+    let mut c = kmslab_test_support::kms_client(env!("CARGO_BIN_EXE_kms-client"), "win7-enterprise", state_dir);
+    c.args(args).env("RUST_LOG", "info");
+    c
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_psk_answer_does_not_activate_the_client_while_the_host_is_down() {
     let key = FrameKey::from_file_contents(PSK.as_bytes()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let psk_file = dir.path().join("lab.psk");
-    std::fs::write(&psk_file, format!("{PSK}\n")).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&psk_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
+    let psk_file = kmslab_test_support::psk_file(dir.path(), "lab.psk", PSK);
 
     // The real host with the key, 24 other machines already counted.
     let mut config = kmslab_host::HostConfig::with_data_dir(dir.path().join("host"));
@@ -134,9 +111,8 @@ async fn a_replayed_psk_answer_does_not_activate_the_client_while_the_host_is_do
     tokio::spawn(proxy(proxy_listener, host_addr, recorded.clone(), replay.clone()));
     let state = dir.path().join("client");
     let kms = proxy_addr.to_string();
-    let (child, log, _logs) = spawn_client(&["--kms", &kms, "--psk", psk_file.to_str().unwrap()], &state);
-    let mut child = KillOnDrop(child);
-    let admin = admin_addr(&mut child.0);
+    let client = Daemon::spawn(client_command(&["--kms", &kms, "--psk", psk_file.to_str().unwrap()], &state), &["admin"]);
+    let admin = client.addr("admin");
     let first = ato(admin).await;
     assert_eq!(first["hresult"], "0x00000000", "{first}");
     assert_eq!(first["status"], "licensed", "{first}");
@@ -155,38 +131,16 @@ async fn a_replayed_psk_answer_does_not_activate_the_client_while_the_host_is_do
     assert_eq!(replayed["hresult"], HResult::NO_HOST_AVAILABLE.to_string(), "a replayed answer is not believed: {replayed}");
     let status = http(admin, "GET", "/api/v1/status", None).await.1;
     assert_eq!(status["valid_until"], valid_until, "the replay renewed nothing: {status}");
-    let logged = std::fs::read_to_string(&log).unwrap();
+    let logged = client.log();
     assert!(logged.contains("replayed answer"), "{logged}");
-}
-
-/// Kills the client when the test ends, passed or not.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// A client that must refuse to start: exit code, stdout and its log.
 fn start_refused(state_dir: &Path) -> (i32, String, String) {
-    let (mut child, log, _logs) = spawn_client(&["--kms", "127.0.0.1:9"], state_dir);
-    let started = std::time::Instant::now();
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code().unwrap_or(-1);
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("kms-client did not exit within 30 s (it went on running)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    (code, stdout, std::fs::read_to_string(log).unwrap())
+    let mut client = Daemon::start(client_command(&["--kms", "127.0.0.1:9"], state_dir));
+    let status = client.wait_exit(Duration::from_secs(30)).expect("kms-client exits within 30 s (it went on running)");
+    let stdout: String = client.stdout().iter().map(|l| format!("{l}\n")).collect();
+    (status.code().unwrap_or(-1), stdout, client.log())
 }
 
 #[test]

@@ -1,13 +1,12 @@
 //! State across restarts, rearm, SIGTERM, and torn state writes (a leftover temporary
 //! file, and SIGKILL of the real binary in the middle of saving).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kmslab_client::persist;
 use kmslab_core::catalog::Catalog;
+use kmslab_test_support::{Daemon, Tmpfs};
 use serde_json::json;
 
 use crate::support::*;
@@ -67,20 +66,13 @@ async fn restart_keeps_cmid_and_state_and_rearm_changes_the_cmid() {
     assert!(!dir.path().join(persist::TEMP_FILE).exists());
 }
 
-fn spawn_daemon(dir: &Path) -> (Child, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-client"))
-        .args(["--product", "win7-enterprise", "--admin", "127.0.0.1:0", "--kms", "127.0.0.1:9"])
-        .arg("--state-dir")
-        .arg(dir)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("listening on admin ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).parse().unwrap();
-    (child, addr)
+/// The real binary with its state in `dir` and RUST_LOG `log_level`, ready.
+fn spawn_daemon(dir: &Path, log_level: &str) -> (Daemon, std::net::SocketAddr) {
+    let mut cmd = kmslab_test_support::kms_client(env!("CARGO_BIN_EXE_kms-client"), "win7-enterprise", dir);
+    cmd.args(["--kms", "127.0.0.1:9"]).env("RUST_LOG", log_level);
+    let daemon = Daemon::spawn(cmd, &["admin"]);
+    let addr = daemon.addr("admin");
+    (daemon, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +81,7 @@ async fn sigkill_during_saves_always_leaves_a_loadable_state_and_sigterm_saves()
     let catalog = Catalog::builtin();
     let mut cmid = None;
     for round in 0..6u64 {
-        let (mut child, admin) = spawn_daemon(dir.path());
+        let (mut child, admin) = spawn_daemon(dir.path(), "error");
         // Hammer state changes (each one is saved) and kill the process mid-stream.
         let stop_at = Instant::now() + Duration::from_millis(60 + round * 37);
         let mut changes = 0;
@@ -108,52 +100,21 @@ async fn sigkill_during_saves_always_leaves_a_loadable_state_and_sigterm_saves()
             }
         });
         tokio::time::sleep(Duration::from_millis(3 + round * 5)).await;
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
         let _ = hammer.await;
         let state = persist::load(dir.path(), &catalog).unwrap_or_else(|e| panic!("round {round}: {e}")).expect("state exists");
         assert!(state.domain.as_deref().is_some_and(|d| d.ends_with(".lab.test")), "round {round}: {:?}", state.domain);
         assert_eq!(*cmid.get_or_insert(state.cmid), state.cmid, "the CMID never changes");
     }
     // SIGTERM: saves and exits 0.
-    let (mut child, admin) = spawn_daemon(dir.path());
+    let (mut child, admin) = spawn_daemon(dir.path(), "error");
     let (code, _) = http(admin, "POST", "/api/v1/skms-domain", Some(json!({"domain": "final.lab.test"}))).await;
     assert_eq!(code, 200);
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
+    let exit = child.terminate(Duration::from_secs(60));
     assert!(exit.success(), "exit status {exit:?}");
     let state = persist::load(dir.path(), &catalog).unwrap().unwrap();
     assert_eq!(state.domain.as_deref(), Some("final.lab.test"));
     assert_eq!(Some(state.cmid), cmid);
-}
-
-/// A tmpfs of `size` on a fresh directory, unmounted on drop (needs root).
-struct Tmpfs {
-    path: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mnt");
-        std::fs::create_dir(&path).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&path).output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            other => panic!("this test mounts a small tmpfs as a full disk and needs root: `mount -t tmpfs` failed: {other:?}"),
-        }
-        Tmpfs { path, _dir: dir }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        if !Command::new("umount").arg(&self.path).status().is_ok_and(|s| s.success()) {
-            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-        }
-    }
 }
 
 /// The state directory on a full 1 MiB tmpfs: the daemon keeps running, says so
@@ -163,20 +124,7 @@ impl Drop for Tmpfs {
 async fn a_full_state_disk_is_reported_the_old_state_stays_loadable_and_saving_resumes() {
     use std::io::Write as _;
     let fs = Tmpfs::mount("1m");
-    let logs = tempfile::tempdir().unwrap();
-    let log = logs.path().join("client.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-client"))
-        .args(["--product", "win7-enterprise", "--admin", "127.0.0.1:0", "--kms", "127.0.0.1:9"])
-        .arg("--state-dir")
-        .arg(&fs.path)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let admin: std::net::SocketAddr = line.trim().strip_prefix("listening on admin ").unwrap().parse().unwrap();
+    let (mut child, admin) = spawn_daemon(&fs.path, "warn");
     let catalog = Catalog::builtin();
     let (code, _) = http(admin, "POST", "/api/v1/skms-domain", Some(json!({"domain": "before.lab.test"}))).await;
     assert_eq!(code, 200);
@@ -193,19 +141,19 @@ async fn a_full_state_disk_is_reported_the_old_state_stays_loadable_and_saving_r
     }
     let (code, body) = http(admin, "POST", "/api/v1/skms-domain", Some(json!({"domain": "after.lab.test"}))).await;
     assert_eq!(code, 500, "the change could not be saved: {body}");
-    assert!(child.try_wait().unwrap().is_none(), "the daemon keeps running");
+    assert!(child.is_running(), "the daemon keeps running");
     let (code, body) = http(admin, "GET", "/healthz", None).await;
     assert_eq!(code, 503, "{body}");
     let status = http(admin, "GET", "/api/v1/status", None).await.1;
     assert!(status["state_save_error"].as_str().is_some_and(|e| !e.is_empty()), "{status}");
     assert_eq!(status["domain"], "after.lab.test", "the daemon runs on with the new state in memory");
-    assert!(std::fs::read_to_string(&log).unwrap().contains("cannot save the client state"));
+    assert!(child.log().contains("cannot save the client state"));
     // What is on disk is the last good state.
     let on_disk = persist::load(&fs.path, &catalog).unwrap().expect("still loadable");
     assert_eq!(on_disk.domain.as_deref(), Some("before.lab.test"));
     // More failed retries do not log again.
     tokio::time::sleep(Duration::from_millis(4500)).await;
-    let logged = std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("cannot save the client state")).count();
+    let logged = child.log().lines().filter(|l| l.contains("cannot save the client state")).count();
     assert_eq!(logged, 1, "logged once, not at every retry");
 
     // Space returns: the daemon saves by itself (retry every 2 s) and is healthy again.
@@ -221,6 +169,5 @@ async fn a_full_state_disk_is_reported_the_old_state_stays_loadable_and_saving_r
     assert!(saved, "the state is saved again once space returns");
     assert_eq!(http(admin, "GET", "/healthz", None).await.0, 200);
     assert!(http(admin, "GET", "/api/v1/status", None).await.1["state_save_error"].is_null());
-    let _ = child.kill();
-    let _ = child.wait();
+    child.kill();
 }

@@ -1,5 +1,5 @@
 //! Test support: a small real KMS host (the core's ledger behind a TCP listener), the
-//! client run in-process, a tiny HTTP client for its control API, and a real BIND9 named.
+//! client run in-process, its control API over kmslab's HTTP client, and a real BIND9 named.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,8 +14,7 @@ use kmslab_core::rng::{KmsRng, SplitMix64};
 use kmslab_core::wire::{ErrorFrame, Message, Request};
 use kmslab_runtime::framed::{read_message, write_message};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -180,22 +179,19 @@ pub fn product(name: &str) -> Option<Arc<kmslab_core::catalog::Product>> {
     Some(Catalog::builtin().product_by_name(name).unwrap().clone())
 }
 
-/// A one-shot HTTP/1.1 exchange (Connection: close) returning the status and JSON body.
+/// One HTTP/1.1 exchange with the control API (kmslab's own client, `kmslab-http`, through
+/// `kmslab-test-support`, on a blocking thread): the status and the JSON body (the text as a
+/// JSON string when it is not JSON).
 pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        payload.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(payload.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())))
+    let (method, path) = (method.to_owned(), path.to_owned());
+    // A POST always carries its JSON content type (the guard refuses one without).
+    let json = move |m: &str| (m != "GET" && m != "HEAD").then_some(payload);
+    let answer = tokio::task::spawn_blocking(move || kmslab_test_support::http(addr, &method, &path, json(&method).as_deref()))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    (answer.status, serde_json::from_str(&answer.body).unwrap_or(Value::String(answer.body)))
 }
 
 pub fn ts(v: &Value) -> Timestamp {

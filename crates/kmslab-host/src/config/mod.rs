@@ -202,17 +202,7 @@ impl<'de> DeserializeSeed<'de> for Key {
     }
 }
 
-/// `IP:PORT` (IPv6 as `[::1]:1688`), blanks around it ignored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Addr(pub SocketAddr);
-
-impl FromStr for Addr {
-    type Err = &'static str;
-
-    fn from_str(v: &str) -> Result<Self, Self::Err> {
-        v.trim().parse().map(Addr).map_err(|_| "expected IP:PORT (IPv6 as [::1]:1688)")
-    }
-}
+pub use kmslab_runtime::config::Addr;
 
 /// An ePID as `PPPPP-GGGGG-KKK-NNNNNN-03-LLLL-BBBB.0000-DDDYYYY`.
 #[derive(Debug, Clone, PartialEq, Eq)]

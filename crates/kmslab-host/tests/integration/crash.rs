@@ -1,46 +1,30 @@
 //! The kill -9 test: every CMID a client was answered for is in the registry after SIGKILL,
 //! ten times over on one registry.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kmslab_core::Uuid;
 use kmslab_store::{Store, StoreOptions};
+use kmslab_test_support::Daemon;
 
 use crate::support::*;
 
 /// Starts the real binary; returns it with its KMS and admin addresses.
-fn spawn_host(data_dir: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kms-host"))
-        .args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kms-host starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut kms = None;
-    let mut admin = None;
-    while kms.is_none() || admin.is_none() {
-        let line = lines.next().expect("kms-host prints its addresses").unwrap();
-        if let Some(a) = line.strip_prefix("listening on kms ") {
-            kms = Some(a.parse().unwrap());
-        } else if let Some(a) = line.strip_prefix("listening on admin ") {
-            admin = Some(a.parse().unwrap());
-        }
-    }
-    (child, kms.unwrap(), admin.unwrap())
+fn spawn_host(data_dir: &std::path::Path) -> (Daemon, SocketAddr, SocketAddr) {
+    let mut cmd = kmslab_test_support::kms_host(env!("CARGO_BIN_EXE_kms-host"), data_dir);
+    cmd.env("RUST_LOG", "warn");
+    let host = Daemon::spawn(cmd, &["kms", "admin"]);
+    let (kms, admin) = (host.addr("kms"), host.addr("admin"));
+    (host, kms, admin)
 }
 
 /// Runs 8 closed-loop clients against `kms`, kills the host with SIGKILL once `kill_after`
 /// requests were acknowledged (and `then` more time passed, to vary the phase of group commit
 /// the kill lands in), and returns the CMIDs answered. Counting acknowledgements instead of
 /// time keeps the load real on a busy machine, where a fixed window may see almost none.
-async fn load_until_killed(kms: SocketAddr, child: &mut Child, kill_after: usize, then: Duration) -> Vec<Uuid> {
+async fn load_until_killed(kms: SocketAddr, child: &mut Daemon, kill_after: usize, then: Duration) -> Vec<Uuid> {
     let acknowledged = Arc::new(Mutex::new(Vec::<Uuid>::new()));
     let mut drivers = Vec::new();
     for _ in 0..8 {
@@ -80,8 +64,7 @@ async fn load_until_killed(kms: SocketAddr, child: &mut Child, kill_after: usize
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tokio::time::sleep(then).await;
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    child.kill();
     for d in drivers {
         tokio::time::timeout(Duration::from_secs(10), d).await.expect("drivers stop after the kill").unwrap();
     }
@@ -119,7 +102,6 @@ async fn ten_kill_9s_under_load_lose_no_acknowledged_cmid_and_leave_the_registry
     assert!(status["counters"]["total"].as_u64().unwrap() >= all.len() as u64, "{status}");
     let listed = get_json(admin, &format!("/api/v1/clients?limit=1&search={}", all[0])).await;
     assert_eq!(listed["total"], 1);
-    child.kill().unwrap();
-    let _ = child.wait();
+    child.kill();
     assert_eq!(kmslab_store::integrity_check(&path).unwrap(), "ok");
 }

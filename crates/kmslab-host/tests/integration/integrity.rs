@@ -2,103 +2,54 @@
 //! in one line, never looks ready, `--reset-registry` moves it aside), with client times
 //! at the ends of `i64`, and with machine names that try to forge log lines.
 
-use std::io::{BufRead, BufReader, Read as _};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use kmslab_core::HResult;
 use kmslab_core::Timestamp;
+use kmslab_test_support::Daemon;
 
 use crate::support::*;
 
-fn host_command(data_dir: &Path, log: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kms-host"));
-    c.args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--no-dns-publish", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .env_remove("KMSLAB_LOG_FORMAT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap());
+fn host_command(data_dir: &Path, extra: &[&str]) -> Command {
+    let mut c = kmslab_test_support::kms_host(env!("CARGO_BIN_EXE_kms-host"), data_dir);
+    c.arg("--no-dns-publish").args(extra).env("RUST_LOG", "info").env_remove("KMSLAB_LOG_FORMAT");
     c
 }
 
 /// A host that must refuse to start: its exit code, stdout and stderr.
 fn start_refused(data_dir: &Path, extra: &[&str]) -> (i32, String, String) {
-    let logs = tempfile::tempdir().unwrap();
-    let log = logs.path().join("host.log");
-    let mut child = host_command(data_dir, &log, extra).spawn().expect("kms-host starts");
+    let mut host = Daemon::start(host_command(data_dir, extra));
     // Exit first (a host that serves instead is killed at the deadline), then read what it
-    // printed: a refusing host prints a line or two, far below the pipe's buffer.
-    let status = wait_with_deadline(&mut child, Duration::from_secs(60));
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    (status, stdout, std::fs::read_to_string(&log).unwrap())
-}
-
-fn wait_with_deadline(child: &mut Child, deadline: Duration) -> i32 {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code().unwrap_or(-1);
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("kms-host did not exit within {deadline:?} (it went on serving)");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // printed.
+    let status = host.wait_exit(Duration::from_secs(60)).expect("kms-host exits (it went on serving)");
+    let stdout: String = host.stdout().iter().map(|l| format!("{l}\n")).collect();
+    (status.code().unwrap_or(-1), stdout, host.log())
 }
 
 /// A running host binary, killed on drop.
 struct RunningHost {
-    child: Child,
+    daemon: Daemon,
     kms: SocketAddr,
     admin: SocketAddr,
-    log: PathBuf,
-    _logs: tempfile::TempDir,
 }
 
 impl RunningHost {
     fn start(data_dir: &Path, extra: &[&str]) -> RunningHost {
-        let logs = tempfile::tempdir().unwrap();
-        let log = logs.path().join("host.log");
-        let mut child = host_command(data_dir, &log, extra).spawn().expect("kms-host starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut kms, mut admin) = (None, None);
-        while kms.is_none() || admin.is_none() {
-            let Some(line) = lines.next() else {
-                panic!("kms-host exited before listening: {}", std::fs::read_to_string(&log).unwrap_or_default());
-            };
-            let line = line.unwrap();
-            if let Some(a) = line.strip_prefix("listening on kms ") {
-                kms = Some(a.parse().unwrap());
-            } else if let Some(a) = line.strip_prefix("listening on admin ") {
-                admin = Some(a.parse().unwrap());
-            }
-        }
-        RunningHost { child, kms: kms.unwrap(), admin: admin.unwrap(), log, _logs: logs }
+        let daemon = Daemon::spawn(host_command(data_dir, extra), &["kms", "admin"]);
+        RunningHost { kms: daemon.addr("kms"), admin: daemon.addr("admin"), daemon }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap()
+        self.daemon.log()
     }
 
     /// SIGTERM and wait: the registry is checkpointed and closed.
     fn stop(mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        assert_eq!(wait_with_deadline(&mut self.child, Duration::from_secs(60)), 0, "{}", self.log());
-    }
-}
-
-impl Drop for RunningHost {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let status = self.daemon.terminate(Duration::from_secs(60));
+        assert_eq!(status.code(), Some(0), "{}", self.log());
     }
 }
 

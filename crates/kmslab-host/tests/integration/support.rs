@@ -1,4 +1,5 @@
-//! Test support: an in-process host on port 0, a small KMS client and a tiny HTTP client.
+//! Test support: an in-process host on port 0, a small KMS client, and the admin API over
+//! kmslab's HTTP client.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -42,14 +43,16 @@ impl TestHost {
             kmslab_host::run(vec![kms_listener], admin_listener, config, token).await.unwrap();
         });
         let host = TestHost { kms, admin, shutdown, task };
-        // Ready once the admin API answers (the registry is open by then).
-        for _ in 0..200 {
+        // Ready once the admin API answers (the registry is open by then); generous for a
+        // busy machine.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while tokio::time::Instant::now() < deadline {
             if let Ok((200, _)) = http(host.admin, "GET", "/healthz", None).await {
                 return host;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("host did not come up");
+        panic!("host did not come up within 60 s");
     }
 
     /// Cancels and waits until the registry is closed.
@@ -139,36 +142,17 @@ pub async fn ask_once(addr: SocketAddr, req: &Request) -> Message {
     KmsConn::connect(addr).await.ask(req).await
 }
 
-/// Minimal HTTP/1.1 client: `(status, body)`.
+/// One HTTP/1.1 exchange with the admin API (kmslab's own client, `kmslab-http`, through
+/// `kmslab-test-support`, on a blocking thread): `(status, body)`; a POST carries its JSON
+/// content type (empty body when `None`).
 pub async fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr).await?;
-    let payload = body.unwrap_or("");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        payload.len()
-    );
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(payload.as_bytes()).await?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_owned() };
-    Ok((code, body))
-}
-
-fn dechunk(mut data: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = data.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        data = &rest[n + 2..];
-    }
-    out
+    let json = (method != "GET" && method != "HEAD").then(|| body.unwrap_or("").to_owned());
+    let (method, path) = (method.to_owned(), path.to_owned());
+    let answer = tokio::task::spawn_blocking(move || kmslab_test_support::http(addr, &method, &path, json.as_deref()))
+        .await
+        .expect("the exchange does not panic")
+        .map_err(std::io::Error::other)?;
+    Ok((answer.status, answer.body))
 }
 
 pub async fn get_json(addr: SocketAddr, path: &str) -> Value {

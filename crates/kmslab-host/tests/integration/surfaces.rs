@@ -7,14 +7,14 @@
 //! `KMSLAB_TEST_KMS_HOST` runs them against another `kms-host` binary (an older build, to
 //! see them fail there).
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use kmslab_core::wire::Message;
 use kmslab_runtime::framed::{read_message, write_message};
+use kmslab_test_support::Daemon;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -24,20 +24,12 @@ fn host_binary() -> PathBuf {
     std::env::var_os("KMSLAB_TEST_KMS_HOST").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kms-host")), PathBuf::from)
 }
 
-/// A `kms-host` process (killed on drop), its addresses and its log file.
+/// A `kms-host` process (killed on drop), its addresses and its log.
 pub struct HostProc {
-    child: Child,
+    daemon: Daemon,
     pub kms: SocketAddr,
     pub admin: SocketAddr,
-    pub log: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for HostProc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl HostProc {
@@ -45,7 +37,6 @@ impl HostProc {
     /// (soft and hard) through `sh`.
     pub fn start(args: &[&str], env: &[(&str, &str)], nofile: Option<u32>) -> HostProc {
         let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("host.log");
         let mut cmd = match nofile {
             Some(n) => {
                 let mut c = Command::new("sh");
@@ -60,31 +51,17 @@ impl HostProc {
             .args(args)
             .env("RUST_LOG", "info")
             .env_remove("KMSLAB_ADMIN_TOKEN")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let mut child = cmd.spawn().expect("kms-host starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut kms, mut admin) = (None, None);
-        while kms.is_none() || admin.is_none() {
-            let Some(Ok(line)) = lines.next() else {
-                panic!("kms-host exited before listening: {}", std::fs::read_to_string(&log).unwrap_or_default());
-            };
-            if let Some(a) = line.strip_prefix("listening on kms ") {
-                kms = Some(a.parse().unwrap());
-            } else if let Some(a) = line.strip_prefix("listening on admin ") {
-                admin = Some(a.parse().unwrap());
-            }
-        }
-        HostProc { child, kms: kms.unwrap(), admin: admin.unwrap(), log, _dir: dir }
+            .envs(env.iter().copied());
+        let daemon = Daemon::spawn(cmd, &["kms", "admin"]);
+        HostProc { kms: daemon.addr("kms"), admin: daemon.addr("admin"), daemon, _dir: dir }
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.daemon.log()
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.daemon.pid()
     }
 }
 

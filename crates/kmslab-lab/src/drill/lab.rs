@@ -151,10 +151,11 @@ impl LabHost {
     }
 
     /// The host's own DNS publishing state for [`ZONE`]: the `dns.zones[]` entry of its
-    /// `/api/v1/status` (`Null` before the first attempt or without an answer).
-    pub async fn dns_zone(&self) -> Value {
-        let status = self.status().await.unwrap_or(Value::Null);
-        status["dns"]["zones"].as_array().and_then(|zones| zones.iter().find(|z| z["zone"] == ZONE)).cloned().unwrap_or(Value::Null)
+    /// `/api/v1/status`, read as the typed view the host serialises it from (`None` before
+    /// the first attempt or without an answer).
+    pub async fn dns_zone(&self) -> Option<kmslab_api::ZoneStatus> {
+        let status = serde_json::from_value::<kmslab_api::HostStatus>(self.status().await.ok()?).ok()?;
+        status.zone(ZONE).cloned()
     }
 
     /// The host's events 12293 and 12294 from its registry (`/api/v1/events`), oldest first.
@@ -172,24 +173,23 @@ impl LabHost {
     /// What the host itself reports about its DNS publishing: the `dns` object of its
     /// status and its last `last` events 12293/12294, as lines.
     pub async fn dns_lines(&self, last: usize) -> Vec<String> {
-        let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
         let mut lines = Vec::new();
-        let z = self.dns_zone().await;
-        if z.is_null() {
-            lines.push(format!("{}: /api/v1/status dns: no attempt in {ZONE} yet", self.name));
-        } else {
-            let mut line = format!(
-                "{}: /api/v1/status dns.zones[{ZONE}]: result {}, hresult {}, successes {}, failures {}",
-                self.name,
-                text(&z["result"]),
-                text(&z["hresult"]),
-                z["successes"],
-                z["failures"]
-            );
-            if z["message"].as_str().is_some_and(|m| !m.is_empty()) {
-                line.push_str(&format!(", message {:?}", text(&z["message"])));
+        match self.dns_zone().await {
+            None => lines.push(format!("{}: /api/v1/status dns: no attempt in {ZONE} yet", self.name)),
+            Some(z) => {
+                let mut line = format!(
+                    "{}: /api/v1/status dns.zones[{ZONE}]: result {}, hresult {}, successes {}, failures {}",
+                    self.name,
+                    z.result.as_deref().unwrap_or("null"),
+                    z.hresult.as_deref().unwrap_or("null"),
+                    z.successes,
+                    z.failures
+                );
+                if let Some(m) = z.message.as_deref().filter(|m| !m.is_empty()) {
+                    line.push_str(&format!(", message {m:?}"));
+                }
+                lines.push(line);
             }
-            lines.push(line);
         }
         let events = self.dns_events().await;
         let skip = events.len().saturating_sub(last);

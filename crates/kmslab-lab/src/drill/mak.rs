@@ -10,6 +10,7 @@ use kmslab_activation::cil::Cil;
 use kmslab_core::HResult;
 use kmslab_core::catalog::Catalog;
 use kmslab_core::hostaddr::HostAddr;
+use kmslab_runtime::config::Parsed;
 use serde_json::{Value, json};
 use std::net::{Ipv4Addr, SocketAddr};
 use tokio::net::TcpListener;
@@ -121,11 +122,15 @@ impl LabMachine {
     pub async fn start(name: &str, time: LabTime, setup: MachineSetup) -> anyhow::Result<LabMachine> {
         let args = kmslab_client::Args {
             product: Some(WIN7.into()),
-            kms: Some(setup.kms.map_or_else(|| "127.0.0.1:9".to_owned(), |h| h.to_string())),
-            machine_name: Some(name.into()),
-            activation_service: setup.service.map(|s| s.to_string()),
+            kms: Some(Parsed(setup.kms.unwrap_or_else(|| HostAddr::new("127.0.0.1", 9)))),
+            machine_name: Some(Parsed(name.parse().map_err(|e| anyhow::anyhow!("{name}: {e}"))?)),
+            activation_service: setup
+                .service
+                .map(|s| s.to_string().parse().map(Parsed))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?,
             slic_without_marker: setup.slic_without_marker,
-            admin: Some("127.0.0.1:0".into()),
+            admin: Some(Parsed(kmslab_runtime::config::Addr((Ipv4Addr::LOCALHOST, 0).into()))),
             ..Default::default()
         };
         let mut config = kmslab_client::ClientConfig::from_args(args).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;

@@ -60,11 +60,11 @@ fn dns_target(dns: &LabDns, c: &mut FleetConfig) {
 /// Waits until the host's own last publishing attempt in [`ZONE`] has `result` ("success"
 /// or "failure") on its `/api/v1/status` (or [`WAIT`] passed); returns whether it did and
 /// the zone's state. The host commits the event 12293/12294 before its status shows it.
-async fn wait_dns(host: &LabHost, result: &str) -> (bool, Value) {
+async fn wait_dns(host: &LabHost, result: &str) -> (bool, Option<kmslab_api::ZoneStatus>) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let zone = host.dns_zone().await;
-        if zone["result"] == result {
+        if zone.as_ref().and_then(|z| z.result.as_deref()) == Some(result) {
             return (true, zone);
         }
         if tokio::time::Instant::now() >= deadline {
@@ -215,7 +215,7 @@ pub(crate) async fn dns_refused(t: &mut Transcript, time: LabTime) -> anyhow::Re
     t.say("  nslookup -type=srv _vlmcs._tcp.lab.test:");
     t.block(&dns.srv_lines().await);
     t.check(
-        refused && zone["hresult"] == "0x8007232D",
+        refused && zone.and_then(|z| z.hresult).as_deref() == Some("0x8007232D"),
         "kms1's status shows its update refused: result failure, hresult 0x8007232D DNS_ERROR_RCODE_REFUSED",
     );
     t.check(
@@ -268,7 +268,7 @@ pub(crate) async fn second_host_srv(t: &mut Transcript, time: LabTime) -> anyhow
     let srv = dns.srv_lines().await;
     t.block(&srv);
     t.check(
-        refused && zone2["hresult"] == "0x80072339" && has_event(&events2, DNS_PUBLISH_FAILED, Some("0x80072339")),
+        refused && zone2.and_then(|z| z.hresult).as_deref() == Some("0x80072339") && has_event(&events2, DNS_PUBLISH_FAILED, Some("0x80072339")),
         "kms2 reports its update refused (status failure 0x80072339 DNS_ERROR_RCODE_BADKEY: the zone does not know its key) and logged 12293: no permission on the record",
     );
     t.check(srv.iter().any(|l| l.contains("kms1.")) && !srv.iter().any(|l| l.contains("kms2")), "DNS lists kms1 only");
