@@ -66,40 +66,54 @@ impl Net {
     /// and waits for its answer: the answer, the service's HRESULT, or how the exchange
     /// failed (0x800706BA unreachable, 0x800705B4 timed out, 0x8007000D garbled answer).
     pub async fn activate_online(&self, service: &HostAddr, request: ServiceRequest) -> Result<ServiceAnswer, HResult> {
-        let addrs = self.resolver.resolve(&self.dns, &service.host, self.timeouts.dns).await.map_err(|e| lookup_code(&e))?;
-        let mut last = HResult::HOST_UNREACHABLE;
-        for ip in addrs {
-            let addr = SocketAddr::new(ip, service.port);
-            let mut stream = match tokio::time::timeout(self.timeouts.connect, TcpStream::connect(addr)).await {
-                Err(_) => {
-                    last = HResult::TIMEOUT;
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!(%addr, error = %e, "cannot reach the activation service");
-                    last = HResult::HOST_UNREACHABLE;
-                    continue;
-                }
-                Ok(Ok(stream)) => stream,
-            };
-            let work = async {
-                let mut buf = Vec::with_capacity(256);
-                kmslab_runtime::framed::write_message(&mut stream, &Message::ServiceRequest(request), &mut buf).await?;
-                kmslab_runtime::framed::read_message(&mut stream, &mut buf).await
-            };
-            return match tokio::time::timeout(self.timeouts.response, work).await {
-                Err(_) => Err(HResult::TIMEOUT),
-                Ok(Ok(Some(Message::ServiceAnswer(a)))) => Ok(a),
-                Ok(Ok(Some(Message::Error(e)))) => {
-                    tracing::info!(hresult = %e.hresult, name = e.hresult.name(), reason = %e.message, "the activation service refused");
-                    Err(e.hresult)
-                }
-                Ok(Ok(Some(_))) | Ok(Err(FrameError::Decode(_))) => Err(HResult::INVALID_DATA),
-                Ok(Ok(None)) | Ok(Err(_)) => Err(HResult::HOST_UNREACHABLE),
-            };
-        }
-        Err(last)
+        activate_online(&self.dns, &self.resolver, service, request, self.timeouts).await
     }
+}
+
+/// Sends an online activation request to the activation service at `service` and waits for
+/// its answer: the answer, the service's HRESULT, or how the exchange failed (0x800706BA
+/// unreachable, 0x800705B4 timed out, 0x8007000D garbled answer). The daemon's `/ato` of a
+/// MAK and the lab's fleet machines both ask through this.
+pub async fn activate_online(
+    dns: &DnsServerChoice,
+    resolver: &Resolver,
+    service: &HostAddr,
+    request: ServiceRequest,
+    timeouts: Timeouts,
+) -> Result<ServiceAnswer, HResult> {
+    let addrs = resolver.resolve(dns, &service.host, timeouts.dns).await.map_err(|e| lookup_code(&e))?;
+    let mut last = HResult::HOST_UNREACHABLE;
+    for ip in addrs {
+        let addr = SocketAddr::new(ip, service.port);
+        let mut stream = match tokio::time::timeout(timeouts.connect, TcpStream::connect(addr)).await {
+            Err(_) => {
+                last = HResult::TIMEOUT;
+                continue;
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(%addr, error = %e, "cannot reach the activation service");
+                last = HResult::HOST_UNREACHABLE;
+                continue;
+            }
+            Ok(Ok(stream)) => stream,
+        };
+        let work = async {
+            let mut buf = Vec::with_capacity(256);
+            kmslab_runtime::framed::write_message(&mut stream, &Message::ServiceRequest(request), &mut buf).await?;
+            kmslab_runtime::framed::read_message(&mut stream, &mut buf).await
+        };
+        return match tokio::time::timeout(timeouts.response, work).await {
+            Err(_) => Err(HResult::TIMEOUT),
+            Ok(Ok(Some(Message::ServiceAnswer(a)))) => Ok(a),
+            Ok(Ok(Some(Message::Error(e)))) => {
+                tracing::info!(hresult = %e.hresult, name = e.hresult.name(), reason = %e.message, "the activation service refused");
+                Err(e.hresult)
+            }
+            Ok(Ok(Some(_))) | Ok(Err(FrameError::Decode(_))) => Err(HResult::INVALID_DATA),
+            Ok(Ok(None)) | Ok(Err(_)) => Err(HResult::HOST_UNREACHABLE),
+        };
+    }
+    Err(last)
 }
 
 /// Looks up `_vlmcs._tcp.<domain>`; without a domain (or an empty one), each domain of the

@@ -150,6 +150,9 @@ pub struct FleetConfig {
     pub name_width: usize,
     /// Each machine keeps its last `event_ring` events for [`Fleet::events`] (0: none).
     pub event_ring: usize,
+    /// The activation service a MAK machine's `/ato` asks (`--activation-service`); none:
+    /// such an attempt fails as unreachable (0x800706BA).
+    pub activation_service: Option<HostAddr>,
 }
 
 impl FleetConfig {
@@ -174,6 +177,7 @@ impl FleetConfig {
             name_base: 0,
             name_width: 5,
             event_ring: 0,
+            activation_service: None,
         }
     }
 }
@@ -528,6 +532,7 @@ impl FleetHandle {
 /// one it abandoned (a rearm in the middle of an attempt).
 enum Done {
     Exchange { index: u32, generation: u32, attempt: AttemptId, outcome: HostOutcome },
+    Service { index: u32, generation: u32, attempt: AttemptId, outcome: Result<kmslab_core::wire::ServiceAnswer, HResult> },
     Lookup { domain: String, result: Result<Vec<SrvCandidate>, HResult> },
 }
 
@@ -960,6 +965,13 @@ impl Driver {
                     self.pump(i, now);
                 }
             }
+            Done::Service { index, generation, attempt, outcome } => {
+                let i = index as usize;
+                if self.release(i, generation) {
+                    self.live(i).handle_service_outcome(now, attempt, outcome);
+                    self.pump(i, now);
+                }
+            }
             Done::Lookup { domain, result } => {
                 self.srv_cache.insert(domain.clone(), (Instant::now(), result.clone()));
                 for (index, generation, attempt) in self.waiting_for_lookup.remove(&domain).unwrap_or_default() {
@@ -1035,9 +1047,23 @@ impl Driver {
                     });
                     break;
                 }
-                Action::ActivateOnline { attempt, .. } => {
-                    // Fleet machines are KMS clients; a MAK attempt has no service to ask here.
-                    self.live(i).handle_service_outcome(now, attempt, Err(HResult::HOST_UNREACHABLE));
+                Action::ActivateOnline { attempt, request } => {
+                    let Some(service) = self.config.activation_service.clone() else {
+                        // No activation service configured: nothing to reach.
+                        self.live(i).handle_service_outcome(now, attempt, Err(HResult::HOST_UNREACHABLE));
+                        continue;
+                    };
+                    let generation = self.occupy(i);
+                    let (dns, timeouts, resolver, tx) =
+                        (self.config.dns.clone(), self.config.timeouts, self.addr_cache.clone(), self.done_tx.clone());
+                    let index = i as u32;
+                    tokio::spawn(async move {
+                        let timeouts =
+                            kmslab_client::Timeouts { connect: timeouts.connect, response: timeouts.response, dns: timeouts.dns };
+                        let outcome = kmslab_client::net::activate_online(&dns, &resolver, &service, request, timeouts).await;
+                        let _ = tx.send(Done::Service { index, generation, attempt, outcome });
+                    });
+                    break;
                 }
             }
         }

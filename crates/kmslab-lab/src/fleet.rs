@@ -80,6 +80,10 @@ pub struct FleetArgs {
     /// Pre-shared key file of hosts started with --psk: requests carry a MAC, answers must.
     #[arg(long, value_name = "FILE")]
     pub psk: Option<std::path::PathBuf>,
+    /// The activation service (`kmslab activation-service`) a machine given a MAK
+    /// (`slmgr --machine NAME /ipk MAK`) activates with on `/ato`, as HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub activation_service: Option<String>,
 }
 
 fn usage(msg: String) -> anyhow::Result<ExitCode> {
@@ -132,6 +136,12 @@ pub async fn run(args: FleetArgs) -> anyhow::Result<ExitCode> {
         match kmslab_runtime::psk::load(path) {
             Ok(key) => config.psk = Some(key),
             Err(e) => return usage(format!("--psk {e}")),
+        }
+    }
+    if let Some(service) = &args.activation_service {
+        match service.parse::<HostAddr>() {
+            Ok(h) => config.activation_service = Some(h),
+            Err(e) => return usage(format!("--activation-service: {e}")),
         }
     }
 
