@@ -12,6 +12,7 @@ use axum::{Json, Router};
 use kmslab_admin::{AdminAccess, ApiError};
 use kmslab_api::{ClientStatus, EventList};
 use kmslab_core::activator::{Activator, ActivatorState};
+use kmslab_core::catalog::Catalog;
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::hresult::HResult;
 use kmslab_core::{LicenseStatus, Timestamp};
@@ -174,17 +175,19 @@ async fn ipk(State(shared): State<Arc<Shared>>, Json(body): Json<KeyBody>) -> Ap
     let catalog = shared.catalog.clone();
     mutate(&shared, |g| {
         let now = shared.clock.now();
-        // A GVLK makes (or keeps) the machine a KMS client; a lab MAK puts it on the MAK
-        // channel; anything else is 0xC004F050.
-        match g.activator.install_key(&catalog, &body.key, now) {
-            Ok(()) => {}
-            Err(HResult::INVALID_PRODUCT_KEY) => {
-                g.activator.install_mak(&body.key, now).map_err(|c| ApiError::code(StatusCode::BAD_REQUEST, c))?
-            }
-            Err(c) => return Err(ApiError::code(StatusCode::BAD_REQUEST, c)),
-        }
+        install_key(&mut g.activator, &catalog, &body.key, now).map_err(|c| ApiError::code(StatusCode::BAD_REQUEST, c))?;
         Ok(None)
     })
+}
+
+/// `slmgr /ipk KEY` on `activator`: a GVLK makes (or keeps) the machine a KMS client, a lab
+/// MAK puts it on the MAK channel, anything else is 0xC004F050. The daemon and the lab's
+/// machines (`slmgr --machine`) both install keys through this.
+pub fn install_key(activator: &mut Activator, catalog: &Catalog, key: &str, now: Timestamp) -> Result<(), HResult> {
+    match activator.install_key(catalog, key, now) {
+        Err(HResult::INVALID_PRODUCT_KEY) => activator.install_mak(key, now),
+        other => other,
+    }
 }
 
 async fn upk(State(shared): State<Arc<Shared>>) -> ApiResult {

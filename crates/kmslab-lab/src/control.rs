@@ -186,7 +186,16 @@ struct LabEvent {
     detail: Value,
 }
 
-/// A whole lab: DNS, hosts, machines, and the faults applied to them.
+/// The lab's own simulated activation service (`kmslab activation-service` in process).
+#[derive(Debug, Clone)]
+pub struct LabActivation {
+    /// Where its wire protocol listens.
+    pub addr: std::net::SocketAddr,
+    /// The service (keys and their counts).
+    pub service: Arc<kmslab_activation::Service>,
+}
+
+/// A whole lab: DNS, hosts, machines, the activation service, and the faults applied to them.
 #[derive(Debug)]
 pub struct Lab {
     /// The lab's clock settings.
@@ -194,6 +203,7 @@ pub struct Lab {
     dns: LabDns,
     hosts: Vec<HostSlot>,
     fleet: Mutex<Option<FleetHandle>>,
+    activation: Mutex<Option<LabActivation>>,
     events: Mutex<(u64, VecDeque<LabEvent>)>,
     /// The runtime the hosts run on (the control API may be served from another one).
     runtime: tokio::runtime::Handle,
@@ -217,7 +227,12 @@ impl Lab {
             })
             .collect();
         let runtime = tokio::runtime::Handle::current();
-        Lab { time, dns, hosts, fleet: Mutex::new(None), events: Mutex::new((0, VecDeque::new())), runtime }
+        Lab { time, dns, hosts, fleet: Mutex::new(None), activation: Mutex::new(None), events: Mutex::new((0, VecDeque::new())), runtime }
+    }
+
+    /// The lab's activation service (its MAKs are shown with their remaining counts).
+    pub fn set_activation(&self, activation: LabActivation) {
+        *self.activation.lock().expect("lab lock") = Some(activation);
     }
 
     /// The machines the lab's machine faults act on.
@@ -461,7 +476,21 @@ impl Lab {
             })
             .collect();
         let faults = self.dns.server.faults();
-        let machines = self.fleet().map_or(Value::Null, |f| f.stats().summary());
+        let fleet = self.fleet();
+        let machines = fleet.as_ref().map_or(Value::Null, |f| f.stats().summary());
+        let channels = fleet.as_ref().map_or(Value::Null, |f| {
+            let stats = f.stats();
+            let mak = stats.mak_machines.load(std::sync::atomic::Ordering::Relaxed);
+            let all = stats.clients.load(std::sync::atomic::Ordering::Relaxed);
+            json!({ "kms": all.saturating_sub(mak), "mak": mak })
+        });
+        let activation = match &*self.activation.lock().expect("lab lock") {
+            Some(a) => json!({
+                "addr": a.addr.to_string(),
+                "keys": a.service.statuses().map(|k| json!(k)).unwrap_or_else(|e| json!({ "error": e.message })),
+            }),
+            None => Value::Null,
+        };
         json!({
             "now": self.clock().now().to_string(),
             "time_scale": self.time.scale,
@@ -474,6 +503,8 @@ impl Lab {
                 "outage": faults.in_outage(),
             },
             "machines": machines,
+            "channels": channels,
+            "activation": activation,
         })
     }
 

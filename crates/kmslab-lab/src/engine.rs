@@ -199,6 +199,8 @@ pub struct FleetStats {
     pub errors: Mutex<BTreeMap<u32, u64>>,
     /// Machines.
     pub clients: AtomicU64,
+    /// Machines with a MAK installed (the rest are KMS clients).
+    pub mak_machines: AtomicU64,
 }
 
 impl FleetStats {
@@ -828,7 +830,13 @@ impl Driver {
                 let mut rng = SplitMix64::new(self.rng.next_u64());
                 let catalog = Arc::clone(&self.catalog);
                 let mut cx = OpContext { now, rng: &mut rng, catalog: &catalog };
+                let had_mak = self.live(i).mak().is_some();
                 let value = op(self.live(i), &mut cx);
+                match (had_mak, self.live(i).mak().is_some()) {
+                    (false, true) => _ = self.stats.mak_machines.fetch_add(1, Ordering::Relaxed),
+                    (true, false) => _ = self.stats.mak_machines.fetch_sub(1, Ordering::Relaxed),
+                    _ => {}
+                }
                 self.after_op(i, now);
                 let _ = tx.send(Some(value));
             }
@@ -887,12 +895,15 @@ impl Driver {
     /// Counts machines `start..` in the stats (a new machine counts in its own status).
     fn count_new(&mut self, start: usize) {
         for i in start..self.machines.len() {
-            let status = match &self.machines[i].slot {
-                Slot::Live(a) => a.status(),
-                Slot::Idle(s) => s.status,
+            let (status, mak) = match &self.machines[i].slot {
+                Slot::Live(a) => (a.status(), a.mak().is_some()),
+                Slot::Idle(s) => (s.status, s.mak.is_some()),
                 Slot::Moving => continue,
             };
             self.stats.by_status[status as usize].fetch_add(1, Ordering::Relaxed);
+            if mak {
+                self.stats.mak_machines.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.stats.clients.store(self.machines.len() as u64, Ordering::Relaxed);
     }

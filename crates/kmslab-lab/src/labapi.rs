@@ -312,7 +312,10 @@ struct KeyBody {
 }
 
 async fn m_ipk(State(api): State<Arc<MachineApi>>, Path(name): Path<String>, Json(body): Json<KeyBody>) -> ApiResult {
-    api.op(&name, move |a, cx| a.install_key(cx.catalog, &body.key, cx.now).map_err(|c| ApiError::code(StatusCode::BAD_REQUEST, c))).await
+    api.op(&name, move |a, cx| {
+        kmslab_client::api::install_key(a, cx.catalog, &body.key, cx.now).map_err(|c| ApiError::code(StatusCode::BAD_REQUEST, c))
+    })
+    .await
 }
 
 async fn m_upk(State(api): State<Arc<MachineApi>>, Path(name): Path<String>) -> ApiResult {

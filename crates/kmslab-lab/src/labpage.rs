@@ -1,5 +1,6 @@
 //! The lab page (`GET /` of the lab control API): the hosts with their roles and counts,
-//! the machines by licence state over simulated time, the lab events, the machines with
+//! the activation service's MAKs with their remaining activations and the machines by
+//! channel (KMS, MAK), the machines by licence state over simulated time, the lab events, the machines with
 //! a search box and their `/dli` lines, and a button for every host and DNS fault.
 //!
 //! The page is rendered here (askama, `templates/lab.html`); its one script
@@ -136,6 +137,16 @@ pub struct HostRow {
     kms: String,
 }
 
+/// One MAK of the lab's activation service.
+#[derive(Debug)]
+pub struct KeyRow {
+    key: String,
+    products: String,
+    remaining: String,
+    used: String,
+    blocked: bool,
+}
+
 /// One machine row.
 #[derive(Debug)]
 pub struct MachineRow {
@@ -161,6 +172,10 @@ struct LabPage<'a> {
     matched: usize,
     q: String,
     events: Vec<(String, String, String, String)>,
+    activation: String,
+    keys: Vec<KeyRow>,
+    kms_machines: String,
+    mak_machines: String,
 }
 
 fn text(v: &Value) -> String {
@@ -187,6 +202,22 @@ pub async fn render(lab: &Lab, history: &LabHistory, q: &str) -> Result<String, 
             failed: text(&h["failed"]),
             dashboard: text(&h["dashboard"]),
             kms: text(&h["kms"]),
+        })
+        .collect();
+    let keys = summary["activation"]["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|k| KeyRow {
+            key: text(&k["key"]),
+            products: k["products"].as_array().map_or_else(String::new, |p| p.iter().map(text).collect::<Vec<_>>().join(", ")),
+            remaining: text(&k["remaining"]),
+            used: format!(
+                "{} of {}",
+                text(&k["used"]),
+                k["granted"].as_u64().unwrap_or(0).saturating_add(k["added"].as_u64().unwrap_or(0))
+            ),
+            blocked: k["blocked"] == true,
         })
         .collect();
     let needle = q.trim().to_ascii_lowercase();
@@ -227,6 +258,10 @@ pub async fn render(lab: &Lab, history: &LabHistory, q: &str) -> Result<String, 
         matched,
         q: q.to_owned(),
         events,
+        activation: text(&summary["activation"]["addr"]),
+        keys,
+        kms_machines: text(&summary["channels"]["kms"]),
+        mak_machines: text(&summary["channels"]["mak"]),
     }
     .render()
 }

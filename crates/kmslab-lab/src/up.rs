@@ -23,10 +23,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use kmslab_activation::MakSpec;
 use kmslab_core::catalog::Catalog;
+use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::{HResult, LicenseStatus, Timestamp};
 use kmslab_dns::{DnsServerChoice, PublishZone};
-use kmslab_lab::control::Lab;
+use kmslab_lab::control::{Lab, LabActivation};
 use kmslab_lab::drill::lab::{LabDns, LabHost, LabTime, ZONE};
 use kmslab_lab::engine::{Fleet, FleetConfig, FleetStats, ProductMix, Target, parse_duration_ms};
 use kmslab_lab::labapi::{MachineApi, lab_router};
@@ -78,6 +80,10 @@ pub struct UpArgs {
     /// check, as the daemons' `--admin-host`); repeatable.
     #[arg(long, value_name = "NAME")]
     pub control_host: Vec<String>,
+    /// Activations of each MAK of the lab's activation service (one MAK per product of
+    /// `--products`; `slmgr --machine NAME /ipk MAK`, then `/ato`).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub mak_activations: u32,
 }
 
 /// Runs the lab until Ctrl-C or the end of `--duration`.
@@ -159,7 +165,41 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The lab's own activation service: a MAK per product of the mix, state kept with the
+    // hosts' registries (or in a temporary directory).
+    let activation_dir = match &args.data_dir {
+        Some(d) => {
+            let dir = d.join("activation");
+            std::fs::create_dir_all(&dir).with_context(|| format!("--data-dir {}", dir.display()))?;
+            (dir, None)
+        }
+        None => {
+            let t = tempfile::tempdir().context("a temporary directory for the activation service")?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let (activation, activation_addr, _activation_tmp) = {
+        let (dir, tmp) = activation_dir;
+        let keys_file = dir.join("keys.toml");
+        if !keys_file.exists() {
+            let specs: Vec<MakSpec> =
+                mix.0.iter().map(|(p, _)| MakSpec { product: p.name.clone(), activations: args.mak_activations }).collect();
+            std::fs::write(&keys_file, kmslab_activation::keys::generate(&specs).to_toml())
+                .with_context(|| format!("writing {}", keys_file.display()))?;
+        }
+        let service = Arc::new(kmslab_activation::start(&keys_file, &dir, &catalog).context("starting the activation service")?);
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.context("the activation service's port")?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(kmslab_activation::serve::serve(listener, Arc::clone(&service), shutdown.clone()));
+        (service, addr, tmp)
+    };
+    println!("listening on activation {activation_addr}  (the lab's activation service)");
+    for k in &activation.keys().maks {
+        println!("MAK for {}: {} ({} activations)", k.products.join(", "), k.key, k.activations);
+    }
+
     let mut config = FleetConfig::new(args.clients, mix, Target::Discover(ZONE.into()), clock);
+    config.activation_service = Some(HostAddr::new(activation_addr.ip().to_string(), activation_addr.port()));
     config.dns = DnsServerChoice::Server(dns.addr());
     config.seed = args.seed;
     // machine-1, machine-2, ...: the names `kmslab lab` and `slmgr --machine` take.
@@ -174,6 +214,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let mut fleet = Fleet::start(config, until, shutdown.clone());
     let lab = Arc::new(Lab::new(time, dns, hosts));
     lab.set_fleet(fleet.handle());
+    lab.set_activation(LabActivation { addr: activation_addr, service: activation });
     lab.refresh().await;
 
     let control_addr = control.local_addr()?;

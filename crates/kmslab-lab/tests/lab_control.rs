@@ -285,3 +285,32 @@ fn kmslab_lab_finds_the_lab_by_its_address_file_and_applies_faults() {
     assert_eq!(code, 2);
     assert!(err.contains("kmslab up"), "{err}");
 }
+
+#[test]
+fn the_lab_runs_an_activation_service_whose_maks_activate_its_machines_and_show_on_the_page() {
+    let up = Up::start(4);
+    let lab = up.get("/api/v1/lab");
+    // One MAK per product of the default mix, with the default 10 activations.
+    let keys = lab["activation"]["keys"].as_array().unwrap_or_else(|| panic!("no keys: {lab}")).clone();
+    let products: Vec<&str> = keys.iter().map(|k| k["products"][0].as_str().unwrap()).collect();
+    assert_eq!(products, ["win7-enterprise", "server2008r2-standard"], "{lab}");
+    assert!(keys.iter().all(|k| k["remaining"] == 10 && k["used"] == 0), "{lab}");
+    assert_eq!(lab["channels"], json!({ "kms": 4, "mak": 0 }), "{lab}");
+    let mak = keys[0]["key"].as_str().unwrap().to_owned();
+
+    // machine-1 runs Windows 7 Enterprise: /ipk MAK makes it a MAK machine, /ato activates
+    // it with the lab's service for good, using one activation.
+    let ipk = up.post_ok("/api/v1/lab/machines/machine-1/ipk", json!({ "key": mak }));
+    assert!(ipk.to_string().contains("VOLUME_MAK"), "{ipk}");
+    let ato = up.post_ok("/api/v1/lab/machines/machine-1/ato", json!({}));
+    assert_eq!((&ato["hresult"], &ato["status"]), (&json!("0x00000000"), &json!("licensed")), "{ato}");
+    let lab = up.wait_for("the key's count and the channels to move", "/api/v1/lab", |l| l["activation"]["keys"][0]["remaining"] == 9);
+    assert_eq!(lab["activation"]["keys"][0]["used"], 1, "{lab}");
+    assert_eq!(lab["channels"], json!({ "kms": 3, "mak": 1 }), "{lab}");
+
+    // The page shows the key with its remaining count and the machines by channel.
+    let page = agent().get(up.url("/")).call().unwrap().into_body().read_to_string().unwrap();
+    assert!(page.contains(&format!("<code>{mak}</code>")), "{page}");
+    assert!(page.contains(r#"MAK <b id="mak-machines">1</b>"#), "{page}");
+    assert!(page.contains(r#"<td class="num remaining">9</td>"#), "{page}");
+}
