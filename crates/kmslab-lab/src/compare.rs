@@ -158,7 +158,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let state_idx: Vec<usize> = STATES.iter().map(|s| sim.columns.iter().position(|c| c == s).expect("checked on reading")).collect();
-    let total = |v: &[u64]| state_idx.iter().map(|&i| v[i]).sum::<u64>();
+    let total = |v: &[u64]| state_idx.iter().fold(0u64, |t, &i| t.saturating_add(v[i]));
     let mut out = Vec::new();
     let mut compared_days = 0;
     for (day, s) in &sim.days {

@@ -13,6 +13,7 @@ mod labcli;
 mod manpages;
 mod products;
 mod sim;
+mod play;
 mod up;
 use kmslab_lab::vamt;
 
