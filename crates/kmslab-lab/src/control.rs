@@ -495,6 +495,7 @@ impl Lab {
                     "activated": s["activated"],
                     "blocked": h.faults.blocked(),
                     "dns": s["dns"]["zones"],
+                    "last_request": s["last_request"],
                 })
             })
             .collect();

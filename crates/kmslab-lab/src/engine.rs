@@ -1077,8 +1077,9 @@ impl Driver {
                         (self.config.dns.clone(), self.config.timeouts, self.addr_cache.clone(), self.done_tx.clone());
                     let index = i as u32;
                     let psk = self.config.psk.clone();
+                    let (clock, built) = (self.config.clock, now);
                     tokio::spawn(async move {
-                        let outcome = exchange(&dns, &resolver, &host, request, timeouts, psk.as_ref()).await;
+                        let outcome = exchange(&dns, &resolver, &host, request, timeouts, psk.as_ref(), (clock, built)).await;
                         let _ = tx.send(Done::Exchange { index, generation, attempt, outcome });
                     });
                     break;
@@ -1165,12 +1166,22 @@ async fn exchange(
     dns: &DnsServerChoice,
     resolver: &Resolver,
     host: &HostAddr,
-    request: Request,
+    mut request: Request,
     timeouts: NetTimeouts,
     psk: Option<&kmslab_core::wire::FrameKey>,
+    (clock, built): (SimClock, Timestamp),
 ) -> HostOutcome {
     let timeouts = kmslab_client::Timeouts { connect: timeouts.connect, response: timeouts.response, dns: timeouts.dns };
-    kmslab_client::net::send(dns, resolver, host, request, timeouts, psk).await
+    let addrs = match resolver.resolve(dns, &host.host, timeouts.dns).await {
+        Ok(ips) => ips.into_iter().map(|ip| std::net::SocketAddr::new(ip, host.port)).collect::<Vec<_>>(),
+        Err(e) => return HostOutcome::Unreachable(kmslab_client::net::lookup_code(&e)),
+    };
+    // The machine's clock when it sends, as a client stamps a request it is about to send:
+    // the driver built it `built`, and on a fast lab clock the real moments the task waited
+    // for its turn and for the host's address are simulated hours (the host refuses a
+    // request more than 4 hours off with 0xC004F06C).
+    request.client_time = request.client_time.plus_ms(clock.now().ms_since(built).max(0));
+    kmslab_client::net::exchange(addrs, request, timeouts, psk).await
 }
 
 /// Parses a simulated duration: `30d`, `12h`, `90m`, `45s` (a bare number is seconds).

@@ -1,6 +1,7 @@
-//! The lab page (`GET /` of the lab control API): the hosts with their roles and counts,
-//! the machines by licence state over simulated time, the lab events, the machines with
-//! a search box and their `/dli` lines, and a button for every host and DNS fault.
+//! The lab page (`GET /` of the lab control API): the hosts with their roles, counts and
+//! latest request, the machines by licence state over simulated time, the lab events, the
+//! machines with a search box and their `/dli` lines, and a button for every host and DNS
+//! fault.
 //!
 //! The page is rendered here (askama, `templates/lab.html`); its one script
 //! (`static/lab.js`, served same-origin at `/lab.js`) sends a button's fault as the JSON
@@ -134,6 +135,8 @@ pub struct HostRow {
     failed: String,
     dashboard: String,
     kms: String,
+    /// Time, machine and result of the host's latest request.
+    last_request: Option<(String, String, String)>,
 }
 
 /// One machine row.
@@ -187,6 +190,10 @@ pub async fn render(lab: &Lab, history: &LabHistory, q: &str) -> Result<String, 
             failed: text(&h["failed"]),
             dashboard: text(&h["dashboard"]),
             kms: text(&h["kms"]),
+            last_request: h["last_request"].is_object().then(|| {
+                let l = &h["last_request"];
+                (text(&l["time"]), text(&l["machine_name"]), format!("{} {}", text(&l["result"]), text(&l["name"])).trim_end().to_owned())
+            }),
         })
         .collect();
     let needle = q.trim().to_ascii_lowercase();

@@ -11,9 +11,9 @@ mod fleet;
 mod health;
 mod labcli;
 mod manpages;
+mod play;
 mod products;
 mod sim;
-mod play;
 mod up;
 use kmslab_lab::vamt;
 

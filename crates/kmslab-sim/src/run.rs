@@ -232,30 +232,30 @@ impl SimOutput {
 /// A timeline as CSV (what `kmslab sim --timeline FILE.csv` writes): one row per day, one
 /// count column per host and group of `counted_groups` (each host's `counts` in that order).
 pub fn timeline_csv(timeline: &[DayRow], counted_groups: &[String]) -> String {
-        let mut out = String::from("day,date");
-        if let Some(first) = timeline.first() {
-            for h in &first.hosts {
-                out.push_str(&format!(",{}_up", h.name));
-                for g in counted_groups {
-                    out.push_str(&format!(",{}_count_{}", h.name, g));
-                }
+    let mut out = String::from("day,date");
+    if let Some(first) = timeline.first() {
+        for h in &first.hosts {
+            out.push_str(&format!(",{}_up", h.name));
+            for g in counted_groups {
+                out.push_str(&format!(",{}_count_{}", h.name, g));
             }
         }
-        out.push_str(",licensed,initial_grace,additional_grace,notification,unlicensed,requests,failed_attempts\n");
-        for r in timeline {
-            out.push_str(&format!("{},{}", r.day, r.date));
-            for h in &r.hosts {
-                out.push_str(&format!(",{}", u8::from(h.up)));
-                for c in &h.counts {
-                    out.push_str(&format!(",{c}"));
-                }
+    }
+    out.push_str(",licensed,initial_grace,additional_grace,notification,unlicensed,requests,failed_attempts\n");
+    for r in timeline {
+        out.push_str(&format!("{},{}", r.day, r.date));
+        for h in &r.hosts {
+            out.push_str(&format!(",{}", u8::from(h.up)));
+            for c in &h.counts {
+                out.push_str(&format!(",{c}"));
             }
-            out.push_str(&format!(
-                ",{},{},{},{},{},{},{}\n",
-                r.licensed, r.initial_grace, r.additional_grace, r.notification, r.unlicensed, r.requests, r.failed_attempts
-            ));
         }
-        out
+        out.push_str(&format!(
+            ",{},{},{},{},{},{},{}\n",
+            r.licensed, r.initial_grace, r.additional_grace, r.notification, r.unlicensed, r.requests, r.failed_attempts
+        ));
+    }
+    out
 }
 
 /// A timeline as a JSON array.
