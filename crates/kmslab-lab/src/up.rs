@@ -12,6 +12,11 @@
 //! roles, the machines and the lab events, and takes the faults ([`kmslab_lab::control`]);
 //! its address is also written to the lab address file ([`kmslab_lab::labaddr`]) for
 //! `kmslab lab` and `slmgr --machine`.
+//!
+//! `--scenario FILE` builds the lab from a `kmslab sim` scenario instead (its hosts, with
+//! their priorities, weights, key groups and intervals; no machines at first) and plays it
+//! ([`crate::play`]): the lab exits when the scenario ends, unless `--keep-running`, and
+//! `--timeline` writes the per-day timeline sampled from it.
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -254,6 +254,15 @@ impl Scenario {
     }
 }
 
+fn check_ranges(at: &str, key: &str, ranges: &[[u32; 2]]) -> Result<(), ScenarioError> {
+    for r in ranges {
+        if r[0] >= r[1] {
+            return Err(ScenarioError::Invalid(format!("{at}: `{key}` range [{}, {}] must have from < to", r[0], r[1])));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,13 +287,4 @@ mod tests {
         all_at_once.join_spread_days = 0;
         assert_eq!((all_at_once.joining_on(1), all_at_once.joining_on(2), all_at_once.joining_on(3)), (0..0, 0..80, 80..80));
     }
-}
-
-fn check_ranges(at: &str, key: &str, ranges: &[[u32; 2]]) -> Result<(), ScenarioError> {
-    for r in ranges {
-        if r[0] >= r[1] {
-            return Err(ScenarioError::Invalid(format!("{at}: `{key}` range [{}, {}] must have from < to", r[0], r[1])));
-        }
-    }
-    Ok(())
 }
