@@ -235,6 +235,8 @@ fn the_lab_page_shows_both_hosts_and_its_stop_button_moves_the_machines() {
     assert!(dashboard.contains("<span class=\"hostname\">kms1.lab.test</span>"), "{dashboard}");
     // ... and its role, as far as the host itself knows it.
     assert!(dashboard.contains("<span class=\"role role-serving\""), "{dashboard}");
+    // Its overview gives its latest request: a machine of the lab, activated or renewed.
+    assert!(dashboard.contains("Last request: <time") && dashboard.contains("from <b>machine-"), "{dashboard}");
     assert!(dom.contains("<svg id=\"chart\"") && dom.contains("licensed</title>"), "the chart has bars");
     assert_eq!(dom.matches("<tr class=\"machine\">").count(), 30, "every machine listed");
     let png = dir.path().join("lab.png");
