@@ -25,6 +25,11 @@ pub struct CompareArgs {
     /// clients (the larger of the two files' state totals), or `N,P%`, the larger of both.
     #[arg(long, value_name = "N|P%|N,P%", default_value = "2,5%", value_parser = parse_tolerance)]
     pub tolerance: Tolerance,
+    /// Days a change may come early or late: a value of REAL.csv agrees when it lies within
+    /// the tolerance of the range SIM.csv's values span from this many days before to this
+    /// many days after (a real lab's renewals drift by the real time of its exchanges).
+    #[arg(long, value_name = "DAYS", default_value_t = 0)]
+    pub shift: u32,
 }
 
 /// How far two counts may be apart on one day.
@@ -181,7 +186,12 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
             if up_of[i].is_some_and(|u| s[u] == 0 || r[u] == 0) {
                 continue;
             }
-            if s[i].abs_diff(r[i]) > allowed {
+            // Within the tolerance of the range SIM.csv spans over the days within `--shift`
+            // (a step of the counts that came earlier or later lies between its values).
+            let shift = i64::from(args.shift);
+            let window = (day - shift..=day + shift).filter_map(|d| sim.days.get(&d).map(|v| v[i]));
+            let (low, high) = window.fold((s[i], s[i]), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            if r[i] + allowed < low || r[i] > high.saturating_add(allowed) {
                 out.push(Disagreement { day: *day, column: column.clone(), sim: s[i], real: r[i], allowed });
             }
         }
@@ -209,13 +219,14 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         println!("not compared: {only_sim} days only in {}, {only_real} days only in {}", args.sim.display(), args.real.display());
     }
     let t = args.tolerance;
+    let shifted = if args.shift > 0 { format!(", shift {} days", args.shift) } else { String::new() };
     let days_off = out.iter().map(|d| d.day).collect::<std::collections::BTreeSet<_>>().len();
     if out.is_empty() {
-        println!("agree: {compared_days} days compared, tolerance max({}, {}% of clients)", t.absolute, t.percent);
+        println!("agree: {compared_days} days compared, tolerance max({}, {}% of clients){shifted}", t.absolute, t.percent);
         Ok(ExitCode::SUCCESS)
     } else {
         println!(
-            "disagree on {days_off} of {compared_days} days ({} values), tolerance max({}, {}% of clients)",
+            "disagree on {days_off} of {compared_days} days ({} values), tolerance max({}, {}% of clients){shifted}",
             out.len(),
             t.absolute,
             t.percent
