@@ -1,5 +1,6 @@
 //! The host's small in-memory time series (drawn by the dashboard): requests per simulated hour and per
-//! simulated day, plus the time of the latest request (for the no-activity alert).
+//! simulated day, plus the latest request: its time (for the no-activity alert), machine
+//! and result (the status's `last_request`).
 //!
 //! It lives in memory on purpose: it is a picture of recent traffic, not a record (the
 //! registry's event log is the record), so a restart starting it empty is fine, and
