@@ -68,6 +68,22 @@ pub struct HostStatus {
     /// Every installed host key group's license, the primary first (`/dli all`).
     #[serde(default)]
     pub licenses: Vec<HostLicense>,
+    /// The latest request since the host started (none yet: `null`).
+    #[serde(default)]
+    pub last_request: Option<LastRequest>,
+}
+
+/// The latest request a host answered: when, from which machine, with what result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRequest {
+    /// Simulated time it arrived (RFC 3339).
+    pub time: String,
+    /// The machine name the request carried.
+    pub machine_name: String,
+    /// The HRESULT answered, `0x00000000` for an activation or renewal.
+    pub result: String,
+    /// Its symbolic name (`S_OK`, `SL_E_...`), empty when unknown.
+    pub name: String,
 }
 
 /// One installed host key group's license.

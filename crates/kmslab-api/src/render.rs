@@ -430,6 +430,7 @@ mod tests {
             remaining_rearm_count: 3,
             trusted_time: "2009-04-28T14:32:10Z".into(),
             licenses: vec![license("kms-b", "Host A"), license("office-2010", "Office host")],
+            last_request: None,
         };
         let dli = host_dli(&s, false, false);
         assert!(dli.contains("    Current count: 7\n    Current count (office2010): 4\n    Listening on Port: 1688\n"), "{dli}");

@@ -35,7 +35,7 @@ pub struct Net {
     psk: Option<FrameKey>,
 }
 
-fn lookup_code(e: &LookupError) -> HResult {
+pub fn lookup_code(e: &LookupError) -> HResult {
     HResult(e.hresult())
 }
 

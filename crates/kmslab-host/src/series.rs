@@ -1,5 +1,6 @@
 //! The host's small in-memory time series (drawn by the dashboard): requests per simulated hour and per
-//! simulated day, plus the time of the latest request (for the no-activity alert).
+//! simulated day, plus the latest request: its time (for the no-activity alert), machine
+//! and result (the status's `last_request`).
 //!
 //! It lives in memory on purpose: it is a picture of recent traffic, not a record (the
 //! registry's event log is the record), so a restart starting it empty is fine, and
@@ -9,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use kmslab_core::Timestamp;
+use kmslab_core::{HResult, Timestamp};
 
 /// One simulated hour, ms.
 pub const HOUR_MS: i64 = 3_600_000;
@@ -75,22 +76,39 @@ pub struct DashState {
     pub series: Mutex<RequestSeries>,
     /// Simulated time of the latest request since start (`i64::MIN`: none yet).
     last_request_ms: AtomicI64,
+    /// The latest request: its simulated time, machine name and result.
+    last: Mutex<Option<(i64, String, HResult)>>,
     /// Alert states last logged, so each change is logged once.
     pub(crate) logged_alerts: Mutex<BTreeMap<&'static str, bool>>,
 }
 
 impl Default for DashState {
     fn default() -> Self {
-        DashState { series: Mutex::default(), last_request_ms: AtomicI64::new(i64::MIN), logged_alerts: Mutex::default() }
+        DashState {
+            series: Mutex::default(),
+            last_request_ms: AtomicI64::new(i64::MIN),
+            last: Mutex::default(),
+            logged_alerts: Mutex::default(),
+        }
     }
 }
 
 impl DashState {
-    /// Counts one answered request (called by the host for every decoded request).
-    pub fn record_request(&self, now: Timestamp, failed: bool) {
+    /// Counts one answered request from `machine_name` with its `result` (called by the
+    /// host for every decoded request).
+    pub fn record_request(&self, now: Timestamp, machine_name: &str, result: HResult) {
         let ms = now.as_unix_ms();
-        self.series.lock().unwrap_or_else(|p| p.into_inner()).record(ms, failed);
+        self.series.lock().unwrap_or_else(|p| p.into_inner()).record(ms, result != HResult::SUCCESS);
         self.last_request_ms.fetch_max(ms, Ordering::Relaxed);
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if last.as_ref().is_none_or(|(t, _, _)| *t <= ms) {
+            *last = Some((ms, machine_name.to_owned(), result));
+        }
+    }
+
+    /// The latest request since start: time, machine name, result.
+    pub fn last_request(&self) -> Option<(Timestamp, String, HResult)> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(ms, m, r)| (Timestamp::from_unix_ms(*ms), m.clone(), *r))
     }
 
     /// Simulated time of the latest request since start.

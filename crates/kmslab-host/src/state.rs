@@ -328,7 +328,12 @@ impl HostState {
         let stored = pending.await;
         self.metrics.store_commit_latency.observe(waited.elapsed());
         let status_key = req.license_status.key();
-        self.dashboard.record_request(now, !matches!((&stored, admission.outcome()), (Ok(()), Ok(_))));
+        let answered = match (&stored, admission.outcome()) {
+            (Err(_), _) => HResult::STORE_FAILED,
+            (Ok(()), Ok(_)) => HResult::SUCCESS,
+            (Ok(()), Err(refusal)) => refusal.hresult,
+        };
+        self.dashboard.record_request(now, &req.machine_name, answered);
         match stored {
             Err(err) => {
                 self.ledger().roll_back(admission);

@@ -1,7 +1,7 @@
 //! The one builder of the host's [`HostStatus`]: the admin API serialises it, and the
 //! dashboard, the alerts and (through the API) slmgr read its fields.
 
-use kmslab_api::{GroupCount, Health, HostCounters, HostLicense, HostSettings, HostStatus, WINDOWS_APPLICATION_ID};
+use kmslab_api::{GroupCount, Health, HostCounters, HostLicense, HostSettings, HostStatus, LastRequest, WINDOWS_APPLICATION_ID};
 use kmslab_core::LicenseStatus;
 use kmslab_core::Timestamp;
 use kmslab_core::install_id::host_activation_id;
@@ -96,6 +96,12 @@ pub fn host_status(state: &HostState) -> HostStatus {
         remaining_rearm_count: HOST_REARM_COUNT,
         trusted_time: now.to_string(),
         licenses,
+        last_request: state.dashboard.last_request().map(|(time, machine_name, result)| LastRequest {
+            time: time.to_string(),
+            machine_name,
+            result: result.to_string(),
+            name: result.name().to_owned(),
+        }),
     }
 }
 

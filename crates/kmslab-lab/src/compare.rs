@@ -25,6 +25,11 @@ pub struct CompareArgs {
     /// clients (the larger of the two files' state totals), or `N,P%`, the larger of both.
     #[arg(long, value_name = "N|P%|N,P%", default_value = "2,5%", value_parser = parse_tolerance)]
     pub tolerance: Tolerance,
+    /// Days a change may come early or late: a value of REAL.csv agrees when it lies within
+    /// the tolerance of the range SIM.csv's values span from this many days before to this
+    /// many days after (a real lab's renewals drift by the real time of its exchanges).
+    #[arg(long, value_name = "DAYS", default_value_t = 0)]
+    pub shift: u32,
 }
 
 /// How far two counts may be apart on one day.
@@ -72,9 +77,10 @@ struct Timeline {
     days: BTreeMap<i64, Vec<u64>>,
 }
 
-/// Whether a column takes part in the comparison (states and hosts' counts).
+/// Whether a column is read: the compared ones (states and hosts' counts) and the hosts'
+/// up flags (a host's count is compared only on days it is up in both files).
 fn compared(name: &str) -> bool {
-    STATES.contains(&name) || name.contains("_count_")
+    STATES.contains(&name) || name.contains("_count_") || name.ends_with("_up")
 }
 
 fn read(path: &Path) -> Result<Timeline, String> {
@@ -158,7 +164,13 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let state_idx: Vec<usize> = STATES.iter().map(|s| sim.columns.iter().position(|c| c == s).expect("checked on reading")).collect();
-    let total = |v: &[u64]| state_idx.iter().map(|&i| v[i]).sum::<u64>();
+    let total = |v: &[u64]| state_idx.iter().fold(0u64, |t, &i| t.saturating_add(v[i]));
+    // For each count column `HOST_count_GROUP`, the column of `HOST_up` (if any).
+    let up_of: Vec<Option<usize>> = sim
+        .columns
+        .iter()
+        .map(|c| c.split_once("_count_").and_then(|(host, _)| sim.columns.iter().position(|u| *u == format!("{host}_up"))))
+        .collect();
     let mut out = Vec::new();
     let mut compared_days = 0;
     for (day, s) in &sim.days {
@@ -166,7 +178,20 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         compared_days += 1;
         let allowed = args.tolerance.allowed(total(s).max(total(r)));
         for (i, column) in sim.columns.iter().enumerate() {
-            if s[i].abs_diff(r[i]) > allowed {
+            if column.ends_with("_up") && !column.contains("_count_") {
+                continue;
+            }
+            // A host down in either timeline is not asked its count: a real lab cannot read
+            // a stopped host's, the simulator still holds it.
+            if up_of[i].is_some_and(|u| s[u] == 0 || r[u] == 0) {
+                continue;
+            }
+            // Within the tolerance of the range SIM.csv spans over the days within `--shift`
+            // (a step of the counts that came earlier or later lies between its values).
+            let shift = i64::from(args.shift);
+            let window = (day - shift..=day + shift).filter_map(|d| sim.days.get(&d).map(|v| v[i]));
+            let (low, high) = window.fold((s[i], s[i]), |(lo, hi), v| (lo.min(v), hi.max(v)));
+            if r[i] + allowed < low || r[i] > high.saturating_add(allowed) {
                 out.push(Disagreement { day: *day, column: column.clone(), sim: s[i], real: r[i], allowed });
             }
         }
@@ -194,13 +219,14 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         println!("not compared: {only_sim} days only in {}, {only_real} days only in {}", args.sim.display(), args.real.display());
     }
     let t = args.tolerance;
+    let shifted = if args.shift > 0 { format!(", shift {} days", args.shift) } else { String::new() };
     let days_off = out.iter().map(|d| d.day).collect::<std::collections::BTreeSet<_>>().len();
     if out.is_empty() {
-        println!("agree: {compared_days} days compared, tolerance max({}, {}% of clients)", t.absolute, t.percent);
+        println!("agree: {compared_days} days compared, tolerance max({}, {}% of clients){shifted}", t.absolute, t.percent);
         Ok(ExitCode::SUCCESS)
     } else {
         println!(
-            "disagree on {days_off} of {compared_days} days ({} values), tolerance max({}, {}% of clients)",
+            "disagree on {days_off} of {compared_days} days ({} values), tolerance max({}, {}% of clients){shifted}",
             out.len(),
             t.absolute,
             t.percent

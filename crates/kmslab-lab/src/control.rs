@@ -21,7 +21,7 @@ use kmslab_runtime::SimClock;
 use serde_json::{Value, json};
 
 use crate::drill::lab::{LabDns, LabHost, LabTime, StoppedHost, ZONE, http_get_json, http_post_json, windows_count};
-use crate::engine::FleetHandle;
+use crate::engine::{FleetHandle, MachineSetup};
 
 /// Lab events kept for `/api/v1/lab/events`.
 pub const EVENT_RING: usize = 1000;
@@ -368,6 +368,44 @@ impl Lab {
         Ok(())
     }
 
+    /// Adds one machine per CMID of `cmids` (a CMID given twice: machines cloned from one
+    /// image) with `product` and `setup`, as a cohort of a scenario joins; the lab event
+    /// `machines_added` records it. Their indexes in the fleet.
+    pub async fn add_machines_with(
+        &self,
+        cmids: Vec<kmslab_core::Uuid>,
+        product: Arc<kmslab_core::catalog::Product>,
+        setup: MachineSetup,
+    ) -> Result<std::ops::Range<usize>, FaultError> {
+        let fleet = self.fleet().ok_or_else(|| FaultError::Conflict("this lab has no machines".into()))?;
+        let (count, name) = (cmids.len(), product.name.clone());
+        let range = fleet.add_machines_with(cmids, product, setup).await;
+        let names = fleet.names(range.clone()).await;
+        self.record("machines_added", &name, json!({ "count": count, "first": names.first(), "last": names.last() }));
+        Ok(range)
+    }
+
+    /// `slmgr /rearm` on machines `range` (new CMIDs, initial grace, an attempt at once);
+    /// the lab event `machines_rearm` records it.
+    pub async fn rearm_machines(&self, range: std::ops::Range<usize>) -> Result<(), FaultError> {
+        let fleet = self.fleet().ok_or_else(|| FaultError::Conflict("this lab has no machines".into()))?;
+        let names = fleet.names(range.clone()).await;
+        fleet.rearm(range);
+        self.record("machines_rearm", names.first().map_or("", String::as_str), json!({ "count": names.len(), "last": names.last() }));
+        Ok(())
+    }
+
+    /// Whether each host (in the lab's order) takes KMS connections now: running and
+    /// not blocked.
+    pub fn reachable(&self) -> Vec<bool> {
+        self.hosts.iter().map(|h| h.running.load(std::sync::atomic::Ordering::Relaxed) && !h.faults.blocked()).collect()
+    }
+
+    /// Whether each host is running (its status can be read).
+    pub fn running(&self) -> Vec<bool> {
+        self.hosts.iter().map(|h| h.running.load(std::sync::atomic::Ordering::Relaxed)).collect()
+    }
+
     /// Applies a DNS action; the lab event records it.
     pub fn dns_action(&self, action: DnsAction) {
         let faults = self.dns.server.faults();
@@ -472,6 +510,7 @@ impl Lab {
                     "activated": s["activated"],
                     "blocked": h.faults.blocked(),
                     "dns": s["dns"]["zones"],
+                    "last_request": s["last_request"],
                 })
             })
             .collect();

@@ -379,8 +379,22 @@ enum Command {
     Ato(usize, oneshot::Sender<Option<oneshot::Receiver<AttemptReport>>>),
     Events(usize, u64, oneshot::Sender<Option<Vec<MachineEvent>>>),
     Add(usize, Arc<Product>, oneshot::Sender<Range<usize>>),
+    AddWith(Vec<Uuid>, Arc<Product>, MachineSetup, oneshot::Sender<Range<usize>>),
     CloneMachine(usize, usize, oneshot::Sender<Option<Range<usize>>>),
     Names(Range<usize>, oneshot::Sender<Vec<String>>),
+}
+
+/// How machines added with [`FleetHandle::add_machines_with`] differ from the fleet's
+/// configuration (a cohort of a scenario: `kmslab up --scenario`). Applied before the
+/// machines' first attempt.
+#[derive(Debug, Clone, Default)]
+pub struct MachineSetup {
+    /// Their clock offset (ms, negative: behind) instead of the fleet's.
+    pub clock_offset_ms: Option<i64>,
+    /// Host caching (`/skhc`, `/ckhc`) instead of the fleet's.
+    pub host_caching: Option<bool>,
+    /// A host set by hand (`/skms`) instead of discovery.
+    pub manual_host: Option<HostAddr>,
 }
 
 /// A running fleet. It derefs to its [`FleetHandle`], the part that can be shared.
@@ -523,6 +537,12 @@ impl FleetHandle {
         self.ask(|tx| Command::Add(count, product, tx)).await.unwrap_or(0..0)
     }
 
+    /// Adds one machine per CMID of `cmids` (the same CMID twice: a cloned image) with
+    /// `product`, set up like the others but for `setup`; their indexes.
+    pub async fn add_machines_with(&self, cmids: Vec<Uuid>, product: Arc<Product>, setup: MachineSetup) -> Range<usize> {
+        self.ask(|tx| Command::AddWith(cmids, product, setup, tx)).await.unwrap_or(0..0)
+    }
+
     /// Adds `count` copies of machine `index` (a disk image cloned without sysprep): the
     /// same CMID, product and license state under new names; their indexes.
     pub async fn clone_machine(&self, index: usize, count: usize) -> Option<Range<usize>> {
@@ -650,6 +670,13 @@ impl Driver {
             a.set_host_caching(false);
         }
         self.push_live(a);
+    }
+
+    /// Adds a new machine while the fleet runs: it counts as Unlicensed until its own
+    /// events (the install: initial grace) move it, as the machines made at start do.
+    fn push_fresh(&mut self, product: Arc<Product>, cmid: Uuid, now: Timestamp) {
+        self.stats.by_status[LicenseStatus::Unlicensed as usize].fetch_add(1, Ordering::Relaxed);
+        self.push_machine(product, cmid, now);
     }
 
     fn push_live(&mut self, a: Activator) {
@@ -864,9 +891,30 @@ impl Driver {
                 let start = self.machines.len();
                 for _ in 0..count {
                     let cmid = self.rng.uuid_v4();
-                    self.push_machine(product.clone(), cmid, now);
+                    self.push_fresh(product.clone(), cmid, now);
                 }
-                self.count_new(start);
+                self.stats.clients.store(self.machines.len() as u64, Ordering::Relaxed);
+                let _ = tx.send(start..self.machines.len());
+            }
+            Command::AddWith(cmids, product, setup, tx) => {
+                let start = self.machines.len();
+                for cmid in cmids {
+                    self.push_fresh(product.clone(), cmid, now);
+                    let i = self.machines.len() - 1;
+                    let a = self.live(i);
+                    if let Some(ms) = setup.clock_offset_ms {
+                        a.set_clock_offset(ms);
+                    }
+                    if let Some(on) = setup.host_caching {
+                        a.set_host_caching(on);
+                    }
+                    if let Some(h) = &setup.manual_host {
+                        a.set_manual_host(Some(h.clone()));
+                    }
+                    self.reschedule(i);
+                    self.compact(i);
+                }
+                self.stats.clients.store(self.machines.len() as u64, Ordering::Relaxed);
                 let _ = tx.send(start..self.machines.len());
             }
             Command::CloneMachine(i, count, tx) => {
@@ -1052,8 +1100,9 @@ impl Driver {
                         (self.config.dns.clone(), self.config.timeouts, self.addr_cache.clone(), self.done_tx.clone());
                     let index = i as u32;
                     let psk = self.config.psk.clone();
+                    let (clock, built) = (self.config.clock, now);
                     tokio::spawn(async move {
-                        let outcome = exchange(&dns, &resolver, &host, request, timeouts, psk.as_ref()).await;
+                        let outcome = exchange(&dns, &resolver, &host, request, timeouts, psk.as_ref(), (clock, built)).await;
                         let _ = tx.send(Done::Exchange { index, generation, attempt, outcome });
                     });
                     break;
@@ -1154,12 +1203,22 @@ async fn exchange(
     dns: &DnsServerChoice,
     resolver: &Resolver,
     host: &HostAddr,
-    request: Request,
+    mut request: Request,
     timeouts: NetTimeouts,
     psk: Option<&kmslab_core::wire::FrameKey>,
+    (clock, built): (SimClock, Timestamp),
 ) -> HostOutcome {
     let timeouts = kmslab_client::Timeouts { connect: timeouts.connect, response: timeouts.response, dns: timeouts.dns };
-    kmslab_client::net::send(dns, resolver, host, request, timeouts, psk).await
+    let addrs = match resolver.resolve(dns, &host.host, timeouts.dns).await {
+        Ok(ips) => ips.into_iter().map(|ip| std::net::SocketAddr::new(ip, host.port)).collect::<Vec<_>>(),
+        Err(e) => return HostOutcome::Unreachable(kmslab_client::net::lookup_code(&e)),
+    };
+    // The machine's clock when it sends, as a client stamps a request it is about to send:
+    // the driver built it `built`, and on a fast lab clock the real moments the task waited
+    // for its turn and for the host's address are simulated hours (the host refuses a
+    // request more than 4 hours off with 0xC004F06C).
+    request.client_time = request.client_time.plus_ms(clock.now().ms_since(built).max(0));
+    kmslab_client::net::exchange(addrs, request, timeouts, psk).await
 }
 
 /// Parses a simulated duration: `30d`, `12h`, `90m`, `45s` (a bare number is seconds).

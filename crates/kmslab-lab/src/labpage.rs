@@ -1,7 +1,8 @@
-//! The lab page (`GET /` of the lab control API): the hosts with their roles and counts,
-//! the activation service's MAKs with their remaining activations and the machines by
-//! channel (KMS, MAK), the machines by licence state over simulated time, the lab events, the machines with
-//! a search box and their `/dli` lines, and a button for every host and DNS fault.
+//! The lab page (`GET /` of the lab control API): the hosts with their roles, counts and
+//! latest request, the activation service's MAKs with their remaining activations and the
+//! machines by channel (KMS, MAK), the machines by licence state over simulated time, the
+//! lab events, the machines with a search box and their `/dli` lines, and a button for
+//! every host and DNS fault.
 //!
 //! The page is rendered here (askama, `templates/lab.html`); its one script
 //! (`static/lab.js`, served same-origin at `/lab.js`) sends a button's fault as the JSON
@@ -135,6 +136,8 @@ pub struct HostRow {
     failed: String,
     dashboard: String,
     kms: String,
+    /// Time, machine and result of the host's latest request.
+    last_request: Option<(String, String, String)>,
 }
 
 /// One MAK of the lab's activation service.
@@ -202,6 +205,10 @@ pub async fn render(lab: &Lab, history: &LabHistory, q: &str) -> Result<String, 
             failed: text(&h["failed"]),
             dashboard: text(&h["dashboard"]),
             kms: text(&h["kms"]),
+            last_request: h["last_request"].is_object().then(|| {
+                let l = &h["last_request"];
+                (text(&l["time"]), text(&l["machine_name"]), format!("{} {}", text(&l["result"]), text(&l["name"])).trim_end().to_owned())
+            }),
         })
         .collect();
     let keys = summary["activation"]["keys"]

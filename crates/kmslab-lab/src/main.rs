@@ -11,6 +11,7 @@ mod fleet;
 mod health;
 mod labcli;
 mod manpages;
+mod play;
 mod products;
 mod sim;
 mod up;

@@ -12,6 +12,11 @@
 //! roles, the machines and the lab events, and takes the faults ([`kmslab_lab::control`]);
 //! its address is also written to the lab address file ([`kmslab_lab::labaddr`]) for
 //! `kmslab lab` and `slmgr --machine`.
+//!
+//! `--scenario FILE` builds the lab from a `kmslab sim` scenario instead (its hosts, with
+//! their priorities, weights, key groups and intervals; no machines at first) and plays it
+//! ([`crate::play`]): the lab exits when the scenario ends, unless `--keep-running`, and
+//! `--timeline` writes the per-day timeline sampled from it.
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -46,26 +51,37 @@ const MACHINE_EVENTS: usize = 16;
 #[derive(Debug, Args)]
 pub struct UpArgs {
     /// KMS hosts (SRV priorities 0, 10, 20, ...).
-    #[arg(long, default_value_t = 2, env = "KMSLAB_HOSTS")]
+    #[arg(long, default_value_t = 2, env = "KMSLAB_HOSTS", conflicts_with = "scenario")]
     pub hosts: usize,
     /// Simulated client machines.
-    #[arg(long, default_value_t = 40, env = "KMSLAB_CLIENTS")]
+    #[arg(long, default_value_t = 40, env = "KMSLAB_CLIENTS", conflicts_with = "scenario")]
     pub clients: usize,
     /// Product mix of the machines.
-    #[arg(long, default_value = "win7-enterprise=80,server2008r2-standard=20", env = "KMSLAB_PRODUCTS")]
+    #[arg(long, default_value = "win7-enterprise=80,server2008r2-standard=20", env = "KMSLAB_PRODUCTS", conflicts_with = "scenario")]
     pub products: String,
+    /// Play a `kmslab sim` scenario file (docs/sim.md) over the lab: its hosts, DNS
+    /// outages and cohorts, day by day on simulated time; exits when its last day ends.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// With --scenario: write the per-day timeline sampled from the lab, with the columns
+    /// of `kmslab sim --timeline` (CSV, or JSON when the name ends in .json).
+    #[arg(long, value_name = "FILE", requires = "scenario")]
+    pub timeline: Option<PathBuf>,
+    /// With --scenario: keep the lab running when the scenario ends (until Ctrl-C).
+    #[arg(long, requires = "scenario")]
+    pub keep_running: bool,
     /// Simulated time runs this many times faster than real time.
     #[arg(long, default_value_t = DEFAULT_TIME_SCALE, env = "KMSLAB_TIME_SCALE")]
     pub time_scale: f64,
     /// Stop by itself after this much simulated time (e.g. `90d`); default: until Ctrl-C.
-    #[arg(long, value_name = "D")]
+    #[arg(long, value_name = "D", conflicts_with = "scenario")]
     pub duration: Option<String>,
     /// Keep the hosts' registries here (default: a temporary directory removed at exit).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Seed for CMIDs and SRV choices.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed for CMIDs and SRV choices [0; with --scenario: the scenario's `seed`].
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Print the JSON summary as the last line of stdout.
     #[arg(long)]
     pub json: bool,
@@ -114,6 +130,39 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         Ok(t) => t,
         Err(e) => return usage(format!("--control-token-file: {e}")),
     };
+    let scenario = match args.scenario.as_deref().map(|p| load_scenario(p, &catalog)).transpose() {
+        Ok(s) => s,
+        Err(msg) => return usage(msg),
+    };
+    let seed = args.seed.or(scenario.as_ref().map(|s| s.seed)).unwrap_or(0);
+    let specs: Vec<HostSpec> = match &scenario {
+        Some(s) => s
+            .hosts
+            .iter()
+            .map(|h| HostSpec {
+                name: h.name.clone(),
+                priority: h.priority,
+                weight: h.weight,
+                key_groups: Some(h.key_groups.clone()),
+                activation_interval: Some(h.activation_interval),
+                renewal_interval: Some(h.renewal_interval),
+                activated: h.activated,
+                publish: h.publish,
+            })
+            .collect(),
+        None => (0..args.hosts)
+            .map(|i| HostSpec {
+                name: format!("kms{}", i + 1),
+                priority: (i as u16) * 10,
+                weight: 0,
+                key_groups: None,
+                activation_interval: None,
+                renewal_interval: None,
+                activated: true,
+                publish: true,
+            })
+            .collect(),
+    };
     let control = tokio::net::TcpListener::bind(args.control).await.with_context(|| format!("--control {}", args.control))?;
     let time = LabTime::new(args.time_scale);
     let clock = time.clock();
@@ -124,8 +173,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     println!("listening on dns {}  (zone {ZONE}, TSIG key {})", dns.addr(), dns.key.name);
 
     let mut hosts = Vec::new();
-    for i in 0..args.hosts {
-        let name = format!("kms{}", i + 1);
+    for spec in &specs {
+        let name = spec.name.clone();
         let key = dns.key.clone();
         let dns_addr = dns.addr();
         let data_dir = args.data_dir.as_ref().map(|d| d.join(&name));
@@ -133,21 +182,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
             if let Some(dir) = data_dir {
                 c.data_dir = dir;
             }
-            // Real KMS defaults: a failed client retries every 120 minutes.
-            c.activation_interval = None;
+            // Real KMS defaults (a failed client retries every 120 minutes) unless the
+            // scenario sets the intervals.
+            c.activation_interval = spec.activation_interval;
+            c.renewal_interval = spec.renewal_interval;
+            if let Some(groups) = &spec.key_groups {
+                c.host_key_groups = groups.clone();
+            }
+            c.activated = spec.activated;
             c.dns.server = Some(dns_addr.into());
-            c.dns.zones = vec![PublishZone { zone: ZONE.into(), priority: (i as u16) * 10, weight: 0 }];
+            c.dns.zones = vec![PublishZone { zone: ZONE.into(), priority: spec.priority, weight: spec.weight }];
             c.dns.hostname = Some(format!("{name}.{ZONE}"));
             c.dns.address = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
-            c.dns.tsig = Some(key);
+            // A host whose record DNS refuses sends unsigned updates: the server refuses them.
+            c.dns.tsig = spec.publish.then_some(key);
         })
         .await
         .with_context(|| format!("starting {name}"))?;
-        println!("listening on kms {}  ({name}.{ZONE}, SRV priority {})", host.kms, i * 10);
+        println!("listening on kms {}  ({name}.{ZONE}, SRV priority {})", host.kms, spec.priority);
         println!("dashboard of {name}: http://{}/", host.admin);
-        hosts.push((host, (i as u16) * 10));
+        hosts.push((host, spec.priority));
     }
-    let host_count = hosts.len();
+    let publishing = specs.iter().filter(|s| s.publish).count();
 
     // The hosts publish in the background; start the machines once DNS shows every record,
     // so the first attempts do not all fail with 0x8007232B.
@@ -155,16 +211,33 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let found = kmslab_dns::lookup_vlmcs(&dns_choice, ZONE, Duration::from_secs(2)).await.map_or(0, |r| r.len());
-        if found >= host_count {
+        if found >= publishing {
             break;
         }
         if tokio::time::Instant::now() >= deadline {
-            eprintln!("kmslab: only {found} of {host_count} SRV records appeared in {ZONE}; starting the machines anyway");
+            eprintln!("kmslab: only {found} of {publishing} SRV records appeared in {ZONE}; starting the machines anyway");
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    let (clients, mix) = match &scenario {
+        // The cohorts join on their days; every product of the scenario is in the mix.
+        Some(s) => {
+            let mut mix = Vec::new();
+            for c in &s.cohorts {
+                let p = catalog.product_by_name(&c.product).expect("validated scenario").clone();
+                if !mix.iter().any(|(q, _): &(Arc<kmslab_core::catalog::Product>, u32)| q.name == p.name) {
+                    mix.push((p, 1));
+                }
+            }
+            if mix.is_empty() {
+                mix.push((catalog.product_by_name("win7-enterprise").expect("built-in product").clone(), 1));
+            }
+            (0, ProductMix(mix))
+        }
+        None => (args.clients, mix),
+    };
     // The lab's own activation service: a MAK per product of the mix, state kept with the
     // hosts' registries (or in a temporary directory).
     let activation_dir = match &args.data_dir {
@@ -198,21 +271,25 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         println!("MAK for {}: {} ({} activations)", k.products.join(", "), k.key, k.activations);
     }
 
-    let mut config = FleetConfig::new(args.clients, mix, Target::Discover(ZONE.into()), clock);
+    let mut config = FleetConfig::new(clients, mix, Target::Discover(ZONE.into()), clock);
     config.activation_service = Some(HostAddr::new(activation_addr.ip().to_string(), activation_addr.port()));
     config.dns = DnsServerChoice::Server(dns.addr());
-    config.seed = args.seed;
+    config.seed = seed;
     // machine-1, machine-2, ...: the names `kmslab lab` and `slmgr --machine` take.
     config.name_prefix = "machine-".into();
     config.name_base = 1;
     config.name_width = 0;
     config.event_ring = MACHINE_EVENTS;
     config.request_events = true;
-    // One start instant for the end time and the day count, so `--duration 2d` reports 2 days.
+    // One start instant (below) for the end time and the day count, so `--duration 2d`
+    // reports 2 days; with a scenario, the start of its day 0.
+    let lab = Arc::new(Lab::new(time, dns, hosts));
+    if let Some(s) = &scenario {
+        crate::play::prepare(&lab, s).await;
+    }
     let started = clock.now();
     let until = duration_ms.map(|d| started.plus_ms(d));
     let mut fleet = Fleet::start(config, until, shutdown.clone());
-    let lab = Arc::new(Lab::new(time, dns, hosts));
     lab.set_fleet(fleet.handle());
     lab.set_activation(LabActivation { addr: activation_addr, service: activation });
     lab.refresh().await;
@@ -237,7 +314,29 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
     };
     println!("listening on lab {control_addr}  (lab control API: kmslab lab status)");
-    println!("{} client machines discovering _vlmcs._tcp.{ZONE}; time runs {}x (Ctrl-C stops)", args.clients, args.time_scale);
+    let timeline = Arc::new(crate::play::Timeline::default());
+    let mut player = None;
+    match scenario {
+        Some(s) => {
+            println!(
+                "playing scenario {:?}: {} days, {} hosts, {} cohorts; time runs {}x (a day every {:.1} s; Ctrl-C stops)",
+                s.name,
+                s.days,
+                s.hosts.len(),
+                s.cohorts.len(),
+                args.time_scale,
+                86_400.0 / args.time_scale
+            );
+            if s.domain != ZONE {
+                println!("the scenario's domain {} is played as the lab's zone {ZONE}", s.domain);
+            }
+            let catalog = Arc::new(Catalog::builtin());
+            player = Some(tokio::spawn(crate::play::play(Arc::clone(&lab), s, catalog, started, seed, Arc::clone(&timeline))));
+        }
+        None => {
+            println!("{} client machines discovering _vlmcs._tcp.{ZONE}; time runs {}x (Ctrl-C stops)", args.clients, args.time_scale)
+        }
+    }
 
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -249,18 +348,41 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         // would drop the first and lose the driver's handle).
         let finished = fleet.finished();
         tokio::pin!(finished);
+        let names = lab.host_names();
         loop {
             tokio::select! {
                 _ = &mut ctrl_c => break,
                 _ = &mut finished => break,
+                _ = async { player.as_mut().expect("checked by the guard").await }, if player.is_some() => {
+                    player = None;
+                    if !args.keep_running {
+                        break;
+                    }
+                    progress.finish();
+                    println!("the scenario ended at simulated {}; the lab keeps running (Ctrl-C stops)", clock.now());
+                }
                 _ = tick.tick() => {
                     lab.refresh().await;
-                    progress.show(&line(clock.now(), started, &lab.counts(), &stats));
+                    progress.show(&line(clock.now(), started, &names, &lab.counts(), &stats));
                 }
             }
         }
     }
     progress.finish();
+    if let Some(p) = player.take() {
+        p.abort();
+    }
+    if let Some(path) = &args.timeline {
+        let rows = timeline.rows();
+        let groups: Vec<String> = catalog.counted_groups().iter().map(|g| g.name.clone()).collect();
+        let body = if path.extension().is_some_and(|e| e == "json") {
+            kmslab_sim::timeline_json(&rows)
+        } else {
+            kmslab_sim::timeline_csv(&rows, &groups)
+        };
+        std::fs::write(path, body).with_context(|| format!("writing --timeline {}", path.display()))?;
+        println!("timeline of {} days written to {}", rows.len(), path.display());
+    }
     let now = clock.now();
     lab.refresh().await;
     let mut summary = fleet.stop().await;
@@ -294,6 +416,39 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// One host of the lab: `kmsN` at priority 10(N-1), or a scenario's `[[host]]`.
+struct HostSpec {
+    name: String,
+    priority: u16,
+    weight: u16,
+    key_groups: Option<Vec<String>>,
+    activation_interval: Option<u32>,
+    renewal_interval: Option<u32>,
+    activated: bool,
+    publish: bool,
+}
+
+/// Reads and checks a scenario file; the message names the file.
+fn load_scenario(path: &std::path::Path, catalog: &Catalog) -> Result<kmslab_sim::Scenario, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--scenario {}: {e}", path.display()))?;
+    let s = kmslab_sim::Scenario::from_toml(&text, catalog).map_err(|e| format!("--scenario {}: {e}", path.display()))?;
+    let machines: u64 = s.cohorts.iter().map(|c| u64::from(c.count)).sum();
+    if s.hosts.len() > 16 || machines > 100_000 {
+        return Err(format!(
+            "--scenario {}: a lab runs at most 16 hosts and 100000 machines, the scenario has {} and {machines} (kmslab sim runs it)",
+            path.display(),
+            s.hosts.len()
+        ));
+    }
+    if !s.maks.is_empty() {
+        return Err(format!(
+            "--scenario {}: its [[mak]] keys and MAK cohorts are played by kmslab sim only; a lab plays KMS scenarios",
+            path.display()
+        ));
+    }
+    Ok(s)
+}
+
 /// Serves the control API on a thread of its own (a single-threaded runtime), so that its
 /// answers do not wait behind the work of thousands of machines on the main runtime.
 fn serve_control(
@@ -320,10 +475,10 @@ fn serve_control(
     Ok(thread)
 }
 
-fn line(now: Timestamp, started: Timestamp, counts: &[u64], stats: &Arc<FleetStats>) -> String {
+fn line(now: Timestamp, started: Timestamp, names: &[String], counts: &[u64], stats: &Arc<FleetStats>) -> String {
     let c = now.civil();
     let day = now.ms_since(started) / kmslab_core::time::DAY_MS;
-    let hosts: Vec<String> = counts.iter().enumerate().map(|(i, n)| format!("kms{} {n}", i + 1)).collect();
+    let hosts: Vec<String> = names.iter().zip(counts).map(|(name, n)| format!("{name} {n}")).collect();
     let by = |s: LicenseStatus| stats.by_status[s as usize].load(Ordering::Relaxed);
     let mut text = format!(
         "{:04}-{:02}-{:02} (day {day})  count: {}  | Licensed {}  Initial grace {}  Additional grace {}  Notification {}",

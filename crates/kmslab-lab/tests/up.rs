@@ -36,9 +36,30 @@ fn up_refuses_bad_flags_with_one_line() {
         (vec!["up", "--products", "win99=1"], "--products"),
         (vec!["up", "--duration", "soon"], "--duration"),
         (vec!["up", "--time-scale", "0"], "--time-scale"),
+        (vec!["up", "--scenario", "/nonexistent/lab.toml"], "--scenario /nonexistent/lab.toml"),
     ] {
         let (code, _, err) = kmslab(&args);
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle) && err.lines().count() == 1, "{args:?}: {err}");
     }
+}
+
+#[test]
+fn up_refuses_a_bad_scenario_naming_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "days = 10\n[[host]]\nname = \"kms1\"\n[[cohort]]\nproduct = \"win99\"\ncount = 5\n").unwrap();
+    let (code, _, err) = kmslab(&["up", "--scenario", file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("bad.toml") && err.contains("win99") && err.lines().count() == 1, "{err}");
+    // The scenario brings its own hosts and machines.
+    let (code, _, err) = kmslab(&["up", "--scenario", file.to_str().unwrap(), "--clients", "5"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--clients"), "{err}");
+    // MAK scenarios are the simulator's alone, and a lab says so instead of playing MAK
+    // cohorts as KMS clients.
+    let mak = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/scenarios/mak-rollout.toml");
+    let (code, _, err) = kmslab(&["up", "--scenario", mak.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("mak-rollout.toml") && err.contains("kmslab sim") && err.lines().count() == 1, "{err}");
 }

@@ -12,5 +12,5 @@ pub mod plot;
 pub mod run;
 pub mod scenario;
 
-pub use run::{DayRow, HostDay, MakDay, SimOutput, Summary, run};
+pub use run::{DayRow, HostDay, MakDay, SimOutput, Summary, date_of, run, timeline_csv, timeline_json};
 pub use scenario::{Scenario, ScenarioError};

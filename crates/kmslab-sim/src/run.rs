@@ -109,10 +109,6 @@ pub struct SimOutput {
     pub counted_groups: Vec<String>,
 }
 
-fn in_ranges(day: u32, ranges: &[[u32; 2]]) -> bool {
-    ranges.iter().any(|r| (r[0]..r[1]).contains(&day))
-}
-
 /// Runs `scenario` with `seed`.
 pub fn run(scenario: &Scenario, catalog: Arc<Catalog>, seed: u64) -> SimOutput {
     let start = scenario.start_time();
@@ -163,10 +159,9 @@ pub fn run(scenario: &Scenario, catalog: Arc<Catalog>, seed: u64) -> SimOutput {
             if h.restarts.contains(&day) {
                 world.restart_host(i);
             }
-            let decommissioned = h.decommission_day.is_some_and(|d| day >= d);
-            world.hosts[i].up = day >= h.start_day && !decommissioned && !in_ranges(day, &h.outages);
+            world.hosts[i].up = h.up_on(day);
         }
-        world.dns_up = !in_ranges(day, &scenario.dns.outages);
+        world.dns_up = scenario.dns.up_on(day);
         for (mi, m) in scenario.maks.iter().enumerate() {
             for add in m.add.iter().filter(|a| a[0] == day) {
                 world.maks[mi].remaining = world.maks[mi].remaining.saturating_add(add[1]);
@@ -184,18 +179,7 @@ pub fn run(scenario: &Scenario, catalog: Arc<Catalog>, seed: u64) -> SimOutput {
             }
         }
         for (ci, c) in scenario.cohorts.iter().enumerate() {
-            // Joins: machine k joins on join_day + floor(k * spread / count).
-            let spread = u64::from(c.join_spread_days);
-            let count = u64::from(c.count);
-            let joined = cohort_members[ci].len() as u64;
-            for k in joined..count {
-                let join = u64::from(c.join_day) + if spread == 0 { 0 } else { k * spread / count };
-                if join != u64::from(day) {
-                    if join > u64::from(day) {
-                        break;
-                    }
-                    continue;
-                }
+            for k in c.joining_on(day) {
                 // Spread a day's joins over its minutes so they do not all ask at once.
                 world.now = day_start.plus_ms((k % 1440) as i64 * MINUTE_MS);
                 let name = format!("c{ci}-{k}");
@@ -285,7 +269,8 @@ pub fn run(scenario: &Scenario, catalog: Arc<Catalog>, seed: u64) -> SimOutput {
     SimOutput { timeline, summary, counted_groups }
 }
 
-fn date_of(t: Timestamp) -> String {
+/// The date (YYYY-MM-DD) of `t`, as the timeline's `date` column writes it.
+pub fn date_of(t: Timestamp) -> String {
     let c = t.civil();
     format!("{:04}-{:02}-{:02}", c.year, c.month, c.day)
 }
@@ -294,49 +279,61 @@ impl SimOutput {
     /// The timeline as CSV: one row per day, one count column per host and counted group,
     /// then `NAME_mak_remaining` and `NAME_mak_used` per MAK when the scenario has any.
     pub fn timeline_csv(&self) -> String {
-        let mut out = String::from("day,date");
-        if let Some(first) = self.timeline.first() {
-            for h in &first.hosts {
-                out.push_str(&format!(",{}_up", h.name));
-                for g in &self.counted_groups {
-                    out.push_str(&format!(",{}_count_{}", h.name, g));
-                }
-            }
-        }
-        out.push_str(",licensed,initial_grace,additional_grace,notification,unlicensed,requests,failed_attempts");
-        if let Some(first) = self.timeline.first() {
-            for m in &first.maks {
-                out.push_str(&format!(",{0}_mak_remaining,{0}_mak_used", m.name));
-            }
-        }
-        out.push('\n');
-        for r in &self.timeline {
-            out.push_str(&format!("{},{}", r.day, r.date));
-            for h in &r.hosts {
-                out.push_str(&format!(",{}", u8::from(h.up)));
-                for c in &h.counts {
-                    out.push_str(&format!(",{c}"));
-                }
-            }
-            out.push_str(&format!(
-                ",{},{},{},{},{},{},{}",
-                r.licensed, r.initial_grace, r.additional_grace, r.notification, r.unlicensed, r.requests, r.failed_attempts
-            ));
-            for m in &r.maks {
-                out.push_str(&format!(",{},{}", m.remaining, m.used));
-            }
-            out.push('\n');
-        }
-        out
+        timeline_csv(&self.timeline, &self.counted_groups)
     }
 
     /// The timeline as a JSON array.
     pub fn timeline_json(&self) -> String {
-        serde_json::to_string_pretty(&self.timeline).expect("plain data serializes")
+        timeline_json(&self.timeline)
     }
 
     /// The summary as one line of JSON.
     pub fn summary_json(&self) -> String {
         serde_json::to_string(&self.summary).expect("plain data serializes")
     }
+}
+
+/// A timeline as CSV (what `kmslab sim --timeline FILE.csv` writes): one row per day, one
+/// count column per host and group of `counted_groups` (each host's `counts` in that order),
+/// then `NAME_mak_remaining` and `NAME_mak_used` per MAK when the timeline has any.
+pub fn timeline_csv(timeline: &[DayRow], counted_groups: &[String]) -> String {
+    let mut out = String::from("day,date");
+    if let Some(first) = timeline.first() {
+        for h in &first.hosts {
+            out.push_str(&format!(",{}_up", h.name));
+            for g in counted_groups {
+                out.push_str(&format!(",{}_count_{}", h.name, g));
+            }
+        }
+    }
+    out.push_str(",licensed,initial_grace,additional_grace,notification,unlicensed,requests,failed_attempts");
+    if let Some(first) = timeline.first() {
+        for m in &first.maks {
+            out.push_str(&format!(",{0}_mak_remaining,{0}_mak_used", m.name));
+        }
+    }
+    out.push('\n');
+    for r in timeline {
+        out.push_str(&format!("{},{}", r.day, r.date));
+        for h in &r.hosts {
+            out.push_str(&format!(",{}", u8::from(h.up)));
+            for c in &h.counts {
+                out.push_str(&format!(",{c}"));
+            }
+        }
+        out.push_str(&format!(
+            ",{},{},{},{},{},{},{}",
+            r.licensed, r.initial_grace, r.additional_grace, r.notification, r.unlicensed, r.requests, r.failed_attempts
+        ));
+        for m in &r.maks {
+            out.push_str(&format!(",{},{}", m.remaining, m.used));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// A timeline as a JSON array.
+pub fn timeline_json(timeline: &[DayRow]) -> String {
+    serde_json::to_string_pretty(timeline).expect("plain data serializes")
 }

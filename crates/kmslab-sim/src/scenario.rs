@@ -139,6 +139,51 @@ pub struct Cohort {
     pub mak_retry_days: u32,
 }
 
+impl Host {
+    /// Whether the host is installed and not yet decommissioned on `day`.
+    pub fn installed_on(&self, day: u32) -> bool {
+        day >= self.start_day && self.decommission_day.is_none_or(|d| day < d)
+    }
+
+    /// Whether the host answers on `day`: installed and not in an outage.
+    pub fn up_on(&self, day: u32) -> bool {
+        self.installed_on(day) && !in_ranges(day, &self.outages)
+    }
+}
+
+impl Dns {
+    /// Whether the DNS server answers on `day`.
+    pub fn up_on(&self, day: u32) -> bool {
+        !in_ranges(day, &self.outages)
+    }
+}
+
+impl Cohort {
+    /// The machines of the cohort (numbered `0..count`) installed on `day`: machine `k`
+    /// joins on `join_day + floor(k * join_spread_days / count)`.
+    pub fn joining_on(&self, day: u32) -> std::ops::Range<u64> {
+        if day < self.join_day {
+            return 0..0;
+        }
+        let count = u64::from(self.count);
+        // The first machine joining on day `d` or later.
+        let first = |d: u32| -> u64 {
+            let since = u64::from(d - self.join_day);
+            match (since, self.join_spread_days) {
+                (0, _) => 0,
+                (_, 0) => count,
+                (since, spread) => (since * count).div_ceil(u64::from(spread)).min(count),
+            }
+        };
+        first(day)..first(day + 1)
+    }
+}
+
+/// Whether `day` is in one of the `[from, to)` ranges.
+pub fn in_ranges(day: u32, ranges: &[[u32; 2]]) -> bool {
+    ranges.iter().any(|r| (r[0]..r[1]).contains(&day))
+}
+
 /// Why a scenario was refused. The message names the entry and the key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScenarioError {
@@ -286,4 +331,30 @@ fn check_ranges(at: &str, key: &str, ranges: &[[u32; 2]]) -> Result<(), Scenario
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_follow_the_spread_formula() {
+        let catalog = Catalog::builtin();
+        let text = "days = 30\n[[host]]\nname = \"kms1\"\n[[cohort]]\nproduct = \"win7-enterprise\"\ncount = 80\njoin_day = 2\njoin_spread_days = 10\n";
+        let s = Scenario::from_toml(text, &catalog).unwrap();
+        let c = &s.cohorts[0];
+        let mut seen = 0;
+        for day in 0..30 {
+            let r = c.joining_on(day);
+            for k in r.clone() {
+                assert_eq!(u64::from(c.join_day) + k * 10 / 80, u64::from(day), "machine {k}");
+            }
+            assert_eq!(r.start, seen.min(80));
+            seen = r.end;
+        }
+        assert_eq!(seen, 80);
+        let mut all_at_once = c.clone();
+        all_at_once.join_spread_days = 0;
+        assert_eq!((all_at_once.joining_on(1), all_at_once.joining_on(2), all_at_once.joining_on(3)), (0..0, 0..80, 80..80));
+    }
 }

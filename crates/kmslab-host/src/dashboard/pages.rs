@@ -56,6 +56,25 @@ pub(crate) struct Chrome {
     /// The host's DNS name (the SRV target it publishes, `--dns-hostname`), when it has one.
     pub name: Option<String>,
     pub alerts: usize,
+    /// What the host knows of its role: `blocked`, `unactivated` or `serving`.
+    pub role: &'static str,
+    /// What the role means, for the header's tooltip.
+    pub role_detail: String,
+}
+
+/// The host's role as far as it can tell alone (the lab page, which sees every host, also
+/// tells `standby` from `serving` and shows `down`): `blocked` while a lab's firewall
+/// closes its KMS port, `unactivated` without its own activation (it answers 0xC004F041),
+/// else `serving` (it answers requests).
+pub(crate) fn role(state: &HostState) -> (&'static str, String) {
+    let priority = state.dns.view().zones.first().map(|z| format!(" (SRV priority {})", z.priority)).unwrap_or_default();
+    if state.faults.as_ref().is_some_and(|f| f.blocked()) {
+        ("blocked", "its KMS port refuses connections".to_owned())
+    } else if !state.ledger().settings().activated {
+        ("unactivated", "it answers every request with 0xC004F041: its own activation is missing".to_owned())
+    } else {
+        ("serving", format!("it answers requests{priority}; whether clients prefer another host is up to the SRV priorities"))
+    }
 }
 
 fn chrome(state: &HostState, title: impl Into<String>, active: &'static str) -> Chrome {
@@ -63,7 +82,8 @@ fn chrome(state: &HostState, title: impl Into<String>, active: &'static str) -> 
     let host = state.catalog.host_key_group(&primary).map_or_else(|| "KMS host".to_owned(), |h| h.display_name.clone());
     let alerts = alerts::current(state).iter().filter(|a| a.active).count();
     let name = state.dns.config().hostname.clone();
-    Chrome { title: title.into(), active, now: page_time(state, state.now().as_unix_ms()), host, name, alerts }
+    let (role, role_detail) = role(state);
+    Chrome { title: title.into(), active, now: page_time(state, state.now().as_unix_ms()), host, name, alerts, role, role_detail }
 }
 
 /// One client row as the tables show it.
@@ -222,6 +242,8 @@ pub(crate) struct Overview {
     pub zones: Vec<ZoneView>,
     pub settings: Vec<Setting>,
     pub active_alerts: Vec<Alert>,
+    /// The latest request: time, machine, result (`None` before the first).
+    pub last_request: Option<(PageTime, String, String)>,
 }
 
 fn short_label(t: Timestamp, hourly: bool) -> String {
@@ -308,6 +330,10 @@ pub(crate) fn overview(state: &HostState, _q: &Q) -> Result<String, PageError> {
         zones,
         settings,
         active_alerts: alerts::evaluate(&alerts::inputs_from(state, &status)).into_iter().filter(|a| a.active).collect(),
+        last_request: status.last_request.as_ref().map(|l| {
+            let at = Timestamp::parse_rfc3339(&l.time).map_or(0, Timestamp::as_unix_ms);
+            (page_time(state, at), l.machine_name.clone(), format!("{} {}", l.result, l.name).trim_end().to_owned())
+        }),
     }
     .render()?)
 }
