@@ -85,6 +85,24 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX IF EXISTS events_by_id_time;
     CREATE INDEX events_by_id_time ON events (event_id, time_ms, seq) WHERE event_id <> 12290;
     ",
+    // Version 4: the event table without its `json_valid` CHECK, which parsed every
+    // event's JSON on the writer thread (7% of the writer's work per request); the store
+    // now checks the JSON when the write is queued, on the caller's thread
+    // (`Store::append_event`, `Store::record_request`). SQLite cannot drop a CHECK, so the
+    // table is copied; seq values are kept.
+    "
+    CREATE TABLE events_v4 (
+        seq         INTEGER PRIMARY KEY,
+        event_id    INTEGER NOT NULL,
+        time_ms     INTEGER NOT NULL,
+        fields_json TEXT NOT NULL
+    );
+    INSERT INTO events_v4 (seq, event_id, time_ms, fields_json) SELECT seq, event_id, time_ms, fields_json FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_v4 RENAME TO events;
+    CREATE INDEX events_by_time ON events (time_ms, seq);
+    CREATE INDEX events_by_id_time ON events (event_id, time_ms, seq) WHERE event_id <> 12290;
+    ",
 ];
 
 /// Event id of the 12290 "request received" event, the one left out of the partial index
@@ -287,6 +305,18 @@ mod tests {
         let name_index: i64 =
             conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'clients_by_name'", [], |r| r.get(0)).unwrap();
         assert_eq!(name_index, 0);
+        // Version 4: the events were copied with their seqs into a table without the
+        // json_valid CHECK, and the new event went on after them.
+        let events_sql: String = conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'events'", [], |r| r.get(0)).unwrap();
+        assert!(!events_sql.contains("json_valid"), "{events_sql}");
+        let seqs = conn
+            .prepare("SELECT seq, event_id FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?)))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(seqs, vec![(1, 12290), (2, 12294), (3, 12290), (4, 12290)]);
     }
 
     /// A query for a DNS event walks the partial index; one for 12290 walks the time index
