@@ -85,12 +85,49 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX IF EXISTS events_by_id_time;
     CREATE INDEX events_by_id_time ON events (event_id, time_ms, seq) WHERE event_id <> 12290;
     ",
-    // Version 4: the event table without its `json_valid` CHECK, which parsed every
-    // event's JSON on the writer thread (7% of the writer's work per request); the store
-    // now checks the JSON when the write is queued, on the caller's thread
-    // (`Store::append_event`, `Store::record_request`). SQLite cannot drop a CHECK, so the
-    // table is copied; seq values are kept.
+    // Version 4, two table copies (SQLite alters neither in place):
+    // - clients becomes a rowid table with a unique index by CMID. Keyed by the random
+    //   CMID, every new client was a wide row inserted at a random place in the table's
+    //   b-tree (page splits of 200-byte rows); now its row is appended at the end and
+    //   only a narrow (CMID, rowid) entry goes in at a random place, and a renewal
+    //   rewrites its row in place. The other indexes and every query stay as they were;
+    //   rows are copied in first-seen order.
+    // - events loses its `json_valid` CHECK, which parsed every event's JSON on the writer
+    //   thread (7% of the writer's work per request); the store now checks the JSON when
+    //   the write is queued, on the caller's thread (`Store::append_event`,
+    //   `Store::record_request`). seq values are kept.
     "
+    CREATE TABLE clients_v4 (
+        id                 INTEGER PRIMARY KEY,
+        cmid               TEXT NOT NULL,
+        machine_name       TEXT NOT NULL,
+        activation_id      TEXT NOT NULL,
+        application_id     TEXT NOT NULL,
+        counted_id         TEXT NOT NULL,
+        license_status     INTEGER NOT NULL CHECK (license_status BETWEEN 0 AND 6),
+        minutes_to_expiry  INTEGER NOT NULL,
+        first_seen_ms      INTEGER NOT NULL,
+        last_seen_ms       INTEGER NOT NULL,
+        request_count      INTEGER NOT NULL,
+        last_address       TEXT,
+        last_result        INTEGER NOT NULL,
+        last_activation_ms INTEGER
+    );
+    INSERT INTO clients_v4 (cmid, machine_name, activation_id, application_id, counted_id,
+            license_status, minutes_to_expiry, first_seen_ms, last_seen_ms, request_count,
+            last_address, last_result, last_activation_ms)
+        SELECT cmid, machine_name, activation_id, application_id, counted_id,
+            license_status, minutes_to_expiry, first_seen_ms, last_seen_ms, request_count,
+            last_address, last_result, last_activation_ms
+        FROM clients ORDER BY first_seen_ms, cmid;
+    DROP TABLE clients;
+    ALTER TABLE clients_v4 RENAME TO clients;
+    CREATE UNIQUE INDEX clients_by_cmid ON clients (cmid);
+    CREATE INDEX clients_by_last_seen ON clients (last_seen_ms, cmid);
+    CREATE INDEX clients_by_status ON clients (license_status, last_seen_ms, cmid);
+    CREATE INDEX clients_by_activation ON clients (activation_id, last_seen_ms, cmid);
+    CREATE INDEX clients_by_last_activation ON clients (last_activation_ms, cmid);
+
     CREATE TABLE events_v4 (
         seq         INTEGER PRIMARY KEY,
         event_id    INTEGER NOT NULL,
@@ -317,6 +354,14 @@ mod tests {
             .collect::<Result<Vec<_>, _>>()
             .unwrap();
         assert_eq!(seqs, vec![(1, 12290), (2, 12294), (3, 12290), (4, 12290)]);
+        // The clients table is a rowid table now, its CMIDs unique by index.
+        let (id, count): (i64, i64) =
+            conn.query_row("SELECT id, request_count FROM clients WHERE cmid = ?1", [cmid.to_string()], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!((id, count), (1, 4));
+        let unique: i64 = conn
+            .query_row("SELECT \"unique\" FROM pragma_index_list('clients') WHERE name = 'clients_by_cmid'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(unique, 1);
     }
 
     /// A query for a DNS event walks the partial index; one for 12290 walks the time index
