@@ -355,12 +355,12 @@ mod tests {
             .unwrap();
         assert_eq!(seqs, vec![(1, 12290), (2, 12294), (3, 12290), (4, 12290)]);
         // The clients table is a rowid table now, its CMIDs unique by index.
-        let (id, count): (i64, i64) =
-            conn.query_row("SELECT id, request_count FROM clients WHERE cmid = ?1", [cmid.to_string()], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
-        assert_eq!((id, count), (1, 4));
-        let unique: i64 = conn
-            .query_row("SELECT \"unique\" FROM pragma_index_list('clients') WHERE name = 'clients_by_cmid'", [], |r| r.get(0))
+        let (id, count): (i64, i64) = conn
+            .query_row("SELECT id, request_count FROM clients WHERE cmid = ?1", [cmid.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();
+        assert_eq!((id, count), (1, 4));
+        let unique: i64 =
+            conn.query_row("SELECT \"unique\" FROM pragma_index_list('clients') WHERE name = 'clients_by_cmid'", [], |r| r.get(0)).unwrap();
         assert_eq!(unique, 1);
     }
 

@@ -518,8 +518,7 @@ fn push_decimal(out: &mut String, mut value: u32) {
 fn apply<'conn>(conn: &'conn Connection, statements: &mut Statements<'conn>, op: &Op, effects: &mut TxEffects) -> Result<(), StoreError> {
     match op {
         Op::Request(record) => {
-            let (mut cmid, mut activation_id, mut application_id, mut counted_id) =
-                ([0u8; 36], [0u8; 36], [0u8; 36], [0u8; 36]);
+            let (mut cmid, mut activation_id, mut application_id, mut counted_id) = ([0u8; 36], [0u8; 36], [0u8; 36], [0u8; 36]);
             let mut address = String::new();
             let address = record.source.map(|addr| {
                 address_text(&addr, &mut address);
