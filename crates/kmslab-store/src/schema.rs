@@ -364,6 +364,83 @@ mod tests {
         assert_eq!(unique, 1);
     }
 
+    /// Every column of every client and every event of a version 3 registry is the same
+    /// after the version 4 copies, and the pages come in the same order.
+    #[test]
+    fn version_4_copies_keep_every_client_and_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.sqlite");
+        let dump = |conn: &Connection, sql: &str| -> Vec<Vec<rusqlite::types::Value>> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let columns = stmt.column_count();
+            stmt.query_map([], |row| (0..columns).map(|i| row.get(i)).collect()).unwrap().map(Result::unwrap).collect()
+        };
+        let clients = format!("SELECT {} FROM clients ORDER BY cmid", crate::read::CLIENT_COLUMNS);
+        let events = "SELECT seq, event_id, time_ms, fields_json FROM events ORDER BY seq";
+        let (clients_before, events_before) = {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch("PRAGMA user_version = 3; INSERT INTO host_identity VALUES (1, 'epid');").unwrap();
+            for i in 0..500u128 {
+                let cmid = Uuid::from_u128(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+                let activated = if i % 3 == 0 { None } else { Some(1_000 + i as i64) };
+                let address = if i % 5 == 0 { None } else { Some(format!("192.0.2.{}:{}", i % 250, 49_152 + i)) };
+                conn.execute(
+                    "INSERT INTO clients VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    rusqlite::params![
+                        cmid.to_string(),
+                        format!("PC-{i:04}"),
+                        Uuid::from_u128(i % 4).to_string(),
+                        Uuid::from_u128(0xA).to_string(),
+                        Uuid::from_u128(0xC).to_string(),
+                        (i % 7) as i64,
+                        43_200 - i as i64,
+                        (i % 50) as i64,
+                        10_000 + (i * 7 % 500) as i64,
+                        1 + (i % 9) as i64,
+                        address,
+                        if i % 11 == 0 { 0xC004_F038_u32 } else { 0 },
+                        activated,
+                    ],
+                )
+                .unwrap();
+                let event_id = if i % 10 == 0 { 12294 } else { 12290 };
+                conn.execute(
+                    "INSERT INTO events (event_id, time_ms, fields_json) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![event_id, i as i64, format!(r#"{{"n":{i}}}"#)],
+                )
+                .unwrap();
+            }
+            (dump(&conn, &clients), dump(&conn, events))
+        };
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let page: Vec<Uuid> = store
+            .clients(&crate::ClientQuery { limit: 1_000, ..crate::ClientQuery::default() })
+            .unwrap()
+            .rows
+            .iter()
+            .map(|r| r.cmid)
+            .collect();
+        store.close();
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(dump(&conn, &clients), clients_before);
+        assert_eq!(dump(&conn, events), events_before);
+        // Most recently seen first, ties by CMID descending, as before the copy.
+        let mut expected: Vec<(i64, String)> = clients_before
+            .iter()
+            .map(|row| match (&row[8], &row[0]) {
+                (rusqlite::types::Value::Integer(seen), rusqlite::types::Value::Text(cmid)) => (*seen, cmid.clone()),
+                other => panic!("unexpected columns {other:?}"),
+            })
+            .collect();
+        expected.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(page.iter().map(Uuid::to_string).collect::<Vec<_>>(), expected.into_iter().map(|(_, cmid)| cmid).collect::<Vec<_>>());
+        assert_eq!(integrity_check(&path).unwrap(), "ok");
+    }
+
     /// A query for a DNS event walks the partial index; one for 12290 walks the time index
     /// (the queries of `read::events` and `report::latest_event`), never a sort.
     #[test]
