@@ -96,6 +96,14 @@ pub use types::{
 use shared::Shared;
 use writer::{Command, Op, Reply, Writer};
 
+/// Refuses an event whose fields are not a JSON text ([`StoreError::Invalid`]), on the
+/// caller's thread: the one writer thread does no parsing.
+fn check_event(event: &EventRecord) -> Result<(), StoreError> {
+    serde_json::from_str::<serde::de::IgnoredAny>(&event.fields_json)
+        .map(drop)
+        .map_err(|err| StoreError::Invalid(format!("event {} fields are not JSON: {err}", event.event_id)))
+}
+
 /// Default number of events kept in the log.
 pub const DEFAULT_EVENT_RETENTION: u64 = 100_000;
 
@@ -240,11 +248,21 @@ impl Store {
         if usize::from(record.license_status) >= LICENSE_STATUS_COUNT {
             return Pending::ready(Err(StoreError::Invalid(format!("license status {} is not 0..=6", record.license_status))));
         }
+        if let Some(event) = &record.event
+            && let Err(err) = check_event(event)
+        {
+            return Pending::ready(Err(err));
+        }
         self.submit(Op::Request(Box::new(record)))
     }
 
-    /// Appends an event (12293, 12294, ...) to the host event log.
+    /// Appends an event (12293, 12294, ...) to the host event log. Fields that are not a
+    /// JSON text are refused at once with [`StoreError::Invalid`] (as is a request whose
+    /// event's fields are not).
     pub fn append_event(&self, event: EventRecord) -> Pending {
+        if let Err(err) = check_event(&event) {
+            return Pending::ready(Err(err));
+        }
         self.submit(Op::Event(event))
     }
 

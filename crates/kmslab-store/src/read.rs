@@ -120,13 +120,13 @@ pub(crate) fn clients(conn: &mut Connection, query: &ClientQuery) -> Result<Clie
     let mut page_args = args;
     page_args.push(Value::Integer(to_i64(query.limit)));
     page_args.push(Value::Integer(to_i64(query.offset)));
-    // Deferred join: the inner query skips `offset` entries of an index that holds the
-    // CMID, and only the page's rows are read from the table (otherwise a deep page reads
+    // Deferred join: the inner query skips `offset` entries of an index (each entry holds the
+    // row id), and only the page's rows are read from the table (otherwise a deep page reads
     // every row it skips).
     let rows = tx
         .prepare_cached(&format!(
-            "SELECT {CLIENT_COLUMNS} FROM clients WHERE cmid IN (
-                 SELECT cmid FROM {source} {filter}
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE id IN (
+                 SELECT id FROM {source} {filter}
                  ORDER BY last_seen_ms DESC, cmid DESC LIMIT ? OFFSET ?)
              ORDER BY last_seen_ms DESC, cmid DESC"
         ))?

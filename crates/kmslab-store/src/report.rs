@@ -61,8 +61,8 @@ fn clients_activated_between(
     let rows = tx
         .prepare_cached(&format!(
             // A deferred join, as in `read::clients`: skip over the covering index only.
-            "SELECT {CLIENT_COLUMNS} FROM clients WHERE cmid IN (
-                 SELECT cmid FROM clients WHERE last_activation_ms >= ?1 AND last_activation_ms < ?2
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE id IN (
+                 SELECT id FROM clients WHERE last_activation_ms >= ?1 AND last_activation_ms < ?2
                  ORDER BY last_activation_ms, cmid LIMIT ?3 OFFSET ?4)
              ORDER BY last_activation_ms, cmid"
         ))?
@@ -280,7 +280,7 @@ mod tests {
         assert!(plan("SELECT activation_id, count(*) FROM clients GROUP BY activation_id").contains("clients_by_activation"));
         // The deferred join of a deep client page skips over a covering index.
         assert!(
-            plan("SELECT cmid FROM clients ORDER BY last_seen_ms DESC, cmid DESC LIMIT 50 OFFSET 90000")
+            plan("SELECT id FROM clients ORDER BY last_seen_ms DESC, cmid DESC LIMIT 50 OFFSET 90000")
                 .contains("COVERING INDEX clients_by_last_seen")
         );
         drop(conn);

@@ -85,6 +85,61 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX IF EXISTS events_by_id_time;
     CREATE INDEX events_by_id_time ON events (event_id, time_ms, seq) WHERE event_id <> 12290;
     ",
+    // Version 4, two table copies (SQLite alters neither in place):
+    // - clients becomes a rowid table with a unique index by CMID. Keyed by the random
+    //   CMID, every new client was a wide row inserted at a random place in the table's
+    //   b-tree (page splits of 200-byte rows); now its row is appended at the end and
+    //   only a narrow (CMID, rowid) entry goes in at a random place, and a renewal
+    //   rewrites its row in place. The other indexes and every query stay as they were;
+    //   rows are copied in first-seen order.
+    // - events loses its `json_valid` CHECK, which parsed every event's JSON on the writer
+    //   thread (7% of the writer's work per request); the store now checks the JSON when
+    //   the write is queued, on the caller's thread (`Store::append_event`,
+    //   `Store::record_request`). seq values are kept.
+    "
+    CREATE TABLE clients_v4 (
+        id                 INTEGER PRIMARY KEY,
+        cmid               TEXT NOT NULL,
+        machine_name       TEXT NOT NULL,
+        activation_id      TEXT NOT NULL,
+        application_id     TEXT NOT NULL,
+        counted_id         TEXT NOT NULL,
+        license_status     INTEGER NOT NULL CHECK (license_status BETWEEN 0 AND 6),
+        minutes_to_expiry  INTEGER NOT NULL,
+        first_seen_ms      INTEGER NOT NULL,
+        last_seen_ms       INTEGER NOT NULL,
+        request_count      INTEGER NOT NULL,
+        last_address       TEXT,
+        last_result        INTEGER NOT NULL,
+        last_activation_ms INTEGER
+    );
+    INSERT INTO clients_v4 (cmid, machine_name, activation_id, application_id, counted_id,
+            license_status, minutes_to_expiry, first_seen_ms, last_seen_ms, request_count,
+            last_address, last_result, last_activation_ms)
+        SELECT cmid, machine_name, activation_id, application_id, counted_id,
+            license_status, minutes_to_expiry, first_seen_ms, last_seen_ms, request_count,
+            last_address, last_result, last_activation_ms
+        FROM clients ORDER BY first_seen_ms, cmid;
+    DROP TABLE clients;
+    ALTER TABLE clients_v4 RENAME TO clients;
+    CREATE UNIQUE INDEX clients_by_cmid ON clients (cmid);
+    CREATE INDEX clients_by_last_seen ON clients (last_seen_ms, cmid);
+    CREATE INDEX clients_by_status ON clients (license_status, last_seen_ms, cmid);
+    CREATE INDEX clients_by_activation ON clients (activation_id, last_seen_ms, cmid);
+    CREATE INDEX clients_by_last_activation ON clients (last_activation_ms, cmid);
+
+    CREATE TABLE events_v4 (
+        seq         INTEGER PRIMARY KEY,
+        event_id    INTEGER NOT NULL,
+        time_ms     INTEGER NOT NULL,
+        fields_json TEXT NOT NULL
+    );
+    INSERT INTO events_v4 (seq, event_id, time_ms, fields_json) SELECT seq, event_id, time_ms, fields_json FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_v4 RENAME TO events;
+    CREATE INDEX events_by_time ON events (time_ms, seq);
+    CREATE INDEX events_by_id_time ON events (event_id, time_ms, seq) WHERE event_id <> 12290;
+    ",
 ];
 
 /// Event id of the 12290 "request received" event, the one left out of the partial index
@@ -287,6 +342,103 @@ mod tests {
         let name_index: i64 =
             conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'clients_by_name'", [], |r| r.get(0)).unwrap();
         assert_eq!(name_index, 0);
+        // Version 4: the events were copied with their seqs into a table without the
+        // json_valid CHECK, and the new event went on after them.
+        let events_sql: String = conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'events'", [], |r| r.get(0)).unwrap();
+        assert!(!events_sql.contains("json_valid"), "{events_sql}");
+        let seqs = conn
+            .prepare("SELECT seq, event_id FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, u32>(1)?)))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        assert_eq!(seqs, vec![(1, 12290), (2, 12294), (3, 12290), (4, 12290)]);
+        // The clients table is a rowid table now, its CMIDs unique by index.
+        let (id, count): (i64, i64) = conn
+            .query_row("SELECT id, request_count FROM clients WHERE cmid = ?1", [cmid.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((id, count), (1, 4));
+        let unique: i64 =
+            conn.query_row("SELECT \"unique\" FROM pragma_index_list('clients') WHERE name = 'clients_by_cmid'", [], |r| r.get(0)).unwrap();
+        assert_eq!(unique, 1);
+    }
+
+    /// Every column of every client and every event of a version 3 registry is the same
+    /// after the version 4 copies, and the pages come in the same order.
+    #[test]
+    fn version_4_copies_keep_every_client_and_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.sqlite");
+        let dump = |conn: &Connection, sql: &str| -> Vec<Vec<rusqlite::types::Value>> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let columns = stmt.column_count();
+            stmt.query_map([], |row| (0..columns).map(|i| row.get(i)).collect()).unwrap().map(Result::unwrap).collect()
+        };
+        let clients = format!("SELECT {} FROM clients ORDER BY cmid", crate::read::CLIENT_COLUMNS);
+        let events = "SELECT seq, event_id, time_ms, fields_json FROM events ORDER BY seq";
+        let (clients_before, events_before) = {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA journal_mode = WAL;").unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch("PRAGMA user_version = 3; INSERT INTO host_identity VALUES (1, 'epid');").unwrap();
+            for i in 0..500u128 {
+                let cmid = Uuid::from_u128(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+                let activated = if i % 3 == 0 { None } else { Some(1_000 + i as i64) };
+                let address = if i % 5 == 0 { None } else { Some(format!("192.0.2.{}:{}", i % 250, 49_152 + i)) };
+                conn.execute(
+                    "INSERT INTO clients VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    rusqlite::params![
+                        cmid.to_string(),
+                        format!("PC-{i:04}"),
+                        Uuid::from_u128(i % 4).to_string(),
+                        Uuid::from_u128(0xA).to_string(),
+                        Uuid::from_u128(0xC).to_string(),
+                        (i % 7) as i64,
+                        43_200 - i as i64,
+                        (i % 50) as i64,
+                        10_000 + (i * 7 % 500) as i64,
+                        1 + (i % 9) as i64,
+                        address,
+                        if i % 11 == 0 { 0xC004_F038_u32 } else { 0 },
+                        activated,
+                    ],
+                )
+                .unwrap();
+                let event_id = if i % 10 == 0 { 12294 } else { 12290 };
+                conn.execute(
+                    "INSERT INTO events (event_id, time_ms, fields_json) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![event_id, i as i64, format!(r#"{{"n":{i}}}"#)],
+                )
+                .unwrap();
+            }
+            (dump(&conn, &clients), dump(&conn, events))
+        };
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let page: Vec<Uuid> = store
+            .clients(&crate::ClientQuery { limit: 1_000, ..crate::ClientQuery::default() })
+            .unwrap()
+            .rows
+            .iter()
+            .map(|r| r.cmid)
+            .collect();
+        store.close();
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(dump(&conn, &clients), clients_before);
+        assert_eq!(dump(&conn, events), events_before);
+        // Most recently seen first, ties by CMID descending, as before the copy.
+        let mut expected: Vec<(i64, String)> = clients_before
+            .iter()
+            .map(|row| match (&row[8], &row[0]) {
+                (rusqlite::types::Value::Integer(seen), rusqlite::types::Value::Text(cmid)) => (*seen, cmid.clone()),
+                other => panic!("unexpected columns {other:?}"),
+            })
+            .collect();
+        expected.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(page.iter().map(Uuid::to_string).collect::<Vec<_>>(), expected.into_iter().map(|(_, cmid)| cmid).collect::<Vec<_>>());
+        assert_eq!(integrity_check(&path).unwrap(), "ok");
     }
 
     /// A query for a DNS event walks the partial index; one for 12290 walks the time index

@@ -48,7 +48,8 @@ pub struct EventRecord {
     pub event_id: u32,
     /// Simulated time of the event, Unix milliseconds.
     pub time_ms: i64,
-    /// The event's fields as a JSON text; SQLite rejects text that is not valid JSON.
+    /// The event's fields as a JSON text; a write whose text is not JSON is refused with
+    /// [`StoreError::Invalid`](crate::StoreError::Invalid).
     pub fields_json: String,
 }
 

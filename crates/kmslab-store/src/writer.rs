@@ -216,8 +216,13 @@ impl Writer {
     fn transaction(&mut self, ops: &[&Op]) -> Result<(), StoreError> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let mut effects = TxEffects::default();
-        for op in ops {
-            apply(&tx, op, &mut effects)?;
+        {
+            // Each statement is taken from the cache once per transaction, not once per
+            // write: rusqlite hashes the whole SQL text on every look-up and every return.
+            let mut statements = Statements::default();
+            for op in ops {
+                apply(&tx, &mut statements, op, &mut effects)?;
+            }
         }
         if effects.counters.total > 0 {
             effects.counters.apply(&tx)?;
@@ -420,52 +425,126 @@ impl CounterDelta {
     }
 }
 
+/// The insert statements of one transaction, prepared (taken from the connection's cache)
+/// at their first use in it.
+#[derive(Default)]
+struct Statements<'conn> {
+    upsert_client: Option<rusqlite::CachedStatement<'conn>>,
+    insert_event: Option<rusqlite::CachedStatement<'conn>>,
+}
+
+const UPSERT_CLIENT: &str = "INSERT INTO clients (cmid, machine_name, activation_id, application_id,
+         counted_id, license_status, minutes_to_expiry, first_seen_ms,
+         last_seen_ms, request_count, last_address, last_result,
+         last_activation_ms)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9, ?10, ?11)
+     ON CONFLICT (cmid) DO UPDATE SET
+         machine_name = excluded.machine_name,
+         activation_id = excluded.activation_id,
+         application_id = excluded.application_id,
+         counted_id = excluded.counted_id,
+         license_status = excluded.license_status,
+         minutes_to_expiry = excluded.minutes_to_expiry,
+         last_seen_ms = excluded.last_seen_ms,
+         request_count = request_count + 1,
+         last_address = excluded.last_address,
+         last_result = excluded.last_result,
+         last_activation_ms =
+             coalesce(excluded.last_activation_ms, last_activation_ms)";
+
+const INSERT_EVENT: &str = "INSERT INTO events (event_id, time_ms, fields_json) VALUES (?1, ?2, ?3)";
+
+/// `slot`'s statement, prepared from `sql` on first use.
+fn statement<'s, 'conn>(
+    conn: &'conn Connection,
+    slot: &'s mut Option<rusqlite::CachedStatement<'conn>>,
+    sql: &str,
+) -> Result<&'s mut rusqlite::CachedStatement<'conn>, StoreError> {
+    if slot.is_none() {
+        *slot = Some(conn.prepare_cached(sql)?);
+    }
+    // Just filled above.
+    slot.as_mut().ok_or(StoreError::Closed)
+}
+
+/// The text form of a UUID as stored (lowercase, hyphenated), written into `buf` without
+/// the formatting machinery of `Display`.
+fn uuid_text<'b>(uuid: &uuid::Uuid, buf: &'b mut [u8; uuid::fmt::Hyphenated::LENGTH]) -> &'b str {
+    uuid.hyphenated().encode_lower(buf)
+}
+
+/// The text form of a source address as stored, the same text as `Display` gives
+/// (`192.0.2.10:50000`, `[2001:db8::1]:50000`): IPv4 addresses, nearly every one, are
+/// written digit by digit, which costs a tenth of `Display`'s formatting.
+fn address_text(addr: &std::net::SocketAddr, out: &mut String) {
+    use std::fmt::Write as _;
+    out.clear();
+    match addr {
+        std::net::SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, u32::from(*octet));
+            }
+            out.push(':');
+            push_decimal(out, u32::from(v4.port()));
+        }
+        std::net::SocketAddr::V6(_) => {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{addr}");
+        }
+    }
+}
+
+fn push_decimal(out: &mut String, mut value: u32) {
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    loop {
+        digits[n] = b'0' + (value % 10) as u8;
+        n += 1;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for &digit in digits[..n].iter().rev() {
+        out.push(char::from(digit));
+    }
+}
+
 /// Applies one write inside the open transaction, leaving per-transaction work (counters,
 /// event trimming) in `effects`.
-fn apply(conn: &Connection, op: &Op, effects: &mut TxEffects) -> Result<(), StoreError> {
+fn apply<'conn>(conn: &'conn Connection, statements: &mut Statements<'conn>, op: &Op, effects: &mut TxEffects) -> Result<(), StoreError> {
     match op {
         Op::Request(record) => {
-            conn.prepare_cached(
-                "INSERT INTO clients (cmid, machine_name, activation_id, application_id,
-                     counted_id, license_status, minutes_to_expiry, first_seen_ms,
-                     last_seen_ms, request_count, last_address, last_result,
-                     last_activation_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, 1, ?9, ?10, ?11)
-                 ON CONFLICT (cmid) DO UPDATE SET
-                     machine_name = excluded.machine_name,
-                     activation_id = excluded.activation_id,
-                     application_id = excluded.application_id,
-                     counted_id = excluded.counted_id,
-                     license_status = excluded.license_status,
-                     minutes_to_expiry = excluded.minutes_to_expiry,
-                     last_seen_ms = excluded.last_seen_ms,
-                     request_count = request_count + 1,
-                     last_address = excluded.last_address,
-                     last_result = excluded.last_result,
-                     last_activation_ms =
-                         coalesce(excluded.last_activation_ms, last_activation_ms)",
-            )?
-            .execute(params![
-                record.cmid.to_string(),
+            let (mut cmid, mut activation_id, mut application_id, mut counted_id) = ([0u8; 36], [0u8; 36], [0u8; 36], [0u8; 36]);
+            let mut address = String::new();
+            let address = record.source.map(|addr| {
+                address_text(&addr, &mut address);
+                address
+            });
+            statement(conn, &mut statements.upsert_client, UPSERT_CLIENT)?.execute(params![
+                uuid_text(&record.cmid, &mut cmid),
                 record.machine_name,
-                record.activation_id.to_string(),
-                record.application_id.to_string(),
-                record.counted_id.to_string(),
+                uuid_text(&record.activation_id, &mut activation_id),
+                uuid_text(&record.application_id, &mut application_id),
+                uuid_text(&record.counted_id, &mut counted_id),
                 record.license_status,
                 record.minutes_to_expiry,
                 record.time_ms,
-                record.source.map(|addr| addr.to_string()),
+                address,
                 record.result,
                 record.activated_at_ms,
             ])?;
             effects.counters.add(record)?;
             if let Some(event) = &record.event {
-                insert_event(conn, event)?;
+                insert_event(conn, statements, event)?;
                 effects.events_written = true;
             }
         }
         Op::Event(event) => {
-            insert_event(conn, event)?;
+            insert_event(conn, statements, event)?;
             effects.events_written = true;
         }
         Op::Setting { key, value } => {
@@ -483,12 +562,8 @@ fn apply(conn: &Connection, op: &Op, effects: &mut TxEffects) -> Result<(), Stor
     Ok(())
 }
 
-fn insert_event(conn: &Connection, event: &EventRecord) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT INTO events (event_id, time_ms, fields_json) VALUES (?1, ?2, ?3)")?.execute(params![
-        event.event_id,
-        event.time_ms,
-        event.fields_json
-    ])?;
+fn insert_event<'conn>(conn: &'conn Connection, statements: &mut Statements<'conn>, event: &EventRecord) -> Result<(), StoreError> {
+    statement(conn, &mut statements.insert_event, INSERT_EVENT)?.execute(params![event.event_id, event.time_ms, event.fields_json])?;
     Ok(())
 }
 
@@ -506,4 +581,22 @@ fn trim_events(conn: &Connection, retention: u64) -> Result<(), StoreError> {
     let retention = i64::try_from(retention).unwrap_or(i64::MAX);
     conn.prepare_cached("DELETE FROM events WHERE seq <= (SELECT max(seq) FROM events) - ?1")?.execute(params![retention])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_address_and_uuid_texts_are_those_display_gives() {
+        let mut out = String::new();
+        for text in ["127.0.0.1:49152", "0.0.0.0:0", "255.255.255.255:65535", "192.0.2.10:1688", "10.0.100.9:80", "[2001:db8::1]:50000"] {
+            let addr: std::net::SocketAddr = text.parse().unwrap();
+            address_text(&addr, &mut out);
+            assert_eq!(out, addr.to_string());
+            assert_eq!(out, text);
+        }
+        let uuid = uuid::Uuid::from_u128(0xAE2EE509_1B34_41C0_ACB7_6D4650168915);
+        assert_eq!(uuid_text(&uuid, &mut [0; 36]), uuid.to_string());
+    }
 }

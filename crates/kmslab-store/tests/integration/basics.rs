@@ -160,7 +160,10 @@ fn invalid_event_json_fails_alone_and_neighbours_commit() {
     let after = store.record_request(request(Uuid::from_u128(5), 3, 1));
     before.wait().unwrap();
     let err = bad.wait().unwrap_err();
-    assert!(matches!(err, StoreError::Constraint(_)), "{err:?}");
+    assert!(matches!(&err, StoreError::Invalid(text) if text.contains("not JSON")), "{err:?}");
+    let mut bad_request = request(Uuid::from_u128(6), 4, 1);
+    bad_request.event = Some(kmslab_store::EventRecord { event_id: 12290, time_ms: 4, fields_json: "{\"n\":".into() });
+    assert!(matches!(store.record_request(bad_request).wait(), Err(StoreError::Invalid(_))));
     after.wait().unwrap();
     assert_eq!(store.event_count().unwrap(), 1);
     assert_eq!(store.client_count().unwrap(), 1);
@@ -213,7 +216,7 @@ fn schema_from_a_newer_build_is_refused() {
     open(dir.path()).close();
     set_user_version_in_header(&db_path(dir.path()), 99);
     let err = Store::open(&db_path(dir.path()), StoreOptions::default()).unwrap_err();
-    assert_eq!(err, StoreError::SchemaTooNew { found: 99, supported: 3 });
+    assert_eq!(err, StoreError::SchemaTooNew { found: 99, supported: 4 });
 }
 
 /// Bumps `user_version` with the sqlite3 file format itself: the header's user version is
