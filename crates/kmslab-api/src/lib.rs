@@ -20,4 +20,6 @@ pub mod render;
 
 pub use client::{ClientHost, ClientStatus, LastResult, ProductView};
 pub use event::{ClientEntry, ClientList, EventList, EventRecord};
-pub use host::{DnsStatus, GroupCount, Health, HostCounters, HostLicense, HostSettings, HostStatus, WINDOWS_APPLICATION_ID, ZoneStatus};
+pub use host::{
+    DnsStatus, GroupCount, Health, HostCounters, HostGenuine, HostLicense, HostSettings, HostStatus, WINDOWS_APPLICATION_ID, ZoneStatus,
+};

@@ -24,6 +24,7 @@ pub mod config;
 pub mod dashboard;
 pub mod events_csv;
 pub mod faults;
+pub mod genuine;
 pub mod metrics;
 pub mod publish;
 pub mod series;
@@ -132,6 +133,7 @@ async fn run_started(
     });
     let admin_shutdown = shutdown.clone();
     tokio::spawn(dashboard::alerts::watch(Arc::clone(&state), shutdown.clone()));
+    tokio::spawn(genuine::run(Arc::clone(&state), shutdown.clone()));
     let admin_limits = kmslab_admin::ServeLimits { max_connections: admin_cap, ..Default::default() };
     let admin_access = admin::access_rules(&config, state.admin_addr);
     let admin_task = tokio::spawn(async move {
