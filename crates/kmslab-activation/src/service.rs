@@ -62,6 +62,8 @@ pub struct KeyStatus {
     pub remaining: u32,
     /// Blocked.
     pub blocked: bool,
+    /// `mak`, or `host_key` for a KMS host key (its group in `products`, no counts).
+    pub kind: &'static str,
 }
 
 /// The service: the keys file and the durable state.
@@ -115,6 +117,7 @@ impl Service {
             used: u.used,
             remaining: remaining(m, &u),
             blocked: Self::blocked(m, &u),
+            kind: "mak",
         })
     }
 
@@ -156,6 +159,7 @@ impl Service {
             used: 0,
             remaining: 0,
             blocked: u.blocked.unwrap_or(h.blocked),
+            kind: "host_key",
         })
     }
 

@@ -54,11 +54,7 @@ impl LabService {
             .collect::<anyhow::Result<_>>()?;
         let mut keys = kmslab_activation::keys::generate(&specs);
         for group in host_keys {
-            let mut random = [0u8; 20];
-            random[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
-            random[16..].copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..4]);
-            let key = kmslab_core::labkey::generate(kmslab_core::labkey::LabKeyKind::HostKey, &random);
-            keys.host_keys.push(kmslab_activation::keys::HostKey { key, group: (*group).to_owned(), blocked: false });
+            keys.host_keys.push(kmslab_activation::keys::generate_host_key(group, &catalog).map_err(anyhow::Error::msg)?);
         }
         let keys_path = dir.path().join("keys.toml");
         std::fs::write(&keys_path, keys.to_toml())?;
