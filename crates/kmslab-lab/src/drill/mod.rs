@@ -54,11 +54,11 @@ pub const DRILLS: &[(&str, &str)] = &[
     ("mak-exhausted", "a rollout outgrows its MAK: 0xC004C020; fix: the Activation Center adds activations, slmgr /ato on the rest"),
     ("oem-marker", "an OEM box whose SLIC has no Windows marker: KMS fails with 0xC004F035; fix: a MAK"),
     ("kms-to-mak", "a KMS client leaving the network becomes a MAK machine (permanently activated) and back a KMS client (GVLK)"),
+    ("proxy-offline", "an isolated network without Internet: 0x800706BA; fix: VAMT proxy activation by carrying a CIL file across"),
     (
         "leaked-host-key",
         "a leaked KMS host key is blocked: hosts non-genuine (8209), then 0xC004F041 to clients; fix: a new host key on every host",
     ),
-    ("proxy-offline", "an isolated network without Internet: 0x800706BA; fix: VAMT proxy activation by carrying a CIL file across"),
 ];
 
 /// Default time scale of the drills: an activation retry (15 simulated minutes) every 1.5 s.
