@@ -16,11 +16,9 @@ use kmslab_core::genuine::{self, NonGenuine, Transition, Validation};
 use kmslab_core::hostaddr::HostAddr;
 use kmslab_core::wire::{Message, ServiceAnswer, ServiceRequest};
 use kmslab_core::{HResult, LicenseStatus, Timestamp};
-use kmslab_store::EventRecord;
+use kmslab_runtime::SimClock;
+use kmslab_store::{EventRecord, Store};
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-
-use crate::state::HostState;
 
 /// Registry setting keys.
 pub mod keys {
@@ -167,16 +165,28 @@ async fn ask(service: &HostAddr, key: &str) -> Result<ServiceAnswer, HResult> {
     Err(last)
 }
 
-impl HostState {
-    /// Time a lab says the host already spent in its non-genuine grace (0 for `kms-host`).
-    pub(crate) fn non_genuine_age_ms(&self) -> i64 {
-        self.faults.as_ref().map_or(0, |f| f.non_genuine_age_ms())
+/// What a validation needs of the host: its registry (settings, events 8208 and 8209), its
+/// clock, and the time a lab says it already spent in its grace (0 for `kms-host`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctx<'a> {
+    /// The registry.
+    pub store: &'a Store,
+    /// Simulated time.
+    pub clock: &'a SimClock,
+    /// `Faults::age_non_genuine`.
+    pub age_ms: i64,
+}
+
+impl Genuine {
+    /// True when an activation service is configured (the validation task runs).
+    pub(crate) fn configured(&self) -> bool {
+        self.service.is_some()
     }
 
     /// Validates the installed host key with the activation service now; records what
     /// changed. Returns what `/ato` answers.
-    pub async fn validate_genuine(&self) -> AtoResult {
-        let g = &self.genuine;
+    pub(crate) async fn validate(&self, ctx: &Ctx<'_>) -> AtoResult {
+        let g = self;
         let _one = g.validating.lock().await;
         let Some(service) = g.service.clone() else {
             return AtoResult { hresult: HResult::HOST_UNREACHABLE };
@@ -185,7 +195,7 @@ impl HostState {
             return AtoResult { hresult: HResult::NO_PRODUCT_KEY };
         };
         let answer = ask(&service, &key).await;
-        let now = self.now();
+        let now = ctx.clock.now();
         let validation = match &answer {
             Ok(a) if a.blocked => Validation::Blocked,
             Ok(_) => Validation::Genuine,
@@ -202,11 +212,11 @@ impl HostState {
         match transition {
             Transition::BecameNonGenuine => {
                 let ng = next.expect("non-genuine after BecameNonGenuine");
-                self.record_non_genuine(&ng, &partial).await;
+                record_non_genuine(ctx, &ng, &partial).await;
             }
             Transition::BecameGenuine => {
                 tracing::info!(host_key = %partial, "genuine validation: the host key is in good standing again; the host is genuine");
-                self.store_genuine_state(None).await;
+                store_genuine_state(ctx, None).await;
             }
             Transition::Unchanged => match validation {
                 Validation::Failed(hr) => {
@@ -221,7 +231,7 @@ impl HostState {
             inner.last = Some(LastValidation { at: now, result });
         }
         g.since_ms.store(next.map_or(i64::MAX, |s| s.since.as_unix_ms()), Ordering::Relaxed);
-        let hresult = match (validation, self.genuine.state(self.non_genuine_age_ms())) {
+        let hresult = match (validation, g.state(ctx.age_ms)) {
             (Validation::Failed(hr), _) => hr,
             (_, Some(ng)) => ng.ato_result(now),
             (_, None) => HResult::SUCCESS,
@@ -229,43 +239,10 @@ impl HostState {
         AtoResult { hresult }
     }
 
-    async fn store_genuine_state(&self, state: Option<&NonGenuine>) {
-        let (since, reason) = state.map_or((String::new(), String::new()), |s| (s.since.as_unix_ms().to_string(), s.reason.to_string()));
-        for (k, v) in [(keys::NON_GENUINE_SINCE, since), (keys::NON_GENUINE_REASON, reason)] {
-            if let Err(e) = self.store.set_setting(k, v).await {
-                tracing::error!(error = %e, setting = k, "registry write of the genuine state failed");
-            }
-        }
-    }
-
-    /// Events 8208 and 8209, the state in the registry, and the log lines.
-    async fn record_non_genuine(&self, ng: &NonGenuine, partial: &str) {
-        let app = kmslab_api::WINDOWS_APPLICATION_ID;
-        let what = format!("the activation service has blocked the KMS host key ending {partial}");
-        let ticket = genuine::ticket_failed_text(ng.reason, app);
-        let text = genuine::non_genuine_text(ng.reason, app, &what);
-        tracing::warn!(event_id = GENUINE_TICKET_FAILED, result = %ng.reason, "{ticket}");
-        tracing::warn!(event_id = GENUINE_STATE_NON_GENUINE, result = %ng.reason, grace_ends = %ng.grace_ends(), "{text}");
-        let at = ng.since.as_unix_ms();
-        let events = [
-            (GENUINE_TICKET_FAILED, json!({ "result": ng.reason.to_string(), "application_id": app, "message": ticket })),
-            (
-                GENUINE_STATE_NON_GENUINE,
-                json!({ "result": ng.reason.to_string(), "application_id": app, "host_key": partial, "message": text, "grace_ends": ng.grace_ends().to_string() }),
-            ),
-        ];
-        for (event_id, fields) in events {
-            if let Err(e) = self.store.append_event(EventRecord { event_id, time_ms: at, fields_json: fields.to_string() }).await {
-                tracing::error!(error = %e, event_id, "registry write of a genuine-validation event failed");
-            }
-        }
-        self.store_genuine_state(Some(ng)).await;
-    }
-
     /// `slmgr /ipk KEY` on the host: installs a new KMS host key (kept in the registry),
     /// forgets the old key's non-genuine state and validates the new one when an activation
     /// service is configured. Errors name what is wrong with the key.
-    pub async fn install_host_key(&self, key: &str) -> Result<String, (HResult, String)> {
+    pub(crate) async fn install(&self, ctx: &Ctx<'_>, key: &str) -> Result<String, (HResult, String)> {
         let canonical = match kmslab_core::labkey::parse(key) {
             Ok((kmslab_core::labkey::LabKeyKind::HostKey, k)) => k,
             Ok((kind, _)) => {
@@ -274,36 +251,52 @@ impl HostState {
             Err(why) => return Err((HResult::INVALID_PRODUCT_KEY, format!("{key:?} is not a KMS host key: {why}"))),
         };
         {
-            let _one = self.genuine.validating.lock().await;
-            self.store.set_setting(keys::HOST_KEY, canonical.clone()).await.map_err(|e| (HResult::STORE_FAILED, e.to_string()))?;
-            self.store_genuine_state(None).await;
-            let mut inner = self.genuine.lock();
+            let _one = self.validating.lock().await;
+            ctx.store.set_setting(keys::HOST_KEY, canonical.clone()).await.map_err(|e| (HResult::STORE_FAILED, e.to_string()))?;
+            store_genuine_state(ctx, None).await;
+            let mut inner = self.lock();
             inner.key = Some(canonical.clone());
             inner.state = None;
             inner.last = None;
-            self.genuine.since_ms.store(i64::MAX, Ordering::Relaxed);
+            self.since_ms.store(i64::MAX, Ordering::Relaxed);
         }
         tracing::info!(host_key = %partial_key(&canonical), "KMS host key installed (/ipk)");
-        if self.genuine.service.is_some() {
-            self.validate_genuine().await;
+        if self.service.is_some() {
+            self.validate(ctx).await;
         }
         Ok(canonical)
     }
 }
 
-/// The validation task: at start, then once a day of simulated time, until `shutdown`.
-pub(crate) async fn run(state: std::sync::Arc<HostState>, shutdown: CancellationToken) {
-    if state.genuine.service.is_none() {
-        return;
-    }
-    loop {
-        if state.genuine.key().is_some() {
-            state.validate_genuine().await;
-        }
-        let next = Timestamp::from_unix_ms(state.now().as_unix_ms().saturating_add(genuine::VALIDATION_INTERVAL_MS));
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(state.clock.deadline(next)) => {}
+async fn store_genuine_state(ctx: &Ctx<'_>, state: Option<&NonGenuine>) {
+    let (since, reason) = state.map_or((String::new(), String::new()), |s| (s.since.as_unix_ms().to_string(), s.reason.to_string()));
+    for (k, v) in [(keys::NON_GENUINE_SINCE, since), (keys::NON_GENUINE_REASON, reason)] {
+        if let Err(e) = ctx.store.set_setting(k, v).await {
+            tracing::error!(error = %e, setting = k, "registry write of the genuine state failed");
         }
     }
+}
+
+/// Events 8208 and 8209, the state in the registry, and the log lines.
+async fn record_non_genuine(ctx: &Ctx<'_>, ng: &NonGenuine, partial: &str) {
+    let app = kmslab_api::WINDOWS_APPLICATION_ID;
+    let what = format!("the activation service has blocked the KMS host key ending {partial}");
+    let ticket = genuine::ticket_failed_text(ng.reason, app);
+    let text = genuine::non_genuine_text(ng.reason, app, &what);
+    tracing::warn!(event_id = GENUINE_TICKET_FAILED, result = %ng.reason, "{ticket}");
+    tracing::warn!(event_id = GENUINE_STATE_NON_GENUINE, result = %ng.reason, grace_ends = %ng.grace_ends(), "{text}");
+    let at = ng.since.as_unix_ms();
+    let events = [
+        (GENUINE_TICKET_FAILED, json!({ "result": ng.reason.to_string(), "application_id": app, "message": ticket })),
+        (
+            GENUINE_STATE_NON_GENUINE,
+            json!({ "result": ng.reason.to_string(), "application_id": app, "host_key": partial, "message": text, "grace_ends": ng.grace_ends().to_string() }),
+        ),
+    ];
+    for (event_id, fields) in events {
+        if let Err(e) = ctx.store.append_event(EventRecord { event_id, time_ms: at, fields_json: fields.to_string() }).await {
+            tracing::error!(error = %e, event_id, "registry write of a genuine-validation event failed");
+        }
+    }
+    store_genuine_state(ctx, Some(ng)).await;
 }

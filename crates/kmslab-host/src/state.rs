@@ -449,6 +449,26 @@ impl HostState {
         }
     }
 
+    /// Time a lab says the host already spent in its non-genuine grace (0 for `kms-host`).
+    pub(crate) fn non_genuine_age_ms(&self) -> i64 {
+        self.faults.as_ref().map_or(0, |f| f.non_genuine_age_ms())
+    }
+
+    fn genuine_ctx(&self) -> crate::genuine::Ctx<'_> {
+        crate::genuine::Ctx { store: &self.store, clock: &self.clock, age_ms: self.non_genuine_age_ms() }
+    }
+
+    /// Validates the host key with the activation service now (`crate::genuine`); what
+    /// `/ato` answers.
+    pub async fn validate_genuine(&self) -> crate::genuine::AtoResult {
+        self.genuine.validate(&self.genuine_ctx()).await
+    }
+
+    /// `slmgr /ipk KEY` on the host (`crate::genuine`).
+    pub async fn install_host_key(&self, key: &str) -> Result<String, (HResult, String)> {
+        self.genuine.install(&self.genuine_ctx(), key).await
+    }
+
     /// Simulated now.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
