@@ -557,3 +557,44 @@ fn a_blocked_host_key_makes_the_host_non_genuine_until_a_new_key_is_installed() 
     assert_eq!((s["license_status"].as_str(), s["partial_product_key"].as_str()), (Some("Licensed"), Some(&new[new.len() - 5..])), "{s}");
     assert_eq!(server_ato(&host), "0xC004F038");
 }
+
+#[test]
+fn a_blocked_mak_makes_an_activated_machine_non_genuine_until_a_new_mak() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = generate(dir.path(), &["win7-enterprise=2", "win7-enterprise=1"]);
+    let (mak, new) = (&keys[0], &keys[1]);
+    let svc = service(dir.path());
+    let c = client(Some(svc.addr("activation")), &[]);
+    assert_eq!(ipk(&c, mak).0, 200);
+    assert_eq!(ato(&c)["hresult"], "0x00000000");
+    // /ato again validates the MAK: in good standing, nothing changes and nothing is used.
+    assert_eq!(ato(&c)["hresult"], "0x00000000");
+    assert_eq!(count(&svc, mak)["used"], 1);
+
+    let (code, out, _) = kmslab(&["activation-service", "block", mak, "--target", &svc.addr("admin").to_string()]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = slmgr(c.addr("admin"), &["/ato"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("Windows is running within the non-genuine notification period. Run 'slui.exe' to go online and validate Windows."),
+        "{out}"
+    );
+    let s = status(&c);
+    assert_eq!((s["status"].as_str(), s["permanently_activated"].as_bool()), (Some("non_genuine_grace"), Some(false)), "{s}");
+    let (_, dli) = slmgr(c.addr("admin"), &["/dli"]);
+    assert!(dli.contains("License Status: Non-genuine grace period\nTime remaining: "), "{dli}");
+    let events = http(c.addr("admin"), "GET", "/api/v1/events", None).1;
+    let e8209: Vec<&Value> = events["events"].as_array().unwrap().iter().filter(|e| e["event_id"] == 8209).collect();
+    assert_eq!(e8209.len(), 1, "{events}");
+    assert_eq!(e8209[0]["kind"], "genuine_state_non_genuine");
+    assert!(e8209[0]["fields"]["message"].as_str().unwrap().contains("SL_E_VALIDATION_BLOCKED_PRODUCT_KEY"), "{events}");
+    assert!(events["events"].as_array().unwrap().iter().any(|e| e["event_id"] == 8208), "{events}");
+
+    // A new MAK, activate again.
+    assert_eq!(ipk(&c, new).0, 200);
+    let (code, out) = slmgr(c.addr("admin"), &["/ato"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Product activated successfully."), "{out}");
+    let s = status(&c);
+    assert_eq!((s["status"].as_str(), s["permanently_activated"].as_bool()), (Some("licensed"), Some(true)), "{s}");
+}
