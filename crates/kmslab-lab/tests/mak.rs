@@ -237,7 +237,8 @@ fn mak_counts_refusals_reactivation_and_restart() {
     assert_eq!(ipk(&c3, mak).0, 200);
     assert_eq!(ato(&c3)["hresult"], "0x00000000");
 
-    // Blocked: 0xC004C003 for a new machine; machines already activated stay activated.
+    // Blocked: 0xC004C003 for a new machine; machines already activated stay activated
+    // until their next /ato (non-genuine: a_blocked_mak_makes_... below).
     let (code, out, _) = kmslab(&["activation-service", "block", mak, "--target", &svc.addr("admin").to_string()]);
     assert!(code == 0 && out.contains("blocked"), "{out}");
     let c4 = client(Some(svc.addr("activation")), &[]);
