@@ -19,6 +19,8 @@ use crate::engine::Target;
 
 const SERVER: &str = "server2008r2-standard";
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+/// Servers per host.
+const MACHINES: usize = 5;
 
 /// What slmgr prints for a host's `/ato` answer.
 fn host_ato_line(host: &str, r: &Value) -> String {
@@ -57,6 +59,34 @@ async fn wait_requests(host: &LabHost, from: (u64, u64), more: u64) -> (u64, u64
 /// The license part of a host's `/dli` (up to the first empty line).
 fn license_block(dli: &[String]) -> &[String] {
     &dli[..dli.iter().position(String::is_empty).unwrap_or(dli.len())]
+}
+
+/// `slmgr /ato` on every machine of `fleet` until `pred` holds (or [`super::WAIT`] passed):
+/// an `/ato` while a machine's attempt is still in flight joins that attempt, so one round
+/// may end with the answer from before a change; returns whether it held and the machines.
+async fn ato_until(
+    fleet: &crate::engine::Fleet,
+    pred: impl Fn(&[crate::engine::MachineView]) -> bool,
+) -> (bool, Vec<crate::engine::MachineView>) {
+    let deadline = tokio::time::Instant::now() + super::WAIT;
+    loop {
+        fleet.activate_now(0..MACHINES);
+        let round = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let machines = fleet.machines().await;
+            if pred(&machines) {
+                return (true, machines);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return (false, machines);
+            }
+            if now >= round {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 async fn genuine_state(host: &LabHost) -> String {
@@ -146,12 +176,9 @@ pub(crate) async fn leaked_host_key(t: &mut Transcript, time: LabTime) -> anyhow
     t.block(license_block(&dli));
     let r = hosts[0].ato().await?;
     t.say(host_ato_line(&hosts[0].name, &r));
-    for f in &fleets {
-        f.activate_now(0..5);
-    }
-    let (refused, ms) = wait_for(&fleets[0], |ms| all_result(ms, HResult::HOST_NOT_ACTIVATED)).await;
+    let (refused, ms) = ato_until(&fleets[0], |ms| all_result(ms, HResult::HOST_NOT_ACTIVATED)).await;
     t.machine(&ms[0]);
-    let refused = refused && wait_for(&fleets[1], |ms| all_result(ms, HResult::HOST_NOT_ACTIVATED)).await.0;
+    let refused = refused && ato_until(&fleets[1], |ms| all_result(ms, HResult::HOST_NOT_ACTIVATED)).await.0;
     t.check(
         is(&r, HResult::NONGENUINE_GRACE_EXPIRED) && dli.iter().any(|l| l == "Notification Reason: 0xC004F200 (non-genuine)."),
         "the grace expired: /ato 0xC004F064, /dli Notification (0xC004F200 non-genuine)",
