@@ -181,6 +181,18 @@ impl MakSpec {
     }
 }
 
+/// A new KMS host key of `group` (checked against `catalog`), from OS randomness.
+pub fn generate_host_key(group: &str, catalog: &Catalog) -> Result<HostKey, String> {
+    if catalog.host_key_group(group).is_none() {
+        let groups: Vec<&str> = catalog.host_key_groups().iter().map(|g| g.name.as_str()).collect();
+        return Err(format!("--generate-host-key {group:?}: not a host key group (one of {})", groups.join(", ")));
+    }
+    let mut random = [0u8; 20];
+    random[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    random[16..].copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..4]);
+    Ok(HostKey { key: labkey::generate(LabKeyKind::HostKey, &random), group: group.to_owned(), blocked: false })
+}
+
 /// New MAKs, one per spec, from OS randomness.
 pub fn generate(specs: &[MakSpec]) -> Keys {
     let maks = specs
@@ -239,5 +251,9 @@ mod tests {
         assert!(e.contains("more than once"), "{e}");
         assert!(MakSpec::parse("win7-enterprise", &c).unwrap_err().contains("PRODUCT=COUNT"));
         assert!(MakSpec::parse("win7-enterprise=ten", &c).unwrap_err().contains("\"ten\""));
+        assert!(generate_host_key("kms-z", &c).unwrap_err().contains("kms-b"));
+        let mut keys = generate(&[]);
+        keys.host_keys.push(generate_host_key("kms-b", &c).unwrap());
+        assert_eq!(Keys::parse(&keys.to_toml(), &c).unwrap(), keys);
     }
 }

@@ -11,6 +11,8 @@
 //!   again with the same key uses none; none left: 0xC004C020.
 //! - Phone activation (`confirm IID`) finds the key the IID was made with and follows the
 //!   same rules.
+//! - Genuine validation (`KeyInfo`) answers for MAKs and KMS host keys alike: a blocked
+//!   key makes the machine or host that holds it non-genuine (`kmslab_core::genuine`).
 
 use kmslab_core::hresult::HResult;
 use kmslab_core::install_id::InstallationId;
@@ -20,7 +22,7 @@ use kmslab_store::StoreError;
 use kmslab_store::mak::{MakActivation, MakStore, MakUsage};
 use serde::Serialize;
 
-use crate::keys::{Keys, MakKey};
+use crate::keys::{HostKey, Keys, MakKey};
 
 /// A refusal: the HRESULT and why, for the error frame or the API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +62,8 @@ pub struct KeyStatus {
     pub remaining: u32,
     /// Blocked.
     pub blocked: bool,
+    /// `mak`, or `host_key` for a KMS host key (its group in `products`, no counts).
+    pub kind: &'static str,
 }
 
 /// The service: the keys file and the durable state.
@@ -113,6 +117,7 @@ impl Service {
             used: u.used,
             remaining: remaining(m, &u),
             blocked: Self::blocked(m, &u),
+            kind: "mak",
         })
     }
 
@@ -131,11 +136,43 @@ impl Service {
         self.status(&m.key)
     }
 
-    /// Blocks or unblocks `key`.
+    /// Blocks or unblocks `key` (a MAK or a KMS host key).
     pub fn set_blocked(&self, key: &str, blocked: bool) -> Result<KeyStatus, Refusal> {
+        if let Some(h) = self.keys.host_key(key) {
+            self.store.set_blocked(&h.key, blocked)?;
+            return self.host_key_status(h);
+        }
         let m = self.mak(key)?;
         self.store.set_blocked(&m.key, blocked)?;
         self.status(&m.key)
+    }
+
+    /// A KMS host key's state: its group as `products`, no counts (a host key's
+    /// activations are not counted by this service), blocked or not.
+    fn host_key_status(&self, h: &HostKey) -> Result<KeyStatus, Refusal> {
+        let u = self.store.usage(&h.key)?;
+        Ok(KeyStatus {
+            key: h.key.clone(),
+            products: vec![h.group.clone()],
+            granted: 0,
+            added: 0,
+            used: 0,
+            remaining: 0,
+            blocked: u.blocked.unwrap_or(h.blocked),
+            kind: "host_key",
+        })
+    }
+
+    /// Genuine validation of `key` (`KeyInfo` over the wire): a MAK's or a KMS host key's
+    /// state. A host key answers with no counts and its blocked flag.
+    pub fn key_info(&self, key: &str) -> Result<KeyStatus, Refusal> {
+        if let Err(why) = labkey::parse(key) {
+            return Err(Refusal::new(HResult::INVALID_PRODUCT_KEY, format!("{key:?} is not a product key: {why}")));
+        }
+        match self.keys.host_key(key) {
+            Some(h) => self.host_key_status(h),
+            None => self.status(key),
+        }
     }
 
     fn activate(&self, m: &MakKey, iid: &InstallationId, product: &str, now_ms: i64) -> Result<ServiceAnswer, Refusal> {
@@ -193,7 +230,7 @@ impl Service {
             }
             ServiceRequest::Confirm { installation_id } => self.confirm(installation_id, now_ms),
             ServiceRequest::KeyInfo { key } => {
-                let s = self.status(key)?;
+                let s = self.key_info(key)?;
                 Ok(ServiceAnswer {
                     confirmation_id: String::new(),
                     remaining: s.remaining,
@@ -250,5 +287,26 @@ mod tests {
         let e = s.handle(&ServiceRequest::Activate { key: key.clone(), product: "win7-enterprise".into(), installation_id: wrong_iid }, 0);
         assert_eq!(e.unwrap_err().hresult, HResult::CID_MISMATCHED);
         assert_eq!(s.confirm("12345", 0).unwrap_err().hresult, HResult::CID_INVALID_DATA);
+    }
+
+    #[test]
+    fn host_keys_validate_and_can_be_blocked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut keys = generate(&[]);
+        let host_key = labkey::generate(labkey::LabKeyKind::HostKey, &[7u8; 20]);
+        keys.host_keys.push(HostKey { key: host_key.clone(), group: "kms-b".into(), blocked: false });
+        let s = Service::new(keys, MakStore::open(&dir.path().join("a.sqlite")).unwrap());
+        let info = |s: &Service| s.handle(&ServiceRequest::KeyInfo { key: host_key.to_lowercase() }, 0);
+        assert!(!info(&s).unwrap().blocked);
+        let status = s.set_blocked(&host_key, true).unwrap();
+        assert_eq!((status.products, status.blocked), (vec!["kms-b".to_owned()], true));
+        assert!(info(&s).unwrap().blocked);
+        assert!(!s.set_blocked(&host_key, false).unwrap().blocked);
+        // A host key is still no MAK for online activation.
+        let iid = installation_id(&host_key, Uuid::from_u128(1)).to_string();
+        let e = s.handle(&ServiceRequest::Activate { key: host_key.clone(), product: "win7-enterprise".into(), installation_id: iid }, 0);
+        assert_eq!(e.unwrap_err().hresult, HResult::INVALID_PRODUCT_KEY);
+        let unknown = labkey::generate(labkey::LabKeyKind::HostKey, &[9u8; 20]);
+        assert_eq!(s.handle(&ServiceRequest::KeyInfo { key: unknown }, 0).unwrap_err().hresult, HResult::INVALID_PRODUCT_KEY);
     }
 }

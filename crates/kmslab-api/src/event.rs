@@ -5,8 +5,8 @@
 //! values, so the daemons that log them and the tools that read them agree on one form.
 
 use kmslab_core::events::{
-    DNS_PUBLISH_FAILED, DNS_PUBLISH_SUCCEEDED, REQUEST_RECEIVED, REQUEST_SENT, RESPONSE_PROCESSED, RequestReceived, RequestSent,
-    ResponseProcessed,
+    DNS_PUBLISH_FAILED, DNS_PUBLISH_SUCCEEDED, GENUINE_STATE_NON_GENUINE, GENUINE_TICKET_FAILED, REQUEST_RECEIVED, REQUEST_SENT,
+    RESPONSE_PROCESSED, RequestReceived, RequestSent, ResponseProcessed,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -16,12 +16,14 @@ use serde_json::{Value, json};
 pub struct EventRecord {
     /// Sequence number (1, 2, ...), increasing.
     pub seq: u64,
-    /// The KMS event ID (12288, 12289, 12290, 12293, 12294), none for the lab's own events.
+    /// The KMS event ID (12288, 12289, 12290, 12293, 12294, 8208, 8209), none for the lab's
+    /// own events.
     pub event_id: Option<u32>,
     /// Simulated time (RFC 3339).
     pub time: String,
     /// What happened: `request_sent`, `response_processed`, `request_received`,
-    /// `dns_publish_failed`, `dns_publish_succeeded`, or one of kms-client's own events
+    /// `dns_publish_failed`, `dns_publish_succeeded`, `genuine_ticket_failed` (8208),
+    /// `genuine_state_non_genuine` (8209), or one of kms-client's own events
     /// (`license_changed`, `notification_reminder`, `attempt_finished`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
@@ -63,6 +65,8 @@ pub fn kind_of(event_id: u32) -> Option<&'static str> {
         REQUEST_RECEIVED => Some("request_received"),
         DNS_PUBLISH_FAILED => Some("dns_publish_failed"),
         DNS_PUBLISH_SUCCEEDED => Some("dns_publish_succeeded"),
+        GENUINE_TICKET_FAILED => Some("genuine_ticket_failed"),
+        GENUINE_STATE_NON_GENUINE => Some("genuine_state_non_genuine"),
         _ => None,
     }
 }

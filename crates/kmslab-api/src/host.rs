@@ -71,6 +71,42 @@ pub struct HostStatus {
     /// The latest request since the host started (none yet: `null`).
     #[serde(default)]
     pub last_request: Option<LastRequest>,
+    /// The genuine state of the host's own license: its host key as the activation
+    /// service last judged it (docs/kms-behaviour.md "Non-genuine").
+    #[serde(default)]
+    pub genuine: HostGenuine,
+}
+
+/// The `genuine` object of the host's status.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct HostGenuine {
+    /// `genuine`, `non_genuine_grace` (license status 4) or `notification`.
+    pub state: String,
+    /// The last five characters of the installed host key (`--host-key`, `/ipk`).
+    pub partial_host_key: Option<String>,
+    /// The activation service the key is validated with (`--activation-service`).
+    pub activation_service: Option<String>,
+    /// When a validation first found the key blocked (RFC 3339).
+    pub non_genuine_since: Option<String>,
+    /// When the 30 days of non-genuine grace end (RFC 3339).
+    pub grace_ends: Option<String>,
+    /// Whole minutes of non-genuine grace left (0 in Notification).
+    pub minutes_remaining: Option<u64>,
+    /// Why it is non-genuine (`0xC004C4A2`).
+    pub reason: Option<String>,
+    /// The last validation (RFC 3339).
+    pub last_validation: Option<String>,
+    /// Its result (`0x00000000`, `0xC004C4A2`, `0x800706BA`, ...).
+    pub last_result: Option<String>,
+    /// Its result's name.
+    pub last_result_name: Option<String>,
+}
+
+impl HostGenuine {
+    /// True in the non-genuine grace or in Notification.
+    pub fn non_genuine(&self) -> bool {
+        self.state == "non_genuine_grace" || self.state == "notification"
+    }
 }
 
 /// The latest request a host answered: when, from which machine, with what result.

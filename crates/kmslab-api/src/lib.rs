@@ -21,5 +21,6 @@ pub mod render;
 pub use client::{ClientHost, ClientStatus, LastResult, ProductView};
 pub use event::{ClientEntry, ClientList, EventList, EventRecord};
 pub use host::{
-    DnsStatus, GroupCount, Health, HostCounters, HostLicense, HostSettings, HostStatus, LastRequest, WINDOWS_APPLICATION_ID, ZoneStatus,
+    DnsStatus, GroupCount, Health, HostCounters, HostGenuine, HostLicense, HostSettings, HostStatus, LastRequest, WINDOWS_APPLICATION_ID,
+    ZoneStatus,
 };

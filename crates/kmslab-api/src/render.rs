@@ -171,6 +171,11 @@ fn host_license(out: &mut Lines, s: &HostStatus, license: &HostLicense, verbose:
     }
     out.line(format!("Partial Product Key: {}", license.partial_product_key));
     out.line(format!("License Status: {}", s.license_status));
+    match s.genuine.state.as_str() {
+        "non_genuine_grace" => out.line(format!("Time remaining: {}", minutes_and_days(s.genuine.minutes_remaining.unwrap_or(0)))),
+        "notification" => out.line(notification_reason_line(HResult::NOT_GENUINE)),
+        _ => {}
+    }
     if verbose {
         out.line(format!("Remaining Windows rearm count: {}", s.remaining_rearm_count));
         out.line(format!("Trusted time: {}", slmgr_time_text(&s.trusted_time)));
@@ -431,6 +436,7 @@ mod tests {
             trusted_time: "2009-04-28T14:32:10Z".into(),
             licenses: vec![license("kms-b", "Host A"), license("office-2010", "Office host")],
             last_request: None,
+            genuine: Default::default(),
         };
         let dli = host_dli(&s, false, false);
         assert!(dli.contains("    Current count: 7\n    Current count (office2010): 4\n    Listening on Port: 1688\n"), "{dli}");
@@ -442,5 +448,16 @@ mod tests {
         assert!(all.contains("Name: Office host\nDescription: Office host description\nActivation ID: id-office-2010\n"), "{all}");
         assert!(all.contains("Trusted time: 4/28/2009 2:32:10 PM\n"), "{all}");
         assert_eq!(all.matches("Key Management Service is enabled on this machine").count(), 1);
+        assert!(!dli.contains("Time remaining") && !dli.contains("Notification Reason"), "{dli}");
+        let mut ng = s.clone();
+        ng.license_status = "Non-genuine grace period".into();
+        ng.genuine.state = "non_genuine_grace".into();
+        ng.genuine.minutes_remaining = Some(43_140);
+        let dli = host_dli(&ng, false, false);
+        assert!(dli.contains("License Status: Non-genuine grace period\nTime remaining: 43140 minute(s) (29 day(s))\n"), "{dli}");
+        ng.license_status = "Notification".into();
+        ng.genuine.state = "notification".into();
+        let dli = host_dli(&ng, false, false);
+        assert!(dli.contains("License Status: Notification\nNotification Reason: 0xC004F200 (non-genuine).\n"), "{dli}");
     }
 }

@@ -229,6 +229,10 @@ impl Inner {
                     );
                     self.push_event_of(now, &ev);
                 }
+                ClientEvent::Genuine { event_id, result, message, .. } => {
+                    tracing::warn!(event_id, result = %result, name = result.name(), "{message}");
+                    self.push_event_of(now, &ev);
+                }
                 ClientEvent::AttemptFinished { attempt, result, host } => {
                     if result.is_success() {
                         tracing::info!(attempt, result = %result, host = ?host.as_ref().map(ToString::to_string), "activation attempt succeeded");
@@ -261,6 +265,11 @@ pub fn event_json(ev: &ClientEvent) -> (Option<u32>, &'static str, serde_json::V
         ClientEvent::NotificationReminder { reason, at } => {
             (None, "notification_reminder", json!({"reason": reason.to_string(), "at": at.to_string()}))
         }
+        ClientEvent::Genuine { event_id, result, message, at } => (
+            Some(*event_id),
+            kmslab_api::event::kind_of(*event_id).unwrap_or("genuine"),
+            json!({"result": result.to_string(), "message": message, "at": at.to_string()}),
+        ),
         ClientEvent::AttemptFinished { attempt, result, host } => (
             None,
             "attempt_finished",

@@ -55,6 +55,11 @@
 //!   0xC004C003 blocked, 0xC004F050 unknown key, ...) ends the attempt and changes nothing.
 //! - Phone activation: [`Activator::installation_id`] is `/dti`; [`Activator::deposit_cid`]
 //!   checks the CID against it offline (`/atp`) and activates the same way.
+//! - `/ato` on a machine a MAK activated for good is the genuine validation of the MAK
+//!   (`KeyInfo`, docs/kms-behaviour.md "Non-genuine"): a blocked MAK starts the 30-day
+//!   non-genuine grace (status 4, `/ato` 0x4004F065), then Notification (0xC004F200,
+//!   `/ato` 0xC004F064); a MAK in good standing again ends it; no answer changes nothing.
+//!   A new MAK (`/ipk`, `/ato`) activates the machine again.
 //! - `/ipk GVLK` turns the machine back into a KMS client (install_product clears the MAK).
 //! - An OEM machine whose ACPI_SLIC table lacks a valid Windows marker
 //!   ([`Activator::set_slic_without_marker`]): a KMS attempt of a Windows 7 or Vista
@@ -169,6 +174,19 @@ pub enum ClientEvent {
         /// When.
         at: Timestamp,
     },
+    /// Security-SPP event 8208 (acquiring the genuine ticket failed) or 8209 (the genuine
+    /// state set to non-genuine) of a MAK machine whose MAK was found blocked
+    /// ([`crate::genuine`]).
+    Genuine {
+        /// 8208 or 8209.
+        event_id: u32,
+        /// The HRESULT: 0xC004C4A2.
+        result: HResult,
+        /// The event's text.
+        message: String,
+        /// When.
+        at: Timestamp,
+    },
     /// An attempt ended.
     AttemptFinished {
         /// Which attempt.
@@ -268,6 +286,9 @@ struct Attempt {
     discovering: bool,
     /// A MAK attempt: one request to the activation service.
     online: bool,
+    /// A MAK machine already activated for good: the request is the genuine validation of
+    /// its key (`KeyInfo`), not an activation.
+    validation: bool,
 }
 
 /// One machine. See the module documentation for the call order and the rules.
@@ -370,7 +391,9 @@ impl Activator {
     pub fn minutes_remaining(&self, now: Timestamp) -> u32 {
         match self.state.status {
             LicenseStatus::Licensed => self.state.valid_until.map_or(0, |t| now.minutes_until(t)),
-            LicenseStatus::InitialGrace | LicenseStatus::AdditionalGrace => self.state.grace_end.map_or(0, |t| now.minutes_until(t)),
+            LicenseStatus::InitialGrace | LicenseStatus::AdditionalGrace | LicenseStatus::NonGenuineGrace => {
+                self.state.grace_end.map_or(0, |t| now.minutes_until(t))
+            }
             _ => 0,
         }
     }
@@ -496,6 +519,16 @@ impl Activator {
         self.state.last.source = None;
         self.state.last.epid = None;
         self.state.last.current_count = None;
+        if self.attempt.as_ref().is_some_and(|a| a.validation) {
+            let validation = match &outcome {
+                Ok(a) if a.blocked => crate::genuine::Validation::Blocked,
+                Ok(_) => crate::genuine::Validation::Genuine,
+                Err(code) => crate::genuine::Validation::Failed(*code),
+            };
+            let result = self.apply_validation(now, validation);
+            self.finish_attempt(now, result, None);
+            return;
+        }
         match outcome {
             Ok(_) => {
                 self.activate_for_good(now);
@@ -503,6 +536,57 @@ impl Activator {
             }
             Err(code) => self.finish_attempt(now, code, None),
         }
+    }
+
+    /// The non-genuine state of a MAK machine activated for good: its grace started 30
+    /// days before `grace_end` (also in Notification, which keeps `grace_end`).
+    fn non_genuine(&self) -> Option<crate::genuine::NonGenuine> {
+        let in_state = match self.state.status {
+            LicenseStatus::NonGenuineGrace => true,
+            LicenseStatus::Notification => self.state.notification_reason == Some(HResult::NOT_GENUINE),
+            _ => false,
+        };
+        let end = self.state.grace_end.filter(|_| in_state && self.state.permanent)?;
+        Some(crate::genuine::NonGenuine {
+            since: end.plus_ms(-crate::genuine::NON_GENUINE_GRACE_MS),
+            reason: HResult::VALIDATION_BLOCKED_PRODUCT_KEY,
+        })
+    }
+
+    /// Applies a genuine validation of the MAK (docs/kms-behaviour.md "Non-genuine"): a
+    /// blocked key starts the 30-day non-genuine grace, a key in good standing ends it, no
+    /// answer changes nothing. Returns what `/ato` answers: 0, 0x4004F065 or 0xC004F064.
+    fn apply_validation(&mut self, now: Timestamp, validation: crate::genuine::Validation) -> HResult {
+        let (next, transition) = crate::genuine::decide(self.non_genuine(), validation, now);
+        match transition {
+            crate::genuine::Transition::BecameNonGenuine => {
+                let ng = next.expect("non-genuine after BecameNonGenuine");
+                let app = self.product.as_ref().map_or_else(String::new, |p| p.application_id.to_string());
+                let partial = self.partial_key().unwrap_or_default().to_owned();
+                let what = format!("the activation service has blocked the MAK ending {partial}");
+                self.events.push_back(ClientEvent::Genuine {
+                    event_id: crate::events::GENUINE_TICKET_FAILED,
+                    result: ng.reason,
+                    message: crate::genuine::ticket_failed_text(ng.reason, &app),
+                    at: now,
+                });
+                self.events.push_back(ClientEvent::Genuine {
+                    event_id: crate::events::GENUINE_STATE_NON_GENUINE,
+                    result: ng.reason,
+                    message: crate::genuine::non_genuine_text(ng.reason, &app, &what),
+                    at: now,
+                });
+                self.state.grace_end = Some(ng.grace_ends());
+                self.state.notification_reason = None;
+                self.set_status(LicenseStatus::NonGenuineGrace, now);
+                if ng.expired(now) {
+                    self.handle_timeout(now);
+                }
+            }
+            crate::genuine::Transition::BecameGenuine => self.activate_for_good(now),
+            crate::genuine::Transition::Unchanged => {}
+        }
+        next.map_or(HResult::SUCCESS, |ng| ng.ato_result(now))
     }
 
     /// `/upk`: uninstalls the key; the machine becomes Unlicensed and stops trying.
@@ -592,7 +676,7 @@ impl Activator {
         }
         match self.state.status {
             LicenseStatus::Licensed => consider(self.state.valid_until),
-            LicenseStatus::InitialGrace | LicenseStatus::AdditionalGrace => consider(self.state.grace_end),
+            LicenseStatus::InitialGrace | LicenseStatus::AdditionalGrace | LicenseStatus::NonGenuineGrace => consider(self.state.grace_end),
             LicenseStatus::Notification => consider(self.next_reminder),
             _ => {}
         }
@@ -611,6 +695,10 @@ impl Activator {
             && self.state.grace_end.is_some_and(|t| t <= now)
         {
             self.state.notification_reason = Some(HResult::GRACE_EXPIRED);
+            self.set_status(LicenseStatus::Notification, now);
+        }
+        if self.state.status == LicenseStatus::NonGenuineGrace && self.state.grace_end.is_some_and(|t| t <= now) {
+            self.state.notification_reason = Some(HResult::NOT_GENUINE);
             self.set_status(LicenseStatus::Notification, now);
         }
         if self.state.status == LicenseStatus::Notification
@@ -809,6 +897,7 @@ impl Activator {
             may_discover: false,
             discovering: false,
             online: false,
+            validation: false,
         };
         if let Some(h) = &self.state.manual_host {
             attempt.candidates.push_back((h.clone(), HostSource::Manual));
@@ -828,9 +917,12 @@ impl Activator {
         if let Some(key) = self.state.mak.clone() {
             attempt.online = true;
             self.attempt = Some(attempt);
-            if self.permanently_activated() {
-                // Already activated for good: nothing to ask.
-                self.finish_attempt(now, HResult::SUCCESS, None);
+            if self.state.permanent {
+                // Activated for good: `/ato` validates the key (genuine validation).
+                if let Some(a) = self.attempt.as_mut() {
+                    a.validation = true;
+                }
+                self.action = Some(Action::ActivateOnline { attempt: id, request: ServiceRequest::KeyInfo { key } });
                 return id;
             }
             let installation_id = install_id::installation_id(&key, self.state.cmid).to_string();

@@ -1,4 +1,5 @@
 //! KMS events as values (docs/kms-behaviour.md "Events"): the daemons log them and serve them.
+//! The genuine-validation events 8208 and 8209 are built by [`crate::genuine`].
 
 use crate::hostaddr::HostAddr;
 use crate::hresult::HResult;
@@ -17,6 +18,11 @@ pub const REQUEST_RECEIVED: u32 = 12290;
 pub const DNS_PUBLISH_FAILED: u32 = 12293;
 /// Host: DNS publishing succeeded.
 pub const DNS_PUBLISH_SUCCEEDED: u32 = 12294;
+
+/// Security-SPP: acquiring a genuine ticket failed (the genuine validation's HRESULT).
+pub const GENUINE_TICKET_FAILED: u32 = 8208;
+/// Security-SPP: the genuine state was set to non-genuine (the reason in the fields).
+pub const GENUINE_STATE_NON_GENUINE: u32 = 8209;
 
 /// Status flag set in 12288/12289 when the host's count was too low
 /// (`SL_VL_BINDING_ERROR_NOT_ENOUGH_COUNT`).

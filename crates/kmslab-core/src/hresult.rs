@@ -141,7 +141,7 @@ hresults! {
         "Look at the daemon's log for the cause.";
     NOT_GENUINE = 0xC004_F200, "SL_E_NOT_GENUINE",
         "The Software Licensing Service reported that the current state is not genuine.",
-        "The lab never enters this state; on Windows, follow the non-genuine remediation (slmgr /dlv shows the reason).";
+        "Read event 8209 for the reason; a KMS host whose host key was blocked needs a new host key (slmgr /ipk, then slmgr /ato) on every host that had the old one.";
     INVALID_DATA = 0x8007_000D, "ERROR_INVALID_DATA",
         "The request was malformed: a bad frame or an impossible field value (kmslab's code for any request it cannot parse or accept).",
         "Use a kmslab client of the same protocol version; see docs/protocol.md.";
@@ -175,6 +175,15 @@ hresults! {
     VL_NOT_WINDOWS_SLP = 0xC004_F035, "SL_E_VL_NOT_WINDOWS_SLP",
         "The computer could not be activated with a Volume license product key. Volume-licensed systems require upgrading from a qualifying operating system. Please contact your system administrator or use a different type of key.",
         "This OEM machine's ACPI_SLIC table has no valid Windows marker: install a MAK or a retail key (slmgr /ipk) and activate online or by phone.";
+    VALIDATION_BLOCKED_PRODUCT_KEY = 0xC004_C4A2, "SL_E_VALIDATION_BLOCKED_PRODUCT_KEY",
+        "Genuine validation failed: the activation service has blocked the installed product key (a leaked or misused KMS host key or MAK).",
+        "Install a new key (slmgr /ipk NEWKEY, then slmgr /ato): for a KMS host key on every host that had the blocked one, for a MAK on every machine.";
+    NONGENUINE_GRACE_PERIOD = 0x4004_F065, "SL_I_NONGENUINE_GRACE_PERIOD",
+        "Windows is running within the non-genuine notification period. Run 'slui.exe' to go online and validate Windows.",
+        "Read event 8209 for the reason and install a new key (slmgr /ipk NEWKEY, slmgr /ato) within the 30 days of the non-genuine grace.";
+    NONGENUINE_GRACE_EXPIRED = 0xC004_F064, "SL_E_NONGENUINE_GRACE_TIME_EXPIRED",
+        "The non-genuine grace period expired: the machine is in Notification (a KMS host answers its clients 0xC004F041).",
+        "Install a new key (slmgr /ipk NEWKEY, slmgr /ato); the clients of a KMS host recover on their next /ato or renewal.";
 }
 
 impl HResult {

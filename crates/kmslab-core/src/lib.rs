@@ -25,6 +25,7 @@ pub mod activator;
 pub mod catalog;
 pub mod epid;
 pub mod events;
+pub mod genuine;
 pub mod hostaddr;
 pub mod hresult;
 pub mod install_id;

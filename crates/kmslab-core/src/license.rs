@@ -39,7 +39,8 @@ pub enum LicenseStatus {
     InitialGrace = 2,
     /// 3: out-of-tolerance (additional) grace after the 180-day validity ran out.
     AdditionalGrace = 3,
-    /// 4: non-genuine grace (never entered by the lab, but counted if reported).
+    /// 4: non-genuine grace: the activation service blocked the installed key (30 days,
+    /// [`crate::genuine`]).
     NonGenuineGrace = 4,
     /// 5: Notification: grace ran out.
     Notification = 5,

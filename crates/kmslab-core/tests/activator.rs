@@ -526,6 +526,72 @@ fn a_mak_asks_the_activation_service_once_and_is_then_licensed_for_good() {
 }
 
 #[test]
+fn a_blocked_mak_makes_an_activated_machine_non_genuine_until_a_new_mak() {
+    let mut a = machine("win7-enterprise");
+    a.install_mak(MAK, t0()).unwrap();
+    let id = a.activate_now(t0());
+    assert!(matches!(a.poll_action(), Some(Action::ActivateOnline { .. })));
+    a.handle_service_outcome(t0(), id, Ok(answer()));
+    assert!(a.permanently_activated());
+    let blocked = kmslab_core::wire::ServiceAnswer { blocked: true, counted: false, ..answer() };
+
+    // /ato again validates the key; no answer changes nothing.
+    let id = a.activate_now(t0());
+    let Some(Action::ActivateOnline { request, .. }) = a.poll_action() else { panic!("a validation") };
+    assert_eq!(request, kmslab_core::wire::ServiceRequest::KeyInfo { key: MAK.into() });
+    a.handle_service_outcome(t0(), id, Err(HResult::HOST_UNREACHABLE));
+    assert_eq!(last_result(&mut a), HResult::SUCCESS);
+    assert!(a.permanently_activated());
+
+    // Blocked: 30 days of non-genuine grace, then Notification (non-genuine).
+    let day1 = t0().plus_ms(DAY_MS);
+    let id = a.activate_now(day1);
+    a.poll_action();
+    a.handle_service_outcome(day1, id, Ok(blocked.clone()));
+    let mut genuine = Vec::new();
+    let mut result = None;
+    while let Some(e) = a.poll_event() {
+        match e {
+            ClientEvent::Genuine { event_id, result, message, .. } => genuine.push((event_id, result, message)),
+            ClientEvent::AttemptFinished { result: r, .. } => result = Some(r),
+            _ => {}
+        }
+    }
+    assert_eq!(result, Some(HResult::NONGENUINE_GRACE_PERIOD));
+    assert_eq!(
+        genuine.iter().map(|g| (g.0, g.1)).collect::<Vec<_>>(),
+        [(8208, HResult::VALIDATION_BLOCKED_PRODUCT_KEY), (8209, HResult::VALIDATION_BLOCKED_PRODUCT_KEY)]
+    );
+    assert!(genuine[0].2.starts_with("Acquisition of genuine ticket failed (hr=0xC004C4A2)"), "{}", genuine[0].2);
+    assert!(
+        genuine[1].2.starts_with("Genuine state set to non-genuine (0x00000000)") && genuine[1].2.contains("Y234C"),
+        "{}",
+        genuine[1].2
+    );
+    assert_eq!(a.status(), LicenseStatus::NonGenuineGrace);
+    assert!(!a.permanently_activated());
+    assert_eq!(a.minutes_remaining(day1), 30 * 24 * 60);
+    assert_eq!(a.poll_timeout(), Some(day1.plus_ms(30 * DAY_MS)));
+    a.handle_timeout(day1.plus_ms(30 * DAY_MS));
+    assert_eq!((a.status(), a.state().notification_reason), (LicenseStatus::Notification, Some(HResult::NOT_GENUINE)));
+    let later = day1.plus_ms(31 * DAY_MS);
+    let id = a.activate_now(later);
+    a.poll_action();
+    a.handle_service_outcome(later, id, Ok(blocked));
+    assert_eq!(last_result(&mut a), HResult::NONGENUINE_GRACE_EXPIRED);
+
+    // A new MAK, /ato: activated for good again.
+    const NEW: &str = "LABM6-Y6JKP-FPP9X-MYG8Q-CKMM2";
+    a.install_mak(NEW, later).unwrap();
+    let id = a.activate_now(later);
+    let Some(Action::ActivateOnline { request, .. }) = a.poll_action() else { panic!("an activation") };
+    assert!(matches!(request, kmslab_core::wire::ServiceRequest::Activate { ref key, .. } if key == NEW));
+    a.handle_service_outcome(later, id, Ok(answer()));
+    assert_eq!(last_result(&mut a), HResult::SUCCESS);
+    assert!(a.permanently_activated());
+}
+
+#[test]
 fn phone_activation_checks_the_cid_offline() {
     let mut a = machine("win7-enterprise");
     assert_eq!(a.deposit_cid("0", t0()).unwrap_err().0, HResult::INVALID_PRODUCT_KEY, "a GVLK does not phone-activate");

@@ -1,5 +1,6 @@
-//! The host's admin API (axum): status, clients, events export, health, metrics, and the
-//! settings endpoint behind the slmgr host verbs. `/` and the HTML pages are the dashboard's (`dashboard/`).
+//! The host's admin API (axum): status, clients, events export, health, metrics, the
+//! settings endpoint behind the slmgr host verbs, and `/ipk`, `/ato` for the host's own key
+//! (genuine validation, `crate::genuine`). `/` and the HTML pages are the dashboard's (`dashboard/`).
 
 // Helpers return the error `Response` itself so handlers can `return` it; its size does
 // not matter on this path (one per refused admin request).
@@ -43,6 +44,8 @@ pub fn router(state: AppState, access: AdminAccess) -> Router {
         .route("/api/v1/clients", get(clients))
         .route("/api/v1/events", get(events))
         .route("/api/v1/settings", post(settings))
+        .route("/api/v1/ipk", post(ipk))
+        .route("/api/v1/ato", post(ato))
         .with_state(Arc::clone(&state))
         .layer(middleware::from_fn_with_state(Arc::new(access), kmslab_admin::guard::middleware))
 }
@@ -105,6 +108,42 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn status(State(state): State<AppState>) -> Json<HostStatus> {
     Json(crate::status::host_status(&state))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    key: String,
+}
+
+/// `slmgr /ipk KEY` on the host: a new KMS host key (validated when an activation service
+/// is configured). Answers the status.
+async fn ipk(State(state): State<AppState>, Json(body): Json<KeyBody>) -> Response {
+    match state.install_host_key(&body.key).await {
+        Ok(_) => Json(crate::status::host_status(&state)).into_response(),
+        Err((hresult, message)) => {
+            let code =
+                if hresult == kmslab_core::HResult::STORE_FAILED { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::BAD_REQUEST };
+            (code, Json(json!({ "error": message, "hresult": hresult.to_string(), "name": hresult.name() }))).into_response()
+        }
+    }
+}
+
+/// `slmgr /ato` on the host: validates its host key with the activation service now.
+/// `hresult` 0 when genuine, 0x4004F065 in the non-genuine grace, 0xC004F064 after it,
+/// 0x800706BA without a service to ask, 0xC004F014 without a host key.
+async fn ato(State(state): State<AppState>) -> Response {
+    let result = state.validate_genuine().await.hresult;
+    let status = crate::status::host_status(&state);
+    Json(json!({
+        "hresult": result.to_string(),
+        "name": result.name(),
+        "meaning": result.info().map(|i| i.meaning),
+        "activated": result == kmslab_core::HResult::SUCCESS && status.activated,
+        "status": status.genuine.state,
+        "status_label": status.license_status,
+    }))
+    .into_response()
 }
 
 /// Parses RFC 3339 or Unix milliseconds.

@@ -1,7 +1,8 @@
 //! `GET /api/v1/events?format=csv`: the events as CSV (RFC 4180, by the `csv` crate), one
 //! column per event field (docs/interfaces.md lists them), so a spreadsheet sorts and
-//! filters them as they are. A field that has no column of its own (none today) is kept
-//! in the last column, `other_fields`, as JSON: nothing in the registry is left out.
+//! filters them as they are. A field that has no column of its own (those of 8208 and 8209
+//! besides `result`) is kept in the last column, `other_fields`, as JSON: nothing in the
+//! registry is left out.
 
 use kmslab_core::Timestamp;
 use kmslab_store::EventRow;

@@ -1,8 +1,9 @@
 //! Faults a lab injects into a running host (`kmslab up`'s control API): a firewall
-//! closing the KMS port while the host keeps running, and the loss of the host's own
-//! activation. A host started without a [`Faults`] handle (every `kms-host`) has neither.
+//! closing the KMS port while the host keeps running, the loss of the host's own
+//! activation, and time spent in its non-genuine grace. A host started
+//! without a [`Faults`] handle (every `kms-host`) has none of them.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
 
 use kmslab_core::ledger::HostSettings;
 use tokio::sync::watch;
@@ -13,11 +14,13 @@ pub struct Faults {
     blocked: watch::Sender<bool>,
     /// 0: as configured, 1: activation lost, 2: activated again.
     activation: AtomicU8,
+    /// Simulated ms the host is taken to have spent in its non-genuine grace already.
+    non_genuine_age_ms: AtomicI64,
 }
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { blocked: watch::Sender::new(false), activation: AtomicU8::new(0) }
+        Faults { blocked: watch::Sender::new(false), activation: AtomicU8::new(0), non_genuine_age_ms: AtomicI64::new(0) }
     }
 }
 
@@ -37,6 +40,18 @@ impl Faults {
     /// 0xC004F041, as with `--unactivated`) or gets it back (false).
     pub fn set_unactivated(&self, unactivated: bool) {
         self.activation.store(if unactivated { 1 } else { 2 }, Ordering::Relaxed);
+    }
+
+    /// Moves the start of the host's non-genuine grace `ms` of simulated time back, as if
+    /// that much time had passed since its key was found blocked (a drill's "31 days
+    /// later" without moving any clock). No effect while the host is genuine.
+    pub fn age_non_genuine(&self, ms: i64) {
+        self.non_genuine_age_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// The time [`Faults::age_non_genuine`] added up to.
+    pub(crate) fn non_genuine_age_ms(&self) -> i64 {
+        self.non_genuine_age_ms.load(Ordering::Relaxed)
     }
 
     /// Applies the activation switch to the ledger's settings.

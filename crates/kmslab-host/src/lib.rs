@@ -24,6 +24,7 @@ pub mod config;
 pub mod dashboard;
 pub mod events_csv;
 pub mod faults;
+pub mod genuine;
 pub mod metrics;
 pub mod publish;
 pub mod series;
@@ -132,6 +133,7 @@ async fn run_started(
     });
     let admin_shutdown = shutdown.clone();
     tokio::spawn(dashboard::alerts::watch(Arc::clone(&state), shutdown.clone()));
+    tokio::spawn(validate_genuine(Arc::clone(&state), shutdown.clone()));
     let admin_limits = kmslab_admin::ServeLimits { max_connections: admin_cap, ..Default::default() };
     let admin_access = admin::access_rules(&config, state.admin_addr);
     let admin_task = tokio::spawn(async move {
@@ -183,4 +185,23 @@ async fn run_started(
     let _ = tokio::task::spawn_blocking(move || store.close()).await;
     tracing::info!("registry closed; bye");
     Ok(())
+}
+
+/// The genuine validation task (`genuine`): with an activation service, the host key is
+/// validated at start, then once a day of simulated time, until `shutdown`.
+async fn validate_genuine(state: Arc<HostState>, shutdown: CancellationToken) {
+    if !state.genuine.configured() {
+        return;
+    }
+    loop {
+        if state.genuine.key().is_some() {
+            state.validate_genuine().await;
+        }
+        let next =
+            kmslab_core::Timestamp::from_unix_ms(state.now().as_unix_ms().saturating_add(kmslab_core::genuine::VALIDATION_INTERVAL_MS));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(state.clock.deadline(next)) => {}
+        }
+    }
 }

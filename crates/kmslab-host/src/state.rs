@@ -120,6 +120,10 @@ pub struct HostState {
     malformed_failure_log: LogThrottle,
     /// The switches a lab flips on this host (`crate::faults`); none for `kms-host`.
     pub(crate) faults: Option<Arc<crate::faults::Faults>>,
+    /// The host's own activation as configured (false with `--unactivated`).
+    base_activated: bool,
+    /// Genuine validation of the host key (`crate::genuine`).
+    pub(crate) genuine: crate::genuine::Genuine,
 }
 
 /// Reads the port `/sprt` stored, for a binary that decides what to bind (opens and
@@ -247,6 +251,34 @@ impl HostState {
             }
             tracing::info!(restored = recent.len(), "count restored from the registry (--keep-count)");
         }
+        let genuine = {
+            use crate::genuine::keys as g;
+            let host_key = match setting(g::HOST_KEY)?.filter(|k| !k.is_empty()) {
+                Some(stored) => Some(stored),
+                None => match &config.host_key {
+                    // `--host-key` is the key of the first start; `/ipk` replaces it later.
+                    Some(k) => {
+                        store.set_setting(g::HOST_KEY, k.clone()).wait().map_err(store_err)?;
+                        Some(k.clone())
+                    }
+                    None => None,
+                },
+            };
+            let since = setting(g::NON_GENUINE_SINCE)?.filter(|v| !v.is_empty());
+            let state = match since {
+                None => None,
+                Some(v) => {
+                    let ms = v.parse::<i64>().map_err(|_| StartError::BadSetting { key: g::NON_GENUINE_SINCE.into(), value: v })?;
+                    let reason =
+                        setting(g::NON_GENUINE_REASON)?.and_then(|r| HResult::parse(&r)).unwrap_or(HResult::VALIDATION_BLOCKED_PRODUCT_KEY);
+                    Some(kmslab_core::genuine::NonGenuine { since: Timestamp::from_unix_ms(ms), reason })
+                }
+            };
+            if let Some(ng) = &state {
+                tracing::warn!(since = %ng.since, grace_ends = %ng.grace_ends(), reason = %ng.reason, "the host is non-genuine (its host key was blocked)");
+            }
+            crate::genuine::Genuine::new(config.activation_service.clone(), host_key, state)
+        };
         let access = crate::access::Access::new(config.allow.clone(), config.rate_limit);
         let dns = Arc::new(crate::publish::DnsStatus::new(config.dns.clone(), dns_publishing));
         Ok(HostState {
@@ -268,6 +300,8 @@ impl HostState {
             store_failures_logged: AtomicBool::new(false),
             malformed_failure_log: LogThrottle::default(),
             faults: config.faults.clone(),
+            base_activated: config.activated,
+            genuine,
         })
     }
 
@@ -275,6 +309,9 @@ impl HostState {
     /// operations and never spans an `.await`.
     pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger> {
         let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        // In non-genuine Notification the host refuses like an unactivated one (0xC004F041).
+        let notification = self.genuine.in_notification(self.clock.now(), self.non_genuine_age_ms());
+        ledger.settings_mut().activated = self.base_activated && !notification;
         if let Some(faults) = &self.faults {
             faults.apply(ledger.settings_mut());
         }
@@ -415,6 +452,26 @@ impl HostState {
                 return;
             }
         }
+    }
+
+    /// Time a lab says the host already spent in its non-genuine grace (0 for `kms-host`).
+    pub(crate) fn non_genuine_age_ms(&self) -> i64 {
+        self.faults.as_ref().map_or(0, |f| f.non_genuine_age_ms())
+    }
+
+    fn genuine_ctx(&self) -> crate::genuine::Ctx<'_> {
+        crate::genuine::Ctx { store: &self.store, clock: &self.clock, age_ms: self.non_genuine_age_ms() }
+    }
+
+    /// Validates the host key with the activation service now (`crate::genuine`); what
+    /// `/ato` answers.
+    pub async fn validate_genuine(&self) -> crate::genuine::AtoResult {
+        self.genuine.validate(&self.genuine_ctx()).await
+    }
+
+    /// `slmgr /ipk KEY` on the host (`crate::genuine`).
+    pub async fn install_host_key(&self, key: &str) -> Result<String, (HResult, String)> {
+        self.genuine.install(&self.genuine_ctx(), key).await
     }
 
     /// Simulated now.

@@ -67,6 +67,11 @@ pub fn host_status(state: &HostState) -> HostStatus {
         })
         .collect();
     let identity = licenses.first();
+    let age = state.non_genuine_age_ms();
+    let genuine = state.genuine.view(now, age);
+    // The installed host key (`--host-key`, `/ipk`) names the primary license's partial key.
+    let partial_product_key = genuine.partial_host_key.clone().or_else(|| identity.map(|h| h.partial_product_key.clone()));
+    let license_status = state.genuine.license_status(now, age).unwrap_or_else(|| host_license_status(ledger_settings.activated));
     let by_status = LicenseStatus::ALL.iter().map(|s| (s.key().to_owned(), counters.with_status(*s))).collect();
     let health = state.store.health();
     let settings = settings(state);
@@ -76,10 +81,10 @@ pub fn host_status(state: &HostState) -> HostStatus {
         now: now.to_string(),
         name: identity.map(|h| h.name.clone()),
         description: identity.map(|h| h.description.clone()),
-        partial_product_key: identity.map(|h| h.partial_product_key.clone()),
+        partial_product_key,
         host_key_groups: key_groups.clone(),
         activated: ledger_settings.activated,
-        license_status: host_license_status(ledger_settings.activated).label().into(),
+        license_status: license_status.label().into(),
         epid: ledger_settings.epid.clone(),
         listening: state.kms_addrs.iter().map(ToString::to_string).collect(),
         port: state.kms_addrs.first().map(|a| a.port()),
@@ -102,6 +107,7 @@ pub fn host_status(state: &HostState) -> HostStatus {
             result: result.to_string(),
             name: result.name().to_owned(),
         }),
+        genuine,
     }
 }
 

@@ -1,6 +1,6 @@
 //! `kmslab activation-service`: the lab's simulated Microsoft activation service (MAK
-//! counts, online and phone activation; `kmslab_activation`), its key generator
-//! (`--generate-mak`) and its admin verbs (`count`, `add`, `block`, `unblock`, `confirm`),
+//! counts, online and phone activation, genuine validation; `kmslab_activation`), its key
+//! generator (`--generate-mak`, `--generate-host-key`) and its admin verbs (`count`, `add`, `block`, `unblock`, `confirm`),
 //! which talk to the service's admin API (`--admin`).
 
 use std::io::Write as _;
@@ -19,6 +19,7 @@ const DEFAULT_ADMIN: &str = "127.0.0.1:8690";
 /// Flags of `kmslab activation-service` (its choices are in the subcommand's long help).
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
+#[command(group(clap::ArgGroup::new("generate").multiple(true).args(["generate_mak", "generate_host_key"])))]
 pub struct ActivationServiceArgs {
     /// An admin verb instead of running the service.
     #[command(subcommand)]
@@ -40,8 +41,12 @@ pub struct ActivationServiceArgs {
     /// `mak KEY PRODUCT COUNT` and write a keys file (--out), instead of serving.
     #[arg(long, value_name = "PRODUCT=COUNT")]
     pub generate_mak: Vec<String>,
-    /// Where --generate-mak writes the keys file [stdout only].
-    #[arg(long, value_name = "FILE", requires = "generate_mak")]
+    /// Generate a KMS host key of GROUP (kms-a, kms-b, kms-c, client-vl, office-2010;
+    /// repeatable), print each as `host_key KEY GROUP` and write it to the keys file too.
+    #[arg(long, value_name = "GROUP")]
+    pub generate_host_key: Vec<String>,
+    /// Where --generate-mak and --generate-host-key write the keys file [stdout only].
+    #[arg(long, value_name = "FILE", requires = "generate")]
     pub out: Option<PathBuf>,
     /// Extra product catalog (TOML) added to the built-in one.
     #[arg(long, value_name = "FILE")]
@@ -64,7 +69,7 @@ pub struct Target {
 pub enum Verb {
     /// Remaining activations of one MAK, or of every MAK.
     Count {
-        /// The MAK [every key].
+        /// The MAK or KMS host key [every MAK].
         key: Option<String>,
         #[command(flatten)]
         target: Target,
@@ -78,16 +83,17 @@ pub enum Verb {
         #[command(flatten)]
         target: Target,
     },
-    /// Block a MAK: activations with it fail with 0xC004C003.
+    /// Block a MAK (activations with it fail with 0xC004C003) or a KMS host key (hosts
+    /// holding it turn non-genuine at their next validation).
     Block {
-        /// The MAK.
+        /// The MAK or KMS host key.
         key: String,
         #[command(flatten)]
         target: Target,
     },
-    /// Unblock a MAK.
+    /// Unblock a MAK or a KMS host key.
     Unblock {
-        /// The MAK.
+        /// The MAK or KMS host key.
         key: String,
         #[command(flatten)]
         target: Target,
@@ -117,7 +123,7 @@ pub async fn run(args: ActivationServiceArgs) -> anyhow::Result<ExitCode> {
         return verb_run(verb);
     }
     let catalog = catalog(args.catalog.as_ref())?;
-    if !args.generate_mak.is_empty() {
+    if !args.generate_mak.is_empty() || !args.generate_host_key.is_empty() {
         let mut specs = Vec::new();
         for text in &args.generate_mak {
             match kmslab_activation::MakSpec::parse(text, &catalog) {
@@ -128,13 +134,25 @@ pub async fn run(args: ActivationServiceArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        let keys = kmslab_activation::keys::generate(&specs);
+        let mut keys = kmslab_activation::keys::generate(&specs);
+        for group in &args.generate_host_key {
+            match kmslab_activation::keys::generate_host_key(group, &catalog) {
+                Ok(h) => keys.host_keys.push(h),
+                Err(e) => {
+                    eprintln!("kmslab: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            }
+        }
         if let Some(out) = &args.out {
             std::fs::write(out, keys.to_toml()).with_context(|| format!("cannot write --out {}", out.display()))?;
         }
         let mut stdout = std::io::stdout().lock();
         for m in &keys.maks {
             writeln!(stdout, "mak {} {} {}", m.key, m.products[0], m.activations)?;
+        }
+        for h in &keys.host_keys {
+            writeln!(stdout, "host_key {} {}", h.key, h.group)?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -203,6 +221,11 @@ pub(crate) fn http(target: &str, method: &str, path: &str, body: Option<&Value>)
 }
 
 fn key_line(k: &Value) -> String {
+    if k["kind"] == "host_key" {
+        let group = k["products"][0].as_str().unwrap_or("");
+        let blocked = if k["blocked"].as_bool() == Some(true) { " blocked" } else { "" };
+        return format!("{} host key {group}{blocked}", k["key"].as_str().unwrap_or(""));
+    }
     format!(
         "{} remaining {} used {} of {}{}",
         k["key"].as_str().unwrap_or(""),

@@ -60,8 +60,11 @@ enum Command {
     /// Choices kmslab made where Microsoft documents nothing (docs/kms-behaviour.md "MAK
     /// activation"): activations are counted per installation ID (key + machine), so the
     /// same machine activating again with the same key uses none; machines stay activated
-    /// when their key is used up or blocked later; a MAK for another edition is 0xC004C001;
-    /// confirmation IDs are 8 groups of 6 digits, each group ending in a Luhn check digit.
+    /// when their key is used up later (blocked later: non-genuine at their next /ato); a
+    /// MAK for another edition is 0xC004C001;
+    /// confirmation IDs are 8 groups of 6 digits, each group ending in a Luhn check digit;
+    /// a blocked KMS host key makes the hosts that validate it (kms-host --activation-service)
+    /// non-genuine (docs/kms-behaviour.md "Non-genuine").
     ActivationService(activation::ActivationServiceArgs),
     /// Volume Activation Management Tool for the lab: MAK machines in a CIL file, direct and
     /// proxy activation, export and import for isolated networks, key counts.

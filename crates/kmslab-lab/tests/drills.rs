@@ -122,3 +122,19 @@ async fn proxy_offline() {
     assert!(text.contains("imported 2 confirmation IDs"), "{text}");
     assert_eq!(outcome.summary["licensed"], 2, "{}", outcome.summary);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaked_host_key() {
+    let outcome = check("leaked-host-key").await;
+    let text = outcome.transcript.join("\n");
+    let grace = text.find("Windows is running within the non-genuine notification period.").expect("/ato in the non-genuine grace");
+    let event = text.find("Event 8209: Genuine state set to non-genuine").expect("event 8209");
+    let notification = text.find("Notification Reason: 0xC004F200 (non-genuine).").expect("/dli in Notification");
+    let recovered = text.rfind("slmgr /ato on kms2: Product activated successfully.").expect("kms2 fixed");
+    assert!(grace < event && event < notification && notification < recovered, "{text}");
+    assert!(text.contains("License Status: Non-genuine grace period"), "{text}");
+    assert!(text.contains("Error: 0xC004F064 SL_E_NONGENUINE_GRACE_TIME_EXPIRED"), "{text}");
+    assert!(text.contains("result 0xC004F041 SL_E_VL_KEY_MANAGEMENT_SERVICE_NOT_ACTIVATED"), "{text}");
+    assert_eq!(outcome.summary["clients"], 10, "{}", outcome.summary);
+    assert_eq!(outcome.summary["licensed"], 10, "{}", outcome.summary);
+}

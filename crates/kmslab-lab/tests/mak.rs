@@ -1,6 +1,7 @@
 //! MAK activation end to end, against the real binaries: `kmslab activation-service` and
 //! `kms-client` processes on port 0, talking kmslab's wire protocol, the admin API and the
-//! client's control API over real sockets, with the service's SQLite state on disk.
+//! client's control API over real sockets, with the service's SQLite state on disk; and a
+//! `kms-host` whose KMS host key the service blocks (non-genuine), driven with `slmgr`.
 // Tests wait on real processes with real-time deadlines.
 #![allow(clippy::disallowed_methods)]
 
@@ -17,22 +18,27 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// `kms-client` of this revision (`cargo test -p kmslab-lab` builds only `kmslab`).
-fn kms_client() -> PathBuf {
+/// The binaries of this revision besides `kmslab` (`cargo test -p kmslab-lab` builds only
+/// `kmslab`), built once: kms-client, kms-host, slmgr.
+fn built(bin: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = Path::new(env!("CARGO_BIN_EXE_kmslab")).parent().unwrap().to_path_buf();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .current_dir(workspace_root())
-                .args(["build", "--bin", "kms-client", "-p", "kmslab-client"])
-                .status()
-                .unwrap();
-            assert!(status.success(), "building kms-client failed");
-            dir.join("kms-client")
-        })
-        .clone()
+    let dir = BUILT.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_BIN_EXE_kmslab")).parent().unwrap().to_path_buf();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args(["build", "--bin", "kms-client", "-p", "kmslab-client", "--bin", "kms-host", "-p", "kmslab-host"])
+            .args(["--bin", "slmgr", "-p", "kmslab-slmgr"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building kms-client, kms-host and slmgr failed");
+        dir
+    });
+    dir.join(bin)
+}
+
+fn kms_client() -> PathBuf {
+    built("kms-client")
 }
 
 /// One exchange with an admin API: the status and the JSON body (the text as a JSON string
@@ -185,7 +191,8 @@ fn mak_counts_refusals_reactivation_and_restart() {
     assert_eq!(ipk(&c3, mak).0, 200);
     assert_eq!(ato(&c3)["hresult"], "0x00000000");
 
-    // Blocked: 0xC004C003 for a new machine; machines already activated stay activated.
+    // Blocked: 0xC004C003 for a new machine; machines already activated stay activated
+    // until their next /ato (non-genuine: a_blocked_mak_makes_... below).
     let (code, out, _) = kmslab(&["activation-service", "block", mak, "--target", &svc.addr("admin").to_string()]);
     assert!(code == 0 && out.contains("blocked"), "{out}");
     let c4 = client(Some(svc.addr("activation")), &[]);
@@ -370,4 +377,174 @@ fn vamt_isolated_lab_by_file_direct_and_proxy_activation_and_key_count() {
     assert_eq!(vamt(&fifth, &["install-key", &key]).0, 0);
     let (code, out) = vamt(&fifth, &["activate"]);
     assert!(code == 1 && out.contains("0xC004C020"), "{out}");
+}
+
+/// `slmgr --target ADDR ARGS...`: exit code and stdout.
+fn slmgr(target: SocketAddr, args: &[&str]) -> (i32, String) {
+    let out = Command::new(built("slmgr")).arg("--target").arg(target.to_string()).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// A kms-host on port 0 validating `key` with `service`, its registry in `data`.
+fn kms_host(data: &Path, key: &str, service: SocketAddr, extra: &[&str]) -> Daemon {
+    let mut cmd = Command::new(built("kms-host"));
+    cmd.args(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--host-key", key, "--activation-service"])
+        .arg(service.to_string())
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra);
+    Daemon::spawn(cmd, &["kms", "admin"])
+}
+
+fn host_status(h: &Daemon) -> Value {
+    http(h.addr("admin"), "GET", "/api/v1/status", None).1
+}
+
+fn host_events(h: &Daemon, id: u32) -> Vec<Value> {
+    http(h.addr("admin"), "GET", &format!("/api/v1/events?id={id}"), None).1["events"].as_array().cloned().unwrap_or_default()
+}
+
+/// The `hresult` of a server's `/ato` against the host (an answer with a count is
+/// 0xC004F038 for a single server: the host served it).
+fn server_ato(host: &Daemon) -> String {
+    let mut cmd = Command::new(kms_client());
+    cmd.args(["--product", "server2008r2-standard", "--admin", "127.0.0.1:0", "--kms"]).arg(host.addr("kms").to_string());
+    let c = Daemon::spawn(cmd, &["admin"]);
+    ato(&c)["hresult"].as_str().unwrap_or("").to_owned()
+}
+
+#[test]
+fn a_blocked_host_key_makes_the_host_non_genuine_until_a_new_key_is_installed() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys_file = dir.path().join("keys.toml");
+    let (code, out, err) = kmslab(&[
+        "activation-service",
+        "--generate-host-key",
+        "kms-b",
+        "--generate-host-key",
+        "kms-b",
+        "--out",
+        keys_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let keys: Vec<&str> = out.lines().map(|l| l.split(' ').nth(1).unwrap()).collect();
+    assert!(out.lines().all(|l| l.starts_with("host_key LABH") && l.ends_with(" kms-b")), "{out}");
+    let (old, new) = (keys[0], keys[1]);
+    let svc = service(dir.path());
+    let data = dir.path().join("host");
+    let host = kms_host(&data, old, svc.addr("activation"), &[]);
+    let admin = host.addr("admin");
+
+    // At start the host validates its key: genuine, Licensed, and it serves.
+    eventually("the start-up validation", || host_status(&host)["genuine"]["last_result"] == "0x00000000");
+    let s = host_status(&host);
+    assert_eq!((s["license_status"].as_str(), s["genuine"]["state"].as_str()), (Some("Licensed"), Some("genuine")), "{s}");
+    assert_eq!(s["partial_product_key"], old[old.len() - 5..]);
+
+    // The key leaks and is blocked; the host's next validation (/ato) finds it.
+    let (code, out, _) = kmslab(&["activation-service", "block", old, "--target", &svc.addr("admin").to_string()]);
+    assert_eq!((code, out.trim()), (0, format!("{old} host key kms-b blocked").as_str()));
+    let (code, out) = slmgr(admin, &["/ato"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("Windows is running within the non-genuine notification period. Run 'slui.exe' to go online and validate Windows."),
+        "{out}"
+    );
+    let s = host_status(&host);
+    assert_eq!(s["license_status"], "Non-genuine grace period", "{s}");
+    assert_eq!((s["genuine"]["state"].as_str(), s["genuine"]["reason"].as_str()), (Some("non_genuine_grace"), Some("0xC004C4A2")), "{s}");
+    let e8208 = host_events(&host, 8208);
+    let e8209 = host_events(&host, 8209);
+    assert_eq!((e8208.len(), e8209.len()), (1, 1), "{e8208:?} {e8209:?}");
+    assert!(e8208[0]["fields"]["message"].as_str().unwrap().starts_with("Acquisition of genuine ticket failed (hr=0xC004C4A2)"));
+    let text = e8209[0]["fields"]["message"].as_str().unwrap();
+    assert!(text.starts_with("Genuine state set to non-genuine (0x00000000) for application Id 55c92734-"), "{text}");
+    assert!(text.contains("SL_E_VALIDATION_BLOCKED_PRODUCT_KEY") && text.contains(&old[old.len() - 5..]), "{text}");
+    assert_eq!(e8209[0]["kind"], "genuine_state_non_genuine");
+    let (_, dli) = slmgr(admin, &["/dli"]);
+    assert!(dli.contains("License Status: Non-genuine grace period\nTime remaining: "), "{dli}");
+    // A second /ato keeps the first start of the grace and logs nothing new.
+    slmgr(admin, &["/ato"]);
+    assert_eq!(host_events(&host, 8209).len(), 1);
+    // During its non-genuine grace the host still answers clients with a count.
+    assert_eq!(server_ato(&host), "0xC004F038");
+    // A MAK is no host key.
+    let (code, out) = slmgr(admin, &["/ipk", "LABM6-Y6JKP-FPP9X-MYG8Q-CKMM2"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("0xC004F050") && out.contains("not a KMS host key"), "{out}");
+    drop(host);
+
+    // 31 days later (the host restarted on a clock 31 days ahead: simulated time runs twice
+    // as fast from 31 days ago): Notification, 0xC004F041.
+    let earlier = kmslab_core::Timestamp::from_unix_ms(
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap()
+            - 31 * 24 * 60 * 60 * 1000,
+    );
+    let host = kms_host(&data, old, svc.addr("activation"), &["--time-scale", "2", "--time-origin", &earlier.to_string()]);
+    let admin = host.addr("admin");
+    eventually("the non-genuine state restored", || host_status(&host)["genuine"]["state"] == "notification");
+    assert_eq!(host_status(&host)["license_status"], "Notification");
+    let (code, out) = slmgr(admin, &["/ato"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Error: 0xC004F064 SL_E_NONGENUINE_GRACE_TIME_EXPIRED"), "{out}");
+    let (_, dli) = slmgr(admin, &["/dli"]);
+    assert!(dli.contains("License Status: Notification\nNotification Reason: 0xC004F200 (non-genuine)."), "{dli}");
+    assert_eq!(server_ato(&host), "0xC004F041");
+
+    // Recovery: a new KMS host key, then /ato; it stays installed across a restart (the
+    // registry's key wins over --host-key).
+    let (code, out) = slmgr(admin, &["/ipk", new]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("Installed product key {new} successfully.")), "{out}");
+    let (code, out) = slmgr(admin, &["/ato"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Product activated successfully."), "{out}");
+    assert_eq!(host_status(&host)["license_status"], "Licensed");
+    drop(host);
+    let host = kms_host(&data, old, svc.addr("activation"), &[]);
+    eventually("the start-up validation of the new key", || host_status(&host)["genuine"]["last_result"] == "0x00000000");
+    let s = host_status(&host);
+    assert_eq!((s["license_status"].as_str(), s["partial_product_key"].as_str()), (Some("Licensed"), Some(&new[new.len() - 5..])), "{s}");
+    assert_eq!(server_ato(&host), "0xC004F038");
+}
+
+#[test]
+fn a_blocked_mak_makes_an_activated_machine_non_genuine_until_a_new_mak() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = generate(dir.path(), &["win7-enterprise=2", "win7-enterprise=1"]);
+    let (mak, new) = (&keys[0], &keys[1]);
+    let svc = service(dir.path());
+    let c = client(Some(svc.addr("activation")), &[]);
+    assert_eq!(ipk(&c, mak).0, 200);
+    assert_eq!(ato(&c)["hresult"], "0x00000000");
+    // /ato again validates the MAK: in good standing, nothing changes and nothing is used.
+    assert_eq!(ato(&c)["hresult"], "0x00000000");
+    assert_eq!(count(&svc, mak)["used"], 1);
+
+    let (code, out, _) = kmslab(&["activation-service", "block", mak, "--target", &svc.addr("admin").to_string()]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = slmgr(c.addr("admin"), &["/ato"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("Windows is running within the non-genuine notification period. Run 'slui.exe' to go online and validate Windows."),
+        "{out}"
+    );
+    let s = status(&c);
+    assert_eq!((s["status"].as_str(), s["permanently_activated"].as_bool()), (Some("non_genuine_grace"), Some(false)), "{s}");
+    let (_, dli) = slmgr(c.addr("admin"), &["/dli"]);
+    assert!(dli.contains("License Status: Non-genuine grace period\nTime remaining: "), "{dli}");
+    let events = http(c.addr("admin"), "GET", "/api/v1/events", None).1;
+    let e8209: Vec<&Value> = events["events"].as_array().unwrap().iter().filter(|e| e["event_id"] == 8209).collect();
+    assert_eq!(e8209.len(), 1, "{events}");
+    assert_eq!(e8209[0]["kind"], "genuine_state_non_genuine");
+    assert!(e8209[0]["fields"]["message"].as_str().unwrap().contains("SL_E_VALIDATION_BLOCKED_PRODUCT_KEY"), "{events}");
+    assert!(events["events"].as_array().unwrap().iter().any(|e| e["event_id"] == 8208), "{events}");
+
+    // A new MAK, activate again.
+    assert_eq!(ipk(&c, new).0, 200);
+    let (code, out) = slmgr(c.addr("admin"), &["/ato"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Product activated successfully."), "{out}");
+    let s = status(&c);
+    assert_eq!((s["status"].as_str(), s["permanently_activated"].as_bool()), (Some("licensed"), Some(true)), "{s}");
 }

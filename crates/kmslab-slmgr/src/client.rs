@@ -69,6 +69,9 @@ pub fn run(ctx: &Ctx, verb: &str, args: &[String]) -> anyhow::Result<ExitCode> {
                 println!("Activating {name} ({id}) ...");
                 if ok {
                     println!("Product activated successfully.");
+                } else if code == kmslab_core::HResult::NONGENUINE_GRACE_PERIOD.to_string() {
+                    // slmgr.vbs prints this informational code's text alone.
+                    println!("{}", str_or(&body["meaning"], ""));
                 } else {
                     println!("Error: {code} {}: {}", str_or(&body["name"], ""), str_or(&body["meaning"], ""));
                 }

@@ -1,5 +1,7 @@
-//! slmgr's host verbs: `/dli`, `/dlv` (read `/api/v1/status`) and `/sai`, `/sri`, `/sprt`,
-//! `/sdns`, `/cdns`, `/spri`, `/cpri` (POST `/api/v1/settings`), printed as slmgr.vbs does.
+//! slmgr's host verbs: `/dli`, `/dlv` (read `/api/v1/status`), `/ipk`, `/ato` (the host's own
+//! KMS host key and its genuine validation: POST `/api/v1/ipk`, `/api/v1/ato`) and `/sai`,
+//! `/sri`, `/sprt`, `/sdns`, `/cdns`, `/spri`, `/cpri` (POST `/api/v1/settings`), printed as
+//! slmgr.vbs does.
 
 use std::process::ExitCode;
 
@@ -26,6 +28,46 @@ pub fn run(ctx: &Ctx, verb: &str, args: &[String]) -> anyhow::Result<ExitCode> {
                 print!("{}", render_dli(status, verb == "dlv", all)?);
             }
             Ok(ExitCode::SUCCESS)
+        }
+        "ipk" => {
+            let key = &args[0];
+            let reply = ctx.post("/api/v1/ipk", &json!({ "key": key }))?;
+            if (200..300).contains(&reply.status) {
+                if ctx.json {
+                    println!("{}", json!({ "ok": true, "status": reply.body }));
+                } else {
+                    println!("Installed product key {key} successfully.");
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Ok(refused(ctx, &reply))
+        }
+        "ato" => {
+            let reply = ctx.post("/api/v1/ato", &json!({}))?;
+            if !(200..300).contains(&reply.status) {
+                return Ok(refused(ctx, &reply));
+            }
+            let body = reply.body;
+            let code = body["hresult"].as_str().unwrap_or("0x80004005");
+            let ok = code == "0x00000000";
+            if ctx.json {
+                println!("{body}");
+            } else {
+                let status = ctx.get("/api/v1/status").ok().and_then(|r| r.ok().ok()).unwrap_or(Value::Null);
+                let name = status["name"].as_str().unwrap_or("KMS host");
+                let id = status["activation_id"].as_str().unwrap_or("");
+                println!("Activating {name} ({id}) ...");
+                let meaning = body["meaning"].as_str().unwrap_or("Product activation failed.");
+                if ok {
+                    println!("Product activated successfully.");
+                } else if code == kmslab_core::HResult::NONGENUINE_GRACE_PERIOD.to_string() {
+                    // slmgr.vbs prints this informational code's text alone.
+                    println!("{meaning}");
+                } else {
+                    println!("Error: {code} {}: {meaning}", body["name"].as_str().unwrap_or(""));
+                }
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         "sai" | "sri" => {
             let key = if verb == "sai" { "activation_interval" } else { "renewal_interval" };
@@ -65,6 +107,11 @@ fn change(ctx: &Ctx, body: Value, done: &str) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
+    Ok(refused(ctx, &reply))
+}
+
+/// Prints a refused change as slmgr does (`Error: 0x... NAME: what was wrong`); exit 1.
+fn refused(ctx: &Ctx, reply: &crate::api::Reply) -> ExitCode {
     let hresult = reply.body.get("hresult").and_then(Value::as_str).unwrap_or("0x80004005").to_owned();
     let message = reply.body.get("error").and_then(Value::as_str).map_or_else(|| reply.text.trim().to_owned(), str::to_owned);
     if ctx.json {
@@ -76,7 +123,7 @@ fn change(ctx: &Ctx, body: Value, done: &str) -> anyhow::Result<ExitCode> {
             None => eprintln!("Error: {hresult} {message}"),
         }
     }
-    Ok(ExitCode::from(1))
+    ExitCode::from(1)
 }
 
 /// The `/dli` (or `/dlv`) text of a host, from its `/api/v1/status` document.

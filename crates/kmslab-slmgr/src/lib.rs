@@ -11,7 +11,7 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 pub const CLIENT_VERBS: &[&str] =
     &["dli", "dlv", "xpr", "ato", "ipk", "upk", "skms", "ckms", "skms-domain", "ckms-domain", "skhc", "ckhc", "rearm", "dti", "atp"];
 /// Host verbs, without the leading `/`.
-pub const HOST_VERBS: &[&str] = &["dli", "dlv", "sai", "sri", "sprt", "sdns", "cdns", "spri", "cpri"];
+pub const HOST_VERBS: &[&str] = &["dli", "dlv", "ipk", "ato", "sai", "sri", "sprt", "sdns", "cdns", "spri", "cpri"];
 
 /// The verb nearest to a mistyped one (`dlii` -> `dli`, `skmsdomain` -> `skms-domain`),
 /// when one is close enough to be what was meant.
@@ -83,8 +83,12 @@ const VERB_SPECS: &[(&str, &str, Takes)] = &[
     ("dli", "/dli [all]: display license information (host or client)", Takes::All),
     ("dlv", "/dlv [all]: display detailed license information (host or client)", Takes::All),
     ("xpr", "/xpr: show when the activation expires (client)", Takes::Nothing),
-    ("ato", "/ato: activate now (client)", Takes::Nothing),
-    ("ipk", "/ipk KEY: install a product key (client)", Takes::One("KEY", "The product key, XXXXX-XXXXX-XXXXX-XXXXX-XXXXX")),
+    ("ato", "/ato: activate now (client); on a host: validate its host key with the activation service", Takes::Nothing),
+    (
+        "ipk",
+        "/ipk KEY: install a product key (client; on a host: a new KMS host key)",
+        Takes::One("KEY", "The product key, XXXXX-XXXXX-XXXXX-XXXXX-XXXXX"),
+    ),
     ("upk", "/upk: uninstall the product key (client)", Takes::Nothing),
     ("skms", "/skms HOST[:PORT]: use this KMS host (client)", Takes::One("HOST[:PORT]", "The KMS host, port 1688 when none is given")),
     ("ckms", "/ckms: clear the KMS host, back to DNS discovery (client)", Takes::Nothing),

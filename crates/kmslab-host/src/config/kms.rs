@@ -1,4 +1,5 @@
-//! What the host answers KMS clients with: listeners, host key groups, its activation,
+//! What the host answers KMS clients with: listeners, host key groups, its host key and
+//! activation service (genuine validation), its activation,
 //! the intervals and ePID it sends, and the product catalog it knows.
 
 use std::path::PathBuf;
@@ -24,6 +25,12 @@ section! {
         /// The host's own activation is missing: answer 0xC004F041.
         #[arg(long, env = "KMSLAB_UNACTIVATED", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
         pub unactivated: Option<bool>,
+        /// KMS host key (a lab key, LABH…) installed at the first start; `slmgr /ipk` replaces it.
+        #[arg(long, env = "KMSLAB_HOST_KEY", value_name = "KEY")]
+        pub host_key: Option<String>,
+        /// Activation service (HOST:PORT) the host validates its host key with, at start, daily, on /ipk and /ato.
+        #[arg(long, env = "KMSLAB_ACTIVATION_SERVICE", value_name = "HOST:PORT")]
+        pub activation_service: Option<String>,
         /// Activation interval sent to clients, minutes (15..43200) [120, or the value set by /sai].
         #[arg(long, env = "KMSLAB_ACTIVATION_INTERVAL", value_name = "MIN")]
         pub activation_interval: Option<Interval>,
@@ -72,6 +79,19 @@ impl Kms {
         }
         if let Some(unactivated) = self.unactivated {
             config.activated = !unactivated;
+        }
+        if let Some(v) = self.host_key {
+            let name = n.of("host_key");
+            match kmslab_core::labkey::parse(&v) {
+                Ok((kmslab_core::labkey::LabKeyKind::HostKey, key)) => config.host_key = Some(key),
+                Ok((kind, _)) => return Err(ConfigError::value(name, v, format!("is a lab {}, not a KMS host key (LABH…)", kind.label()))),
+                Err(why) => return Err(ConfigError::value(name, v, why)),
+            }
+        }
+        if let Some(v) = self.activation_service {
+            let name = n.of("activation_service");
+            let addr = v.parse::<kmslab_core::hostaddr::HostAddr>().map_err(|e| ConfigError::value(&name, &v, e.to_string()))?;
+            config.activation_service = Some(addr);
         }
         // Within `Interval`, which is within u32.
         config.activation_interval = self.activation_interval.map(|m| m.get() as u32);

@@ -234,6 +234,11 @@ pub struct HostConfig {
     pub host_key_groups: Vec<String>,
     /// False with `--unactivated`.
     pub activated: bool,
+    /// `--host-key`: the KMS host key (a lab `LABH…` key) installed at the first start;
+    /// one installed later with `slmgr /ipk` (kept in the registry) takes its place.
+    pub host_key: Option<String>,
+    /// `--activation-service`: where the host validates its host key (genuine validation).
+    pub activation_service: Option<kmslab_core::hostaddr::HostAddr>,
     /// Explicit activation interval (overrides and replaces the stored `/sai` value).
     pub activation_interval: Option<u32>,
     /// Explicit renewal interval (overrides and replaces the stored `/sri` value).
@@ -295,6 +300,8 @@ impl HostConfig {
             data_dir: data_dir.into(),
             host_key_groups: vec!["kms-b".into()],
             activated: true,
+            host_key: None,
+            activation_service: None,
             activation_interval: None,
             renewal_interval: None,
             epid: None,

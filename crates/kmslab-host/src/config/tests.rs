@@ -44,6 +44,9 @@ mod load_tests {
         check_err(&["--epid", "12"], "--epid");
         check_err(&["--time-scale", "0"], "--time-scale");
         check_err(&["--max-connections", "0"], "--max-connections");
+        check_err(&["--host-key", "LABM6-Y6JKP-FPP9X-MYG8Q-CKMM2"], "--host-key");
+        check_err(&["--host-key", "FJ82H-XT6CR-J8D7P-XQJJ2-GPDD4"], "--host-key");
+        check_err(&["--activation-service", "svc.lab.test:port"], "--activation-service");
     }
 
     #[test]
@@ -186,6 +189,8 @@ admin = "127.0.0.1:8688"
 data_dir = "/var/lib/kmslab"
 host_key_group = "kms-b,office-2010"
 unactivated = false
+host_key = "labhk-wm8x2-78tvf-6k8t6-7j6bt"
+activation_service = "activation.lab.test:1689"
 activation_interval = 120
 renewal_interval = 10080
 epid = "55041-00168-305-123456-03-1033-7600.0000-0012026"
@@ -280,6 +285,8 @@ unpublish_on_exit = true
         assert_eq!(c.time_origin.map(|t| t.to_string()).as_deref(), Some("2026-01-01T07:30:00.250Z"));
         assert!(c.dns.active() && c.dns.unpublish_on_exit && c.dns.tsig.is_some());
         assert_eq!(c.dns.zones.len(), 2);
+        assert_eq!(c.host_key.as_deref(), Some("LABHK-WM8X2-78TVF-6K8T6-7J6BT"));
+        assert_eq!(c.activation_service.map(|a| a.to_string()).as_deref(), Some("activation.lab.test:1689"));
     }
 
     /// Found by the `host_config` fuzz target: hickory's refusal of a DNS name quotes the

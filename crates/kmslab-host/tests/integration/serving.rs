@@ -188,3 +188,39 @@ async fn the_connection_cap_queues_extra_clients_and_idle_connections_are_closed
     assert_eq!(r.current_count, 2);
     host.stop().await;
 }
+
+/// Genuine validation (docs/kms-behaviour.md "Non-genuine") when the activation service
+/// cannot be reached: nothing changes, the host stays genuine and serves; `/ato` says why;
+/// `/ipk` takes only a lab KMS host key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn genuine_validation_without_an_answer_changes_nothing_and_ipk_checks_the_key() {
+    const KEY: &str = "LABHK-WM8X2-78TVF-6K8T6-7J6BT";
+    const NEW: &str = "LABHT-QJVVF-KFJGR-2BT27-33HQ7";
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    // A port nobody listens on any more: the service cannot be reached.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    c.host_key = Some(KEY.into());
+    c.activation_service = Some(kmslab_core::hostaddr::HostAddr::new("127.0.0.1", port));
+    let host = TestHost::start(c).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while host.status().await["genuine"]["last_result"] != "0x800706BA" {
+        assert!(std::time::Instant::now() < deadline, "no start-up validation: {}", host.status().await);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let s = host.status().await;
+    assert_eq!((s["genuine"]["state"].as_str(), s["license_status"].as_str()), (Some("genuine"), Some("Licensed")), "{s}");
+    assert_eq!(s["partial_product_key"], "7J6BT");
+    let (code, body) = http(host.admin, "POST", "/api/v1/ato", Some("{}")).await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((code, body["hresult"].as_str(), body["activated"].as_bool()), (200, Some("0x800706BA"), Some(false)), "{body}");
+    assert_eq!(response(ask_once(host.kms, &request("win7-enterprise")).await).current_count, 1);
+
+    let (code, body) = http(host.admin, "POST", "/api/v1/ipk", Some(r#"{"key":"nonsense"}"#)).await.unwrap();
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("nonsense") && body.contains("0xC004F050"), "{body}");
+    let (code, body) = http(host.admin, "POST", "/api/v1/ipk", Some(&format!(r#"{{"key":"{}"}}"#, NEW.to_lowercase()))).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(host.status().await["partial_product_key"], "33HQ7");
+    host.stop().await;
+}

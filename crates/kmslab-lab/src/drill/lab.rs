@@ -137,6 +137,27 @@ impl LabHost {
         http_get_json(self.admin, "/api/v1/status").await
     }
 
+    /// `slmgr /ipk KEY` on the host (a new KMS host key): the HTTP status and the answer.
+    pub async fn ipk(&self, key: &str) -> anyhow::Result<(u16, Value)> {
+        http_post_json(self.admin, "/api/v1/ipk", &serde_json::json!({ "key": key })).await
+    }
+
+    /// `slmgr /ato` on the host (genuine validation of its host key): the answer
+    /// (`hresult`, `name`, `meaning`).
+    pub async fn ato(&self) -> anyhow::Result<Value> {
+        let (status, body) = http_post_json(self.admin, "/api/v1/ato", &serde_json::json!({})).await?;
+        anyhow::ensure!(status == 200, "{}: /ato: HTTP {status}: {body}", self.name);
+        Ok(body)
+    }
+
+    /// The host's events `id` from its registry (`/api/v1/events?id=ID`), oldest first.
+    pub async fn events(&self, id: u32) -> Vec<Value> {
+        match http_get_json(self.admin, &format!("/api/v1/events?id={id}")).await {
+            Ok(v) => v["events"].as_array().cloned().unwrap_or_default(),
+            Err(_) => Vec::new(),
+        }
+    }
+
     /// The host's `/dli` lines.
     pub async fn dli_lines(&self) -> Vec<String> {
         match self.status().await {

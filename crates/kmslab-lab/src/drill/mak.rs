@@ -31,6 +31,8 @@ pub struct LabService {
     pub admin: SocketAddr,
     /// The MAKs it knows, in the order asked for.
     pub maks: Vec<String>,
+    /// The KMS host keys it knows, in the order asked for.
+    pub host_keys: Vec<String>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -39,13 +41,22 @@ pub struct LabService {
 impl LabService {
     /// Starts a service with one MAK per `(product, activations)`.
     pub async fn start(maks: &[(&str, u32)]) -> anyhow::Result<LabService> {
+        LabService::start_with(maks, &[]).await
+    }
+
+    /// Starts a service with one MAK per `(product, activations)` and one KMS host key per
+    /// host key group in `host_keys`.
+    pub async fn start_with(maks: &[(&str, u32)], host_keys: &[&str]) -> anyhow::Result<LabService> {
         let dir = tempfile::tempdir().context("temporary data directory")?;
         let catalog = Catalog::builtin();
         let specs: Vec<_> = maks
             .iter()
             .map(|(p, n)| kmslab_activation::MakSpec::parse(&format!("{p}={n}"), &catalog).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<_>>()?;
-        let keys = kmslab_activation::keys::generate(&specs);
+        let mut keys = kmslab_activation::keys::generate(&specs);
+        for group in host_keys {
+            keys.host_keys.push(kmslab_activation::keys::generate_host_key(group, &catalog).map_err(anyhow::Error::msg)?);
+        }
         let keys_path = dir.path().join("keys.toml");
         std::fs::write(&keys_path, keys.to_toml())?;
         let service = kmslab_activation::start(&keys_path, &dir.path().join("data"), &catalog)?;
@@ -60,7 +71,8 @@ impl LabService {
             }
         });
         let maks = keys.maks.iter().map(|m| m.key.clone()).collect();
-        Ok(LabService { activation, admin: admin_addr, maks, shutdown, task, _dir: dir })
+        let host_keys = keys.host_keys.iter().map(|h| h.key.clone()).collect();
+        Ok(LabService { activation, admin: admin_addr, maks, host_keys, shutdown, task, _dir: dir })
     }
 
     /// `kmslab activation-service count KEY` as a line.
@@ -86,6 +98,13 @@ impl LabService {
     pub async fn add(&self, key: &str, count: u32) -> anyhow::Result<()> {
         let (status, body) = http_post_json(self.admin, &format!("/api/v1/keys/{key}/add"), &json!({ "count": count })).await?;
         anyhow::ensure!(status == 200, "add: HTTP {status}: {body}");
+        Ok(())
+    }
+
+    /// `kmslab activation-service block KEY` (a leaked key).
+    pub async fn block(&self, key: &str) -> anyhow::Result<()> {
+        let (status, body) = http_post_json(self.admin, &format!("/api/v1/keys/{key}/block"), &json!({})).await?;
+        anyhow::ensure!(status == 200 && body["blocked"] == true, "block: HTTP {status}: {body}");
         Ok(())
     }
 
@@ -192,7 +211,7 @@ impl LabMachine {
 }
 
 /// What slmgr prints for an `/ato` answer.
-fn ato_line(machine: &str, r: &Value) -> String {
+pub(super) fn ato_line(machine: &str, r: &Value) -> String {
     let code = r["hresult"].as_str().unwrap_or("?");
     if code == "0x00000000" {
         format!("  slmgr /ato on {machine}: Product activated successfully.")
@@ -206,7 +225,7 @@ fn ato_line(machine: &str, r: &Value) -> String {
 }
 
 /// What slmgr prints for an `/ipk` answer.
-fn ipk_line(machine: &str, key: &str, code: u16, body: &Value) -> String {
+pub(super) fn ipk_line(machine: &str, key: &str, code: u16, body: &Value) -> String {
     if code == 200 {
         format!("  slmgr /ipk on {machine}: Installed product key {key} successfully.")
     } else {
@@ -214,7 +233,7 @@ fn ipk_line(machine: &str, key: &str, code: u16, body: &Value) -> String {
     }
 }
 
-fn is(r: &Value, code: HResult) -> bool {
+pub(super) fn is(r: &Value, code: HResult) -> bool {
     r["hresult"].as_str() == Some(code.to_string().as_str())
 }
 

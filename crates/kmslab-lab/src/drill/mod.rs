@@ -19,6 +19,7 @@
 
 pub mod lab;
 mod mak;
+mod nongenuine;
 mod scenarios;
 
 use std::process::ExitCode;
@@ -54,6 +55,10 @@ pub const DRILLS: &[(&str, &str)] = &[
     ("oem-marker", "an OEM box whose SLIC has no Windows marker: KMS fails with 0xC004F035; fix: a MAK"),
     ("kms-to-mak", "a KMS client leaving the network becomes a MAK machine (permanently activated) and back a KMS client (GVLK)"),
     ("proxy-offline", "an isolated network without Internet: 0x800706BA; fix: VAMT proxy activation by carrying a CIL file across"),
+    (
+        "leaked-host-key",
+        "a leaked KMS host key is blocked: hosts non-genuine (8209), then 0xC004F041 to clients; fix: a new host key on every host",
+    ),
 ];
 
 /// Default time scale of the drills: an activation retry (15 simulated minutes) every 1.5 s.
@@ -142,6 +147,7 @@ pub async fn run_drill(name: &str, scale: f64, echo: bool) -> anyhow::Result<Dri
         "oem-marker" => mak::oem_marker(&mut t, time).await?,
         "kms-to-mak" => mak::kms_to_mak(&mut t, time).await?,
         "proxy-offline" => mak::proxy_offline(&mut t, time).await?,
+        "leaked-host-key" => nongenuine::leaked_host_key(&mut t, time).await?,
         other => anyhow::bail!("unknown drill {other:?}"),
     }
     let passed = t.failures.is_empty();

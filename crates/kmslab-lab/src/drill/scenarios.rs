@@ -31,11 +31,11 @@ pub(super) fn fleet(time: LabTime, n: usize, product: &str, target: Target, pref
     Fleet::start(c, None, CancellationToken::new())
 }
 
-fn all_result(ms: &[MachineView], code: HResult) -> bool {
+pub(super) fn all_result(ms: &[MachineView], code: HResult) -> bool {
     !ms.is_empty() && ms.iter().all(|m| m.last_result == Some(code))
 }
 
-fn all_licensed_by(ms: &[MachineView], host: Option<&HostAddr>) -> bool {
+pub(super) fn all_licensed_by(ms: &[MachineView], host: Option<&HostAddr>) -> bool {
     !ms.is_empty()
         && ms.iter().all(|m| {
             m.status == LicenseStatus::Licensed
