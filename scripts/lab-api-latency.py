@@ -4,8 +4,8 @@
     python3 scripts/lab-api-latency.py [ADDR] [N]
 
 ADDR defaults to the lab address file of `kmslab up`; N [1000] requests per path. Prints
-p50, p99 and max in milliseconds for `GET /api/v1/lab`, one machine's status and the whole
-machine list (N/10 of those).
+p50, p99 and max in milliseconds for `GET /api/v1/lab`, one machine's status, a page of 100
+machines and the whole machine list (N/10 of those).
 """
 import http.client
 import os
@@ -29,7 +29,13 @@ def main():
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
     host, port = addr.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    for path, count in [("/api/v1/lab", n), ("/api/v1/lab/machines/machine-5000/status", n), ("/api/v1/lab/machines", max(1, n // 10))]:
+    paths = [
+        ("/api/v1/lab", n),
+        ("/api/v1/lab/machines/machine-5000/status", n),
+        ("/api/v1/lab/machines?offset=5000&limit=100", n),
+        ("/api/v1/lab/machines", max(1, n // 10)),
+    ]
+    for path, count in paths:
         times = []
         size = 0
         for _ in range(count):

@@ -233,20 +233,32 @@ struct ListQuery {
     q: Option<String>,
     /// Only machines in this status (`licensed`, `initial_grace`, ...).
     status: Option<String>,
+    /// Skip this many of the machines that match.
+    offset: Option<usize>,
+    /// At most this many machines.
+    limit: Option<usize>,
 }
 
-async fn machines_list(State(api): State<Arc<MachineApi>>, Query(q): Query<ListQuery>) -> Json<Value> {
+/// The machines that match, in machine order, `offset` and `limit` applied; the header
+/// `X-Total-Count` says how many matched in all (to page through a large lab).
+async fn machines_list(State(api): State<Arc<MachineApi>>, Query(q): Query<ListQuery>) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
     let needle = q.q.map(|s| s.to_ascii_lowercase()).filter(|s| !s.is_empty());
-    let list: Vec<Value> = api
-        .fleet
-        .machines()
-        .await
-        .iter()
-        .filter(|m| q.status.as_deref().is_none_or(|s| m.status.key() == s))
-        .map(machine_json)
-        .filter(|v| needle.as_ref().is_none_or(|n| v.to_string().to_ascii_lowercase().contains(n.as_str())))
-        .collect();
-    Json(Value::Array(list))
+    let all = api.fleet.machines().await;
+    let mut matched = 0usize;
+    let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(usize::MAX));
+    let mut list = Vec::new();
+    for m in all.iter().filter(|m| q.status.as_deref().is_none_or(|s| m.status.key() == s)) {
+        let v = machine_json(m);
+        if needle.as_ref().is_some_and(|n| !v.to_string().to_ascii_lowercase().contains(n.as_str())) {
+            continue;
+        }
+        if matched >= offset && list.len() < limit {
+            list.push(v);
+        }
+        matched += 1;
+    }
+    ([("x-total-count", matched.to_string())], Json(Value::Array(list))).into_response()
 }
 
 #[derive(Debug, Deserialize)]

@@ -97,6 +97,12 @@ fn the_lab_api_shows_hosts_and_machines_and_its_faults_reach_them() {
     for key in ["product", "cmid"] {
         assert!(m1[key].is_string(), "{key}: {m1}");
     }
+    // A page of the list: machines 11 to 15 in machine order, and how many matched in all.
+    let mut page = agent().get(up.url("/api/v1/lab/machines?offset=10&limit=5")).call().unwrap();
+    assert_eq!(page.headers().get("x-total-count").unwrap(), "30");
+    let page: Value = serde_json::from_str(&page.body_mut().read_to_string().unwrap()).unwrap();
+    let names: Vec<&str> = page.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["machine-11", "machine-12", "machine-13", "machine-14", "machine-15"]);
     let detail = up.get("/api/v1/lab/machines/machine-1");
     assert_eq!(detail["status"]["status"], "licensed", "{detail}");
     assert!(detail["events"].as_array().unwrap().iter().any(|e| e["event_id"] == 12289), "{detail}");
