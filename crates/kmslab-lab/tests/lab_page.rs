@@ -21,23 +21,12 @@ mod up;
 use up::Up;
 
 fn chromium_path() -> PathBuf {
-    kmslab_test_support::find_program("chromium", &["chromium-browser", "google-chrome"])
-        .unwrap_or_else(|| panic!("`chromium` not found on PATH: install the Debian package `chromium` (apt-get install -y chromium)"))
+    kmslab_test_support::chromium_path()
 }
 
-/// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=FILE`).
+/// Headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=FILE`).
 fn chromium(browser: &Path, profile: &Path, mode: &str, url: &str) -> String {
-    let out = Command::new("timeout")
-        .arg("90")
-        .arg(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars", "--window-size=1280,1400"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(mode)
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "chromium {mode} {url} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    kmslab_test_support::chromium(browser, profile, "1280,1400", mode, url)
 }
 
 /// A page open in headless Chromium, driven over the DevTools protocol on a pipe

@@ -199,6 +199,29 @@ pub fn find_program(name: &str, fallbacks: &[&str]) -> Option<PathBuf> {
     from_path.or_else(|| fallbacks.iter().map(PathBuf::from).find(|candidate| candidate.is_file()))
 }
 
+/// Headless Chromium (Debian's `chromium`), for the tests that load pages as a browser does.
+pub fn chromium_path() -> PathBuf {
+    find_program("chromium", &["chromium-browser", "google-chrome"])
+        .unwrap_or_else(|| panic!("`chromium` not found on PATH: install the Debian package `chromium` (apt-get install -y chromium)"))
+}
+
+/// Runs headless Chromium (`browser`, profile in `profile`, a window of `size` "W,H") on
+/// `url` with `mode` (`--dump-dom` or `--screenshot=FILE`), within 90 s; its stdout.
+pub fn chromium(browser: &Path, profile: &Path, size: &str, mode: &str, url: &str) -> String {
+    let out = Command::new("timeout")
+        .arg("90")
+        .arg(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars"])
+        .arg(format!("--window-size={size}"))
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(mode)
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium {mode} {url} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn dig_path() -> PathBuf {
     find_program("dig", &["/usr/bin/dig"]).unwrap_or_else(|| {
         panic!(

@@ -319,19 +319,9 @@ async fn metrics_pass_promtool() {
     );
 }
 
-/// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=FILE`).
+/// Headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=FILE`).
 fn chromium(chromium: &Path, profile: &Path, mode: &str, url: &str) -> String {
-    let out = Command::new("timeout")
-        .arg("90")
-        .arg(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--hide-scrollbars", "--window-size=1280,900"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(mode)
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "chromium {mode} {url} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    kmslab_test_support::chromium(chromium, profile, "1280,900", mode, url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
