@@ -5,9 +5,9 @@
 #
 #   scripts/build-deb.sh [--no-build] [--from DIR] [--out DIR]
 #
-#   --no-build    package binaries already built (with --from) instead of building the
-#                 `dist` profile
-#   --from DIR    where the binaries are [target/dist]
+#   --no-build    package binaries already built (with --from) instead of building
+#                 Cargo's `release` profile (as scripts/install.sh does by default)
+#   --from DIR    where the binaries are [target/release]
 #   --out DIR     where the .deb is written [target/deb]; its path is the last line printed
 #   --compress C  dpkg-deb's compressor: xz, gzip, zstd or none [xz]
 set -euo pipefail

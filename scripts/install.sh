@@ -2,28 +2,34 @@
 # Installs kmslab: the four binaries, their man pages and shell completions, and (only with
 # --systemd) the systemd units. Documented in docs/operations.md ("Installing").
 #
-#   scripts/install.sh [--no-build] [--from DIR] [--small] [--systemd] [--unitdir DIR] [PREFIX]
+#   scripts/install.sh [--no-build] [--from DIR] [--dist|--small] [--systemd] [--unitdir DIR] [PREFIX]
 #
 #   PREFIX        install root [/usr/local]: PREFIX/bin, PREFIX/share/man/man1,
 #                 PREFIX/share/bash-completion/completions, PREFIX/share/zsh/site-functions,
 #                 PREFIX/share/fish/vendor_completions.d, PREFIX/share/doc/kmslab
 #   --no-build    do not build; use binaries already built
-#   --from DIR    take the binaries from DIR [target/dist, or target/small with --small]
+#   --from DIR    take the binaries from DIR [target/release, target/dist with --dist,
+#                 target/small with --small]
+#   --dist        build the `dist` profile (release code with thin LTO) instead of `release`
 #   --small       build the `small` profile (fat LTO, size-optimised: the smallest idle
-#                 memory, a slower build) instead of `dist` (thin LTO)
+#                 memory; on few cores the quickest build from scratch) instead of `release`
 #   --systemd     also install packaging/systemd/*.service (their ExecStart points at
 #                 PREFIX/bin) and run `systemctl daemon-reload`
 #   --unitdir DIR where --systemd puts the units [/etc/systemd/system]
 #   DESTDIR       (environment) staging root prepended to every path, for packagers
+#
+# By default it builds Cargo's `release` profile, what the README's first command
+# (`cargo build --release`) already built, so after that it only copies; the installed
+# copies are stripped.
 set -euo pipefail
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; }
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=1
 from=""
 systemd=0
-profile=dist
+profile=release
 unitdir_in=/etc/systemd/system
 prefix=/usr/local
 while [ $# -gt 0 ]; do
@@ -32,6 +38,7 @@ while [ $# -gt 0 ]; do
         --from) [ $# -ge 2 ] || { echo "install.sh: --from needs a directory" >&2; exit 2; }; from=$2; shift ;;
         --systemd) systemd=1 ;;
         --small) profile=small ;;
+        --dist) profile=dist ;;
         --unitdir) [ $# -ge 2 ] || { echo "install.sh: --unitdir needs a directory" >&2; exit 2; }; unitdir_in=$2; shift ;;
         -h|--help) usage; exit 0 ;;
         -*) echo "install.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -44,6 +51,7 @@ destdir=${DESTDIR:-}
 bins="kms-host kms-client slmgr kmslab"
 
 if [ "$build" = 1 ]; then
+    # Cargo's release profile (what `cargo build --release` already built), or
     # Cargo.toml [profile.dist] (thin LTO, stripped), or [profile.small] (fat LTO,
     # size-optimised: an idle kms-host stays under 8 MB resident, docs/reliability.md).
     (cd "$root" && cargo build --locked --profile "$profile" --bins)
@@ -63,8 +71,14 @@ fishdir=$destdir$prefix/share/fish/vendor_completions.d
 docdir=$destdir$prefix/share/doc/kmslab
 
 install -d "$bindir" "$mandir" "$bashdir" "$zshdir" "$fishdir" "$docdir"
+# The release profile keeps line tables for backtraces; installed copies go without them
+# (dist and small are stripped when built). Without binutils' strip they stay as built.
+strip_flag=()
+if command -v strip >/dev/null 2>&1; then
+    strip_flag=(-s)
+fi
 for b in $bins; do
-    install -m 0755 "$from/$b" "$bindir/$b"
+    install -m 0755 "${strip_flag[@]}" "$from/$b" "$bindir/$b"
     echo "installed $bindir/$b"
 done
 

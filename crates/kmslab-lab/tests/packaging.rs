@@ -108,6 +108,12 @@ fn install_script_installs_binaries_man_pages_completions_and_units() {
         let installed = root.join("bin").join(bin);
         let version = Command::new(&installed).arg("--version").output().unwrap();
         assert!(String::from_utf8_lossy(&version.stdout).contains(kmslab_runtime::VERSION), "{}", installed.display());
+        // Installed copies are stripped (when binutils' strip is there, as it is wherever
+        // Rust links): the debug build's symbols and line tables stay behind.
+        if Command::new("strip").arg("--version").output().is_ok_and(|o| o.status.success()) {
+            let (built, copied) = (std::fs::metadata(from.join(bin)).unwrap().len(), std::fs::metadata(&installed).unwrap().len());
+            assert!(copied < built / 2, "{bin}: installed {copied} bytes of the {built} built: not stripped");
+        }
     }
     check_completions("bash", &(BINARIES.map(|b| read(&root.join("share/bash-completion/completions").join(b))).concat()));
     check_completions("zsh", &(BINARIES.map(|b| read(&root.join("share/zsh/site-functions").join(format!("_{b}")))).concat()));
