@@ -367,6 +367,12 @@ impl Activator {
         &self.state
     }
 
+    /// The persistent state, giving up the rest (what a fleet keeps of an idle machine:
+    /// [`Activator::from_state`] rebuilds it).
+    pub fn into_state(self) -> ActivatorState {
+        self.state
+    }
+
     /// The installed product.
     pub fn product(&self) -> Option<&Arc<Product>> {
         self.product.as_ref()

@@ -39,6 +39,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::eventlog::{EventRing, Interner};
+
 /// How the machines find their KMS host.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -561,10 +563,15 @@ enum Done {
 /// A machine's activator: live while it has an attempt on the network (at most
 /// `concurrency` of them, plus machines in Notification), else only its persistent state.
 /// An idle `ActivatorState` is 344 bytes against 752 for an `Activator` plus its event
-/// queue's buffer; that difference is what keeps a machine under 2 KiB.
+/// queue's buffer; that difference is what keeps a machine small. The idle state is kept
+/// in the machine itself and moved in and out of the activator, not boxed and cloned:
+/// machines waking and sleeping by the thousand then only reuse activator-sized blocks,
+/// instead of scattering small long-lived ones through the allocator's free memory.
+/// (Hence the variants' sizes differ on purpose: nearly every machine is idle.)
+#[allow(clippy::large_enum_variant)]
 enum Slot {
     Live(Box<Activator>),
-    Idle(Box<ActivatorState>),
+    Idle(ActivatorState),
     Moving,
 }
 
@@ -585,18 +592,11 @@ struct Machine {
     events: Option<Box<EventRing>>,
 }
 
-/// A machine's last events.
-#[derive(Debug, Default)]
-struct EventRing {
-    next_seq: u64,
-    ring: std::collections::VecDeque<MachineEvent>,
-}
-
-/// Host and result of each event 12288 of an attempt.
+/// Host (an [`Interner`] index) and result of each event 12288 of an attempt.
 #[derive(Debug, Default)]
 struct RequestLog {
-    current: Vec<(HostAddr, HResult)>,
-    last_attempt: Vec<(HostAddr, HResult)>,
+    current: Vec<(u32, HResult)>,
+    last_attempt: Vec<(u32, HResult)>,
 }
 
 struct Driver {
@@ -615,6 +615,8 @@ struct Driver {
     catalog: Arc<Catalog>,
     /// `/ato` callers waiting for an attempt of a machine to end.
     waiters: HashMap<usize, Vec<(AttemptId, oneshot::Sender<AttemptReport>)>>,
+    /// Host addresses, UUIDs and texts of the machines' event rings and request logs.
+    interner: Interner,
 }
 
 impl Driver {
@@ -641,6 +643,7 @@ impl Driver {
             done_rx: Some(done_rx),
             catalog: Arc::new(Catalog::builtin()),
             waiters: HashMap::new(),
+            interner: Interner::default(),
         };
         for (i, product) in products.into_iter().enumerate() {
             let config = &driver.config;
@@ -715,7 +718,7 @@ impl Driver {
             let product = self.product_of(state.product.as_deref());
             let m = &mut self.machines[i];
             let Slot::Idle(state) = std::mem::replace(&mut m.slot, Slot::Moving) else { unreachable!("checked above") };
-            let mut a = Activator::from_state(*state, product);
+            let mut a = Activator::from_state(state, product);
             a.set_request_events(self.config.request_events);
             m.slot = Slot::Live(Box::new(a));
         }
@@ -737,7 +740,8 @@ impl Driver {
             && a.status() != LicenseStatus::Notification
             && !a.attempt_in_progress()
         {
-            m.slot = Slot::Idle(Box::new(a.state().clone()));
+            let Slot::Live(a) = std::mem::replace(&mut m.slot, Slot::Moving) else { unreachable!("checked above") };
+            m.slot = Slot::Idle(a.into_state());
         }
     }
 
@@ -881,10 +885,8 @@ impl Driver {
                 }
             }
             Command::Events(i, since, tx) => {
-                let events = self
-                    .machines
-                    .get(i)
-                    .map(|m| m.events.as_ref().map(|e| e.ring.iter().filter(|e| e.seq > since).cloned().collect()).unwrap_or_default());
+                let events =
+                    self.machines.get(i).map(|m| m.events.as_ref().map(|e| e.events_since(&self.interner, since)).unwrap_or_default());
                 let _ = tx.send(events);
             }
             Command::Add(count, product, tx) => {
@@ -982,7 +984,7 @@ impl Driver {
             Slot::Live(a) => a,
             Slot::Idle(state) => {
                 let product = self.product_of(state.product.as_deref());
-                rebuilt = Activator::from_state((**state).clone(), product);
+                rebuilt = Activator::from_state(state.clone(), product);
                 &rebuilt
             }
             Slot::Moving => unreachable!("never left moving"),
@@ -999,7 +1001,11 @@ impl Driver {
             last_result: s.last.result,
             last_host: s.last.host.clone(),
             last_request_result: m.last_request_result,
-            attempt_requests: m.requests.as_ref().map(|r| r.last_attempt.clone()).unwrap_or_default(),
+            attempt_requests: m
+                .requests
+                .as_ref()
+                .map(|r| r.last_attempt.iter().map(|&(host, result)| (self.interner.host(host).clone(), result)).collect())
+                .unwrap_or_default(),
             last_source: s.last.source,
             last_epid: s.last.epid.clone(),
             last_count: s.last.current_count,
@@ -1138,11 +1144,7 @@ impl Driver {
         let now = self.config.clock.now();
         while let Some(event) = a.poll_event() {
             if let Some(ring) = events.as_mut() {
-                ring.next_seq += 1;
-                if ring.ring.len() >= self.config.event_ring {
-                    ring.ring.pop_front();
-                }
-                ring.ring.push_back(MachineEvent { seq: ring.next_seq, time: now, event: event.clone() });
+                ring.push(&mut self.interner, self.config.event_ring, now, &event);
             }
             match event {
                 ClientEvent::LicenseChanged { from, to, .. } => {
@@ -1151,11 +1153,14 @@ impl Driver {
                 }
                 ClientEvent::RequestSent(sent) => {
                     *last_request_result = Some(sent.result);
-                    requests.get_or_insert_default().current.push((sent.host, sent.result));
+                    let host = self.interner.host_id(&sent.host);
+                    let log = requests.get_or_insert_default();
+                    log.current.push((host, sent.result));
                 }
                 ClientEvent::AttemptFinished { result, attempt, host } => {
                     if let Some(log) = requests.as_mut() {
-                        log.last_attempt = std::mem::take(&mut log.current);
+                        std::mem::swap(&mut log.last_attempt, &mut log.current);
+                        log.current.clear();
                     }
                     if let Some(waiting) = self.waiters.get_mut(&i) {
                         let state = Box::new(a.state().clone());

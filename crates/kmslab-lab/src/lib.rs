@@ -7,6 +7,7 @@ pub mod activation;
 pub mod control;
 pub mod drill;
 pub mod engine;
+mod eventlog;
 pub mod labaddr;
 pub mod labapi;
 pub mod labpage;
