@@ -28,12 +28,16 @@ impl FromStr for LogFormat {
     }
 }
 
-/// Installs the global subscriber writing to stderr; `RUST_LOG` overrides `default_filter`.
+/// Installs the global subscriber writing to stderr (coloured only when stderr is a
+/// terminal); `RUST_LOG` overrides `default_filter`.
 /// Calling it twice is harmless (the second call does nothing).
 pub fn init(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: a log file or the journal gets plain text (and the
+    // escapes cost as much to write as a field).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.fmt_fields(escaping_fields()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
