@@ -105,6 +105,43 @@ pub fn request_received_fields(e: &RequestReceived) -> Value {
     })
 }
 
+/// The fields of event 12290 as the JSON text [`request_received_fields`] serializes to
+/// (the same keys in the same order, the same escaping), written directly: no `Value`
+/// tree, no string per field. The host builds one for every request.
+pub fn request_received_fields_json(e: &RequestReceived) -> String {
+    use serde::ser::SerializeStruct as _;
+    struct Fields<'a>(&'a RequestReceived);
+    impl Serialize for Fields<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let e = self.0;
+            let mut uuid = [0u8; 36];
+            // The keys in sorted order, as a `serde_json::Map` (a BTreeMap) writes them.
+            let mut m = s.serialize_struct("RequestReceived", 9)?;
+            m.serialize_field("activation_id", &*e.activation_id.hyphenated().encode_lower(&mut uuid))?;
+            m.serialize_field("client_time", &Display(&e.client_time))?;
+            m.serialize_field("cmid", &*e.cmid.hyphenated().encode_lower(&mut uuid))?;
+            m.serialize_field("license_status", e.license_status.key())?;
+            m.serialize_field("machine_name", &e.machine_name)?;
+            m.serialize_field("minutes_to_expiry", &e.minutes_to_expiry)?;
+            m.serialize_field("n_policy", &e.n_policy)?;
+            m.serialize_field("result", &Display(&format_args!("0x{:08X}", e.result.0)))?;
+            m.serialize_field("vm", &e.vm)?;
+            m.end()
+        }
+    }
+    /// A `Display` value serialized as a JSON string without an intermediate `String`.
+    struct Display<'a, T: std::fmt::Display>(&'a T);
+    impl<T: std::fmt::Display> Serialize for Display<'_, T> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(self.0)
+        }
+    }
+    let mut out = Vec::with_capacity(288 + e.machine_name.len());
+    // Writing to a Vec cannot fail, and serde_json writes only UTF-8.
+    let _ = Fields(e).serialize(&mut serde_json::Serializer::new(&mut out));
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// `GET /api/v1/events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventList {
@@ -156,4 +193,33 @@ pub struct ClientList {
     pub limit: u64,
     /// The page.
     pub clients: Vec<ClientEntry>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kmslab_core::{HResult, LicenseStatus, Timestamp, Uuid};
+
+    #[test]
+    fn the_direct_12290_text_is_the_value_s_text() {
+        let names = ["WS-0001", "", "pc\n\"quoted\"\\ \u{1b}[2J\u{7f}\u{85}", "Ünïcødé ✓ 名前", "\u{0}\u{1f}</script>"];
+        for (i, name) in names.into_iter().enumerate() {
+            for (result, time_ms) in
+                [(HResult::SUCCESS, 1_767_225_600_000), (HResult(0xC004_F06C), 1_767_225_600_123), (HResult(0x8007_232D), -5)]
+            {
+                let e = RequestReceived {
+                    result,
+                    n_policy: 25 + i as u32,
+                    machine_name: name.to_owned(),
+                    cmid: Uuid::from_u128(0x0123_4567_89AB_4DEF_8123_4567_89AB_CDEF ^ (i as u128)),
+                    client_time: Timestamp::from_unix_ms(time_ms),
+                    vm: i % 2 == 0,
+                    license_status: LicenseStatus::AdditionalGrace,
+                    minutes_to_expiry: u32::MAX - i as u32,
+                    activation_id: Uuid::from_u128(0xABCD_EF01_2345_6789_ABCD_EF01_2345_6789),
+                };
+                assert_eq!(request_received_fields_json(&e), request_received_fields(&e).to_string(), "{name:?}");
+            }
+        }
+    }
 }

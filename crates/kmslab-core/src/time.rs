@@ -194,6 +194,32 @@ impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC, with milliseconds only when they are not zero.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = self.civil();
+        if (0..=9999).contains(&c.year) {
+            // The common case without the formatting machinery (the host writes two of
+            // these for every request): the same text as the `write!` below.
+            let mut b = *b"0000-00-00T00:00:00.000Z";
+            let digits = |b: &mut [u8], mut n: u32| {
+                for d in b.iter_mut().rev() {
+                    *d = b'0' + (n % 10) as u8;
+                    n /= 10;
+                }
+            };
+            digits(&mut b[0..4], c.year as u32);
+            digits(&mut b[5..7], c.month);
+            digits(&mut b[8..10], c.day);
+            digits(&mut b[11..13], c.hour);
+            digits(&mut b[14..16], c.minute);
+            digits(&mut b[17..19], c.second);
+            let len = if c.millis != 0 {
+                digits(&mut b[20..23], c.millis);
+                24
+            } else {
+                b[19] = b'Z';
+                20
+            };
+            // Only ASCII digits and separators were written.
+            return f.write_str(std::str::from_utf8(&b[..len]).map_err(|_| fmt::Error)?);
+        }
         write!(f, "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", c.year, c.month, c.day, c.hour, c.minute, c.second)?;
         if c.millis != 0 {
             write!(f, ".{:03}", c.millis)?;
@@ -241,6 +267,31 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn display_is_the_padded_rfc3339_text_across_the_range() {
+        let reference = |t: Timestamp| {
+            let c = t.civil();
+            let mut s = format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}", c.year, c.month, c.day, c.hour, c.minute, c.second);
+            if c.millis != 0 {
+                s += &format!(".{:03}", c.millis);
+            }
+            s + "Z"
+        };
+        use crate::rng::KmsRng as _;
+        let mut rng = crate::rng::SplitMix64::new(7);
+        let mut samples = vec![Timestamp::RFC3339_MIN, Timestamp::RFC3339_MAX, Timestamp::from_unix_ms(0), Timestamp::from_unix_ms(-1)];
+        samples.extend([i64::MIN, i64::MAX, -62_167_219_200_001, 253_402_300_800_000].map(Timestamp::from_unix_ms));
+        for _ in 0..10_000 {
+            let ms = (rng.next_u64() % 400_000_000_000_000) as i64 - 100_000_000_000_000;
+            samples.push(Timestamp::from_unix_ms(ms));
+            samples.push(Timestamp::from_unix_ms(ms - ms % 1000));
+        }
+        for t in samples {
+            assert_eq!(t.to_string(), reference(t), "{t:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

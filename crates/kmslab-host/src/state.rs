@@ -355,7 +355,7 @@ impl HostState {
                 event: Some(EventRecord {
                     event_id: REQUEST_RECEIVED,
                     time_ms: now.as_unix_ms(),
-                    fields_json: kmslab_api::event::request_received_fields(&event).to_string(),
+                    fields_json: kmslab_api::event::request_received_fields_json(&event),
                 }),
             };
             // Queued under the ledger lock so the registry sees requests in ledger order.

@@ -28,12 +28,16 @@ impl FromStr for LogFormat {
     }
 }
 
-/// Installs the global subscriber writing to stderr; `RUST_LOG` overrides `default_filter`.
+/// Installs the global subscriber writing to stderr (coloured only when stderr is a
+/// terminal); `RUST_LOG` overrides `default_filter`.
 /// Calling it twice is harmless (the second call does nothing).
 pub fn init(format: LogFormat, default_filter: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colours only on a terminal: a log file or the journal gets plain text (and the
+    // escapes cost as much to write as a field).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => builder.fmt_fields(escaping_fields()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
@@ -63,7 +67,7 @@ pub struct EscapeControl<W>(pub W);
 impl<W: std::fmt::Write> std::fmt::Write for EscapeControl<W> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         let mut rest = s;
-        while let Some(at) = rest.find(|c: char| c.is_control()) {
+        while let Some(at) = find_control(rest) {
             self.0.write_str(&rest[..at])?;
             let c = rest[at..].chars().next().expect("found a char there");
             match c {
@@ -77,6 +81,22 @@ impl<W: std::fmt::Write> std::fmt::Write for EscapeControl<W> {
         }
         self.0.write_str(rest)
     }
+}
+
+/// The byte offset of the first control character in `s` (`char::is_control`: C0, DEL,
+/// C1), scanning bytes: in UTF-8 those are the bytes below 0x20, 0x7F, and the two-byte
+/// sequences 0xC2 0x80..=0x9F. Every log line's text goes through here.
+fn find_control(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            0x00..=0x1F | 0x7F => return Some(i),
+            0xC2 if matches!(b.get(i + 1), Some(0x80..=0x9F)) => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -96,5 +116,16 @@ mod tests {
         check("\u{1b}[31mred\u{7}", "\\x1b[31mred\\x07");
         check("\u{7f}\u{85}\u{9b}", "\\x7f\\u{85}\\u{9b}");
         check("Ünïcødé ✓", "Ünïcødé ✓");
+        check("\u{a0}\u{c2}\u{9f}\u{80}x", "\u{a0}\u{c2}\\u{9f}\\u{80}x");
+    }
+
+    #[test]
+    fn the_byte_scan_finds_what_is_control_finds() {
+        // Every char of the first two planes' interesting ranges, alone and between others.
+        for c in (0u32..0x3000).filter_map(char::from_u32) {
+            for s in [c.to_string(), format!("ab{c}é"), format!("\u{a0}{c}")] {
+                assert_eq!(find_control(&s), s.find(|c: char| c.is_control()), "{s:?}");
+            }
+        }
     }
 }
