@@ -2,8 +2,8 @@
 //!
 //! A lab machine keeps its last events ([`crate::engine::FleetConfig::event_ring`], 16 in
 //! `kmslab up`). As [`ClientEvent`] values that was about 2 KiB per machine: 112 bytes an
-//! event plus a heap string for each host address. Here an event is a few bytes: a kind
-//! byte and LEB128 varints, times as differences, and every host address, UUID (CMIDs,
+//! event plus a heap string for each host address. Here an event is a few bytes: its
+//! length, a kind byte and LEB128 varints, times as differences, and every host address, UUID (CMIDs,
 //! activation IDs) and text stored once per fleet in an [`Interner`] and referred to by
 //! index. A ring of 16 ordinary events takes about 200 bytes. Sequence numbers are not
 //! stored: the ring holds consecutive events, so they follow from the next one's.
@@ -99,30 +99,31 @@ impl EventRing {
         }
         // Grown by small steps, never doubled, and never shrunk: once the ring is full its
         // contents keep about the same size, so the buffer is reallocated now and then, not
-        // at every event (an encoded event takes at most 64 bytes).
-        if self.bytes.capacity() - self.bytes.len() < 64 {
-            self.bytes.reserve_exact(64);
+        // at every event (an encoded event takes at most 70 bytes).
+        if self.bytes.capacity() - self.bytes.len() < 72 {
+            self.bytes.reserve_exact(72);
         }
         let t = time.as_unix_ms();
         if self.len == 0 {
             self.base_ms = t;
             self.last_ms = t;
         }
+        // A length byte first, so that dropping the oldest event needs no decoding.
+        let start = self.bytes.len();
+        self.bytes.push(0);
         put_i64(&mut self.bytes, t.wrapping_sub(self.last_ms));
         self.last_ms = t;
         encode(&mut self.bytes, interner, t, event);
+        self.bytes[start] = u8::try_from(self.bytes.len() - start - 1).expect("an event encodes in under 256 bytes");
         self.len += 1;
         self.next_seq += 1;
     }
 
     fn pop_front(&mut self) {
         let mut r = Reader { bytes: &self.bytes, pos: 0 };
-        let delta = r.i64();
-        let t = self.base_ms.wrapping_add(delta);
-        skip(&mut r, t);
-        let used = r.pos;
+        let used = 1 + usize::from(r.byte());
+        self.base_ms = self.base_ms.wrapping_add(r.i64());
         self.bytes.drain(..used);
-        self.base_ms = t;
         self.len -= 1;
     }
 
@@ -133,6 +134,7 @@ impl EventRing {
         let mut r = Reader { bytes: &self.bytes, pos: 0 };
         let mut t = self.base_ms;
         for i in 0..u64::from(self.len) {
+            r.byte(); // the length
             t = t.wrapping_add(r.i64());
             let event = decode(&mut r, interner, t);
             let seq = first_seq + i;
@@ -252,57 +254,6 @@ fn decode(r: &mut Reader<'_>, interner: &Interner, t: i64) -> ClientEvent {
             ClientEvent::AttemptFinished { attempt, result, host }
         }
         kind => unreachable!("event kind {kind} is never encoded"),
-    }
-}
-
-/// Moves past one event's body (after its time difference) without building it.
-fn skip(r: &mut Reader<'_>, t: i64) {
-    // Decoding needs the interner only for values it clones; the lengths are what matter,
-    // so walk the same layout.
-    match r.byte() {
-        REQUEST_SENT => {
-            for _ in 0..4 {
-                r.u64();
-            }
-            r.i64();
-            r.byte();
-            for _ in 0..3 {
-                r.u64();
-            }
-        }
-        RESPONSE_PROCESSED => {
-            r.u64();
-            r.u64();
-            r.byte();
-            for _ in 0..3 {
-                r.u64();
-            }
-        }
-        LICENSE_CHANGED => {
-            r.byte();
-            r.byte();
-            r.i64();
-        }
-        NOTIFICATION_REMINDER => {
-            r.u64();
-            r.i64();
-        }
-        GENUINE => {
-            for _ in 0..3 {
-                r.u64();
-            }
-            r.i64();
-        }
-        ATTEMPT_FINISHED => {
-            for _ in 0..3 {
-                r.u64();
-            }
-        }
-        ATTEMPT_FINISHED_NO_HOST => {
-            r.u64();
-            r.u64();
-        }
-        kind => unreachable!("event kind {kind} at {t} is never encoded"),
     }
 }
 
