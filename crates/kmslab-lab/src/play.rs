@@ -32,9 +32,21 @@ use kmslab_sim::{DayRow, HostDay, Scenario};
 #[derive(Debug, Default)]
 pub struct Timeline {
     rows: Mutex<Vec<DayRow>>,
+    /// Requests the other hosts answered while a host restarted (see [`Timeline::restart_failovers`]).
+    restart_failovers: std::sync::atomic::AtomicU64,
 }
 
 impl Timeline {
+    /// Requests the other hosts answered while a host of the scenario restarted. The
+    /// simulator restarts a host in no time; a real restart takes real time (stopping,
+    /// opening the registry again), which at 86,400x is a simulated day a second, and a
+    /// machine whose renewal falls in it fails over as a real client does. Each such
+    /// request moves at most one machine to another host, so this bounds how far the real
+    /// timeline's host counts may stray from the simulator's because of it.
+    pub fn restart_failovers(&self) -> u64 {
+        self.restart_failovers.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The rows sampled so far.
     pub fn rows(&self) -> Vec<DayRow> {
         self.rows.lock().expect("timeline lock").clone()
@@ -60,7 +72,20 @@ pub async fn play(lab: Arc<Lab>, scenario: Scenario, catalog: Arc<Catalog>, star
         for (i, h) in scenario.hosts.iter().enumerate() {
             let running = lab.running()[i];
             if h.restarts.contains(&day) && running {
+                let others = |lab: &Lab| -> u64 {
+                    lab.statuses()
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| *j != i)
+                        .filter_map(|(_, (_, s))| s["counters"]["total"].as_u64())
+                        .sum()
+                };
+                lab.refresh().await;
+                let before = others(&lab);
                 act(&lab, &h.name, HostAction::Restart).await;
+                lab.refresh().await;
+                let answered = others(&lab).saturating_sub(before);
+                timeline.restart_failovers.fetch_add(answered, std::sync::atomic::Ordering::Relaxed);
             }
             let installed = h.installed_on(day);
             if installed && !running {

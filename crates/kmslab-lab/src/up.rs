@@ -316,6 +316,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     println!("listening on lab {control_addr}  (lab control API: kmslab lab status)");
     let timeline = Arc::new(crate::play::Timeline::default());
     let mut player = None;
+    let scenario_played = scenario.is_some();
     match scenario {
         Some(s) => {
             println!(
@@ -409,6 +410,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     }
     summary["hosts"] = Value::Array(host_summaries);
     summary["simulated_days"] = json!(now.ms_since(started) / kmslab_core::time::DAY_MS);
+    if scenario_played {
+        summary["restart_failovers"] = json!(timeline.restart_failovers());
+    }
     print_summary(&summary, now);
     if args.json {
         println!("{summary}");
