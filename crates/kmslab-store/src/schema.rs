@@ -159,11 +159,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// runs inside a commit; the checkpointer rewinds the WAL every 1000 pages or so.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 32_000;
 
-/// The writer's page cache (KiB). SQLite's default, 2 MiB, holds a few thousand clients'
-/// pages; past that, every request for a client not seen lately read its b-tree pages back
-/// with `pread` (7% of the writer's time with 700,000 clients). The cache grows only as
-/// pages are used: an idle host stays small.
-const WRITER_CACHE_KIB: u32 = 16 * 1024;
+/// The writer's page cache (KiB): SQLite's default size, on purpose. A bigger cache costs
+/// more than the reads it saves, at every registry size measured (up to 1,000,000
+/// clients): whenever a b-tree page splits, SQLite renumbers the new pages through a
+/// temporary page number past the end of the file (the lock-byte page), and the commit
+/// that follows then drops pages "beyond the end" by walking the whole cache. With 16 MiB
+/// that walk over some 4,000 cached pages was 12% of the writer's time, more than the
+/// `pread`s of pages a 2 MiB cache has to read again from the OS's page cache.
+const WRITER_CACHE_KIB: u32 = 2 * 1024;
 
 /// How long the writer sleeps between two attempts at a lock another connection holds,
 /// and how many attempts it makes (about five seconds in all).
