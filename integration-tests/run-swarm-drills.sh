@@ -153,6 +153,15 @@ known_at_least() { local k; k=$(host_known "$1" "${3:-}") && ((k >= $2)); }
 # Both registries together: machines that started before kms1's SRV record was published
 # found only kms2, activated there and keep it cached (host caching), as Windows clients do.
 known_by_both_at_least() { local a b; a=$(host_known kms1) && b=$(host_known kms2) && ((a + b >= $1)); }
+# Fails the drill if a cached machine renewed with kms1 since SINCE; succeeds once every
+# one has renewed with kms2 since then.
+cached_stayed_on_kms2() {
+  local back on_kms2
+  back=$(host_known kms1 "seen_since=$1&search=CACHED-") || return 1
+  ((back == 0)) || { echo "swarm drill $DRILL: FAILED: $back cached machines went back to kms1 (host caching should keep them on kms2)" >&2; exit 1; }
+  on_kms2=$(host_known kms2 "seen_since=$1&search=CACHED-") || return 1
+  ((on_kms2 == KMSLAB_FLEET_MACHINES))
+}
 service_running() { [[ $(tasks "$1" | wc -l) == "$2" ]]; }
 healthy() { local c; c=$(tasks "$1" | head -n1); [[ -n $c && $(docker inspect -f '{{.State.Health.Status}}' "$c") == healthy ]]; }
 
@@ -265,16 +274,6 @@ drill_partition() {
     licensed_while "$want" cached_stayed_on_kms2 "$since" || return 1
   log "partition: /ckhc machines back on kms1: $(host_known kms1 "seen_since=$since&search=CKHC-"); cached machines on kms1: $(host_known kms1 "seen_since=$since&search=CACHED-"), on kms2: $(host_known kms2 "seen_since=$since&search=CACHED-")"
   restore 1
-}
-
-# Fails the drill if a cached machine renewed with kms1 since SINCE; succeeds once every
-# one has renewed with kms2 since then.
-cached_stayed_on_kms2() {
-  local back on_kms2
-  back=$(host_known kms1 "seen_since=$1&search=CACHED-") || return 1
-  ((back == 0)) || { echo "swarm drill $DRILL: FAILED: $back cached machines went back to kms1 (host caching should keep them on kms2)" >&2; exit 1; }
-  on_kms2=$(host_known kms2 "seen_since=$1&search=CACHED-") || return 1
-  ((on_kms2 == KMSLAB_FLEET_MACHINES))
 }
 
 # --- run -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use kmslab_core::catalog::Catalog;
@@ -33,7 +34,7 @@ use kmslab_sim::{DayRow, HostDay, Scenario};
 pub struct Timeline {
     rows: Mutex<Vec<DayRow>>,
     /// Requests the other hosts answered while a host restarted (see [`Timeline::restart_failovers`]).
-    restart_failovers: std::sync::atomic::AtomicU64,
+    restart_failovers: AtomicU64,
 }
 
 impl Timeline {
@@ -44,7 +45,7 @@ impl Timeline {
     /// request moves at most one machine to another host, so this bounds how far the real
     /// timeline's host counts may stray from the simulator's because of it.
     pub fn restart_failovers(&self) -> u64 {
-        self.restart_failovers.load(std::sync::atomic::Ordering::Relaxed)
+        self.restart_failovers.load(Ordering::Relaxed)
     }
 
     /// The rows sampled so far.
@@ -85,7 +86,7 @@ pub async fn play(lab: Arc<Lab>, scenario: Scenario, catalog: Arc<Catalog>, star
                 act(&lab, &h.name, HostAction::Restart).await;
                 lab.refresh().await;
                 let answered = others(&lab).saturating_sub(before);
-                timeline.restart_failovers.fetch_add(answered, std::sync::atomic::Ordering::Relaxed);
+                timeline.restart_failovers.fetch_add(answered, Ordering::Relaxed);
             }
             let installed = h.installed_on(day);
             if installed && !running {
@@ -191,9 +192,9 @@ async fn sample(lab: &Lab, groups: &[String], started: Timestamp, day: u32, tota
     let (by, requests, failed) = match lab.fleet() {
         Some(f) => {
             let s = f.stats();
-            let by: Vec<u64> = s.by_status.iter().map(|n| n.load(std::sync::atomic::Ordering::Relaxed)).collect();
+            let by: Vec<u64> = s.by_status.iter().map(|n| n.load(Ordering::Relaxed)).collect();
             let failed: u64 = s.errors.lock().map(|e| e.values().sum()).unwrap_or(0);
-            (by, s.requests.load(std::sync::atomic::Ordering::Relaxed), failed)
+            (by, s.requests.load(Ordering::Relaxed), failed)
         }
         None => (vec![0; 7], 0, 0),
     };
