@@ -97,9 +97,10 @@ fn sqlite_text(err: &rusqlite::Error) -> String {
     }
 }
 
-/// Renames the registry at `path` and its `-wal` / `-shm` files to `<name>.damaged-<stamp>`
-/// (the caller gives the stamp, e.g. the wall-clock time: this crate reads no clock) and
-/// returns the new path of the database file.
+/// Renames the registry at `path`, its `-wal` / `-shm` files and its journal segments to
+/// `<name>.damaged-<stamp>` (the caller gives the stamp, e.g. the wall-clock time: this
+/// crate reads no clock) and returns the new path of the database file. A new registry
+/// then starts with an empty journal.
 pub fn set_aside(path: &Path, stamp: &str) -> Result<PathBuf, StoreError> {
     let target = companion(path, &format!(".damaged-{stamp}"));
     let rename = |from: &Path, to: &Path| {
@@ -110,6 +111,9 @@ pub fn set_aside(path: &Path, stamp: &str) -> Result<PathBuf, StoreError> {
         if from.exists() {
             rename(&from, &companion(&target, suffix))?;
         }
+    }
+    for (first, segment) in crate::journal::segments(path)? {
+        rename(&segment, &companion(&target, &format!("-kmslab-journal-{first:020}")))?;
     }
     rename(path, &target)?;
     Ok(target)
@@ -131,9 +135,14 @@ mod tests {
         std::fs::write(&path, b"this is not a database, just some text that is long enough").unwrap();
         let err = check_existing(&path, QUICK_CHECK_BUDGET).unwrap_err();
         assert!(matches!(err, StoreError::Damaged { .. }), "{err}");
+        let segment = dir.path().join("registry.sqlite-kmslab-journal-00000000000000000007");
+        std::fs::write(&segment, b"KJ01").unwrap();
         let aside = set_aside(&path, "20261201T093000Z").unwrap();
         assert!(!path.exists());
         assert_eq!(aside, dir.path().join("registry.sqlite.damaged-20261201T093000Z"));
+        // The journal goes with it: a new registry must not fold the old one's writes.
+        assert!(!segment.exists());
+        assert!(dir.path().join("registry.sqlite.damaged-20261201T093000Z-kmslab-journal-00000000000000000007").exists());
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);").unwrap();
         drop(conn);

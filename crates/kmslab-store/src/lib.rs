@@ -10,19 +10,27 @@
 //!   [`StoreOptions::event_retention`] events.
 //!
 //! # Durability
-//! Writes go to one writer thread that commits everything queued in one transaction
-//! (group commit) on a WAL database; with [`Synchronous::Full`] a syncer thread then
-//! `fdatasync`s the WAL (one flush for every batch committed meanwhile). Each write returns
-//! a [`Pending`] that resolves only after its transaction is committed and on the disk: a host sends its
-//! response after the client's row is durable, so a `kill -9` loses nothing a client was
-//! told. If the disk fails or fills, the affected writes fail with [`StoreError::Full`] /
-//! [`StoreError::Io`], [`Store::health`] reports it, and later writes succeed again once
-//! space returns: the writer never stops because of a failed write.
+//! A write a caller waits for (request, event, setting) is appended to the registry's
+//! journal by the journal thread, one group per batch of queued writes, and its
+//! [`Pending`] resolves once that group is on the disk (one `fdatasync` per group with
+//! [`Synchronous::Full`]): a host sends its response after the client's facts are durable,
+//! so neither a `kill -9` nor a power cut loses anything a client was told. The writer
+//! thread then folds the journaled writes into the SQLite tables in large transactions
+//! (up to 50 ms of writes each) and the journal forgets them once the fold is on the disk;
+//! [`Store::open`] folds whatever a crash left in the journal before anything else.
+//! If the disk fails or fills, the writes whose journal append fails fail with
+//! [`StoreError::Full`] / [`StoreError::Io`]; writes already acknowledged whose fold fails
+//! are kept and folded when space returns, and new writes are refused meanwhile.
+//! [`Store::health`] reports it, and later writes succeed again once space returns: the
+//! writer never stops because of a failed write. One store at a time may have a registry
+//! open (an advisory lock on `<db>-kmslab-lock`).
 //!
 //! # Reads
-//! Reads run on their own connection (WAL readers do not wait for the writer). They are
-//! blocking calls that take well under a millisecond for single rows and a few
-//! milliseconds for a page of clients; async callers with many of them should use
+//! Reads run on their own connection (WAL readers do not wait for the writer). A read first
+//! waits until every write acknowledged so far is folded (it asks the writer to fold at
+//! once), so it sees what callers were told is stored; while folding fails it shows what is
+//! folded. They are blocking calls that take well under a millisecond for single rows and a
+//! few milliseconds for a page of clients; async callers with many of them should use
 //! `spawn_blocking`.
 //!
 //! # Times and ids
@@ -65,6 +73,7 @@
 mod check;
 mod checkpoint;
 mod error;
+mod journal;
 pub mod mak;
 mod pending;
 mod read;
@@ -78,6 +87,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -95,6 +105,67 @@ pub use types::{
 
 use shared::Shared;
 use writer::{Command, Op, Reply, Writer};
+
+/// A read waits for the fold of acknowledged writes at most this many steps of this long.
+const READ_WAIT_ROUNDS: u32 = 1_000;
+const READ_WAIT_STEP: Duration = Duration::from_millis(5);
+
+/// How long [`Store::open`] waits for another store on the same file to close.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Takes the registry for this store (an advisory lock on `<db>-kmslab-lock`), waiting up
+/// to [`LOCK_WAIT`] for a store closing meanwhile (a host restarting in the same process).
+/// A second store on the same file would fold the first one's journal as its own.
+fn lock_registry(db: &Path) -> Result<std::fs::File, StoreError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-kmslab-lock");
+    let path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|err| StoreError::Io(format!("cannot open the registry lock {}: {err}", path.display())))?;
+    // Real time: how long to wait for another store to close, not simulated time.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => std::thread::sleep(Duration::from_millis(10)),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Busy(format!(
+                    "registry {} is open in another store or process ({} is held)",
+                    db.display(),
+                    path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(err)) => {
+                return Err(StoreError::Io(format!("cannot lock the registry {}: {err}", path.display())));
+            }
+        }
+    }
+}
+
+/// Folds what the journal holds beyond the tables (writes a crash left acknowledged but not
+/// folded) in one transaction and makes it durable; returns the newest sequence number
+/// used, from which the journal goes on.
+fn recover(conn: &mut Connection, path: &Path, event_retention: u64) -> Result<u64, StoreError> {
+    let folded = schema::folded_seq(conn)?;
+    let found = journal::replay(path, folded)?;
+    if found.torn_bytes > 0 {
+        tracing::warn!(bytes = found.torn_bytes, "registry journal ends in an unfinished append (never acknowledged); ignored");
+    }
+    if let Some(&(last, _)) = found.ops.last() {
+        let ops: Vec<&writer::Op> = found.ops.iter().map(|(_, op)| op).collect();
+        conn.execute_batch("PRAGMA synchronous = FULL;")?;
+        let folded = writer::fold(conn, &ops, Some(last), event_retention);
+        conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+        folded?;
+        tracing::info!(writes = ops.len(), "registry folded the journal's acknowledged writes left by an unclean stop");
+    }
+    Ok(folded.max(found.last_seq))
+}
 
 /// Refuses an event whose fields are not a JSON text ([`StoreError::Invalid`]), on the
 /// caller's thread: the one writer thread does no parsing.
@@ -173,12 +244,18 @@ struct Inner {
     // host already bounds concurrent requests, and a blocking send would stall async
     // callers.
     tx: Sender<Command>,
+    // The writer's own queue, for readers' nudges (everything else goes through the
+    // journal thread, which passes it on in order).
+    writer_tx: Sender<Command>,
     // One read connection behind a std Mutex: reads are short and synchronous, never held
     // across an await.
     reader: Mutex<Connection>,
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    journal: Mutex<Option<JoinHandle<()>>>,
     checkpointer: Mutex<Option<checkpoint::Checkpointer>>,
+    // Held while the store is open (see `lock_registry`); released by `shutdown`.
+    lock: Mutex<Option<std::fs::File>>,
 }
 
 impl Store {
@@ -190,23 +267,45 @@ impl Store {
         if let Some(budget) = options.check_budget {
             check_existing(path, budget)?;
         }
-        let writer_conn = schema::open_writer(path, options.max_page_count)?;
+        let mut writer_conn = schema::open_writer(path, options.max_page_count)?;
+        let lock = lock_registry(path)?;
+        let last_seq = recover(&mut writer_conn, path, options.event_retention)?;
+        let journal = journal::Journal::start(path, last_seq + 1)?;
         let reader = schema::open_reader(path)?;
         let shared = Arc::new(Shared::new());
-        let (tx, rx) = mpsc::channel();
+        shared.start_at(last_seq);
+        let (writer_tx, rx) = mpsc::channel();
         let durable = options.synchronous == Synchronous::Full;
         let writer = Writer::new(writer_conn, rx, Arc::clone(&shared), options.max_batch, options.event_retention, durable)?;
         let handle =
             std::thread::Builder::new().name("kmslab-store-writer".into()).spawn(move || writer.run()).map_err(|_| StoreError::Closed)?;
+        let (tx, journal_rx) = mpsc::channel();
+        let journal_thread = journal::JournalThread {
+            journal,
+            rx: journal_rx,
+            writer: writer_tx.clone(),
+            shared: Arc::clone(&shared),
+            next_seq: last_seq + 1,
+            sync: durable,
+            max_batch: options.max_batch.max(1),
+        };
+        let buffers = (Vec::with_capacity(options.max_batch.max(1)), Vec::with_capacity(options.max_batch.max(1)));
+        let journal_handle = std::thread::Builder::new()
+            .name("kmslab-store-journal".into())
+            .spawn(move || journal_thread.run(buffers.0, buffers.1))
+            .map_err(|_| StoreError::Closed)?;
         let checkpointer = checkpoint::Checkpointer::start(path)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 tx,
+                writer_tx,
                 reader: Mutex::new(reader),
                 shared,
                 writer: Mutex::new(Some(handle)),
+                journal: Mutex::new(Some(journal_handle)),
                 checkpointer: Mutex::new(Some(checkpointer)),
+                lock: Mutex::new(Some(lock)),
             }),
         })
     }
@@ -301,7 +400,29 @@ impl Store {
         rx.recv().unwrap_or(Err(StoreError::Closed))
     }
 
+    /// Waits until every write acknowledged so far is folded into the tables, so that a
+    /// read sees what its caller (or anyone) was told is stored. Nudges the writer to fold
+    /// now rather than at the end of its gathering window. Does not wait while folding
+    /// fails (the read then shows what is folded), nor for ever.
+    fn caught_up(&self) {
+        let shared = &self.inner.shared;
+        let target = shared.acked();
+        if shared.folded() >= target {
+            return;
+        }
+        for _ in 0..READ_WAIT_ROUNDS {
+            if shared.fold_error().is_some() || self.inner.writer_tx.send(Command::Nudge).is_err() {
+                return;
+            }
+            if shared.wait_folded(target, READ_WAIT_STEP) {
+                return;
+            }
+        }
+        tracing::warn!(target, folded = shared.folded(), "registry read went ahead before the acknowledged writes were folded");
+    }
+
     fn reader(&self) -> MutexGuard<'_, Connection> {
+        self.caught_up();
         // A panic while holding the lock cannot leave the connection in a bad state (each
         // read is its own statement or a read transaction rolled back on drop).
         self.inner.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -375,8 +496,15 @@ impl Inner {
     fn shutdown(&self) {
         let handle = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         if let Some(handle) = handle {
-            // Fails only if the writer already stopped, which is what we want anyway.
+            // The journal thread passes it on to the writer after the writes queued before
+            // it. Fails only if they already stopped, which is what we want anyway.
             let _ = self.tx.send(Command::Shutdown);
+            if let Some(journal) = self.journal.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+                && journal.join().is_err()
+            {
+                tracing::error!("registry journal thread panicked");
+                let _ = self.writer_tx.send(Command::Shutdown);
+            }
             if handle.join().is_err() {
                 tracing::error!("registry writer thread panicked");
             }
@@ -384,6 +512,8 @@ impl Inner {
         if let Some(checkpointer) = self.checkpointer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() {
             checkpointer.stop();
         }
+        // Closed: another store may open the registry now (closing the file unlocks it).
+        drop(self.lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take());
     }
 }
 

@@ -140,6 +140,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_by_time ON events (time_ms, seq);
     CREATE INDEX events_by_id_time ON events (event_id, time_ms, seq) WHERE event_id <> 12290;
     ",
+    // Version 5: the sequence number of the newest journaled write folded into the tables
+    // (`journal.rs`), stored by every fold in the same transaction.
+    "
+    CREATE TABLE IF NOT EXISTS journal_state (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        folded_seq INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO journal_state (id, folded_seq) VALUES (1, 0);
+    ",
 ];
 
 /// Event id of the 12290 "request received" event, the one left out of the partial index
@@ -265,6 +274,12 @@ pub fn integrity_check(path: &Path) -> Result<String, StoreError> {
     let mut stmt = conn.prepare("PRAGMA integrity_check")?;
     let lines = stmt.query_map([], |row| row.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
     Ok(lines.join("\n"))
+}
+
+/// The sequence number of the newest journaled write in the tables.
+pub(crate) fn folded_seq(conn: &Connection) -> Result<u64, StoreError> {
+    let seq: i64 = conn.query_row("SELECT folded_seq FROM journal_state WHERE id = 1", [], |row| row.get(0))?;
+    Ok(u64::try_from(seq).unwrap_or(0))
 }
 
 #[cfg(test)]

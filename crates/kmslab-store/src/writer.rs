@@ -38,15 +38,26 @@ pub(crate) enum Reply {
     /// For the store's own blocking calls (ePID at startup), which must work from any
     /// thread, including an async runtime's where tokio forbids `blocking_recv`.
     Blocking(SyncSender<Result<(), StoreError>>),
+    /// A journaled write, already acknowledged to its caller by the journal thread
+    /// (`journal.rs`), with its sequence number: nobody waits for it here.
+    Journaled(u64),
 }
 
 impl Reply {
-    fn send(self, result: Result<(), StoreError>) {
+    pub(crate) fn send(self, result: Result<(), StoreError>) {
         // The caller may have stopped waiting; its write is committed all the same.
         let _ = match self {
             Reply::Pending(tx) => tx.send(result).map_err(drop),
             Reply::Blocking(tx) => tx.send(result).map_err(drop),
+            Reply::Journaled(_) => Ok(()),
         };
+    }
+
+    fn journaled(&self) -> Option<u64> {
+        match self {
+            Reply::Journaled(seq) => Some(*seq),
+            _ => None,
+        }
     }
 }
 
@@ -73,6 +84,10 @@ pub(crate) enum Command {
     SetMaxPageCount(u64, SyncSender<Result<u64, StoreError>>),
     /// Commit what is queued before this, then stop.
     Shutdown,
+    /// A reader waits for journaled writes: fold what is gathered now.
+    Nudge,
+    /// Folding failed: try the kept writes again now; replies whether folding works again.
+    Retry(SyncSender<bool>),
 }
 
 pub(crate) struct Writer {
@@ -89,6 +104,14 @@ pub(crate) struct Writer {
     failure_logged_at: Option<Instant>,
     failures_not_logged: u64,
 }
+
+/// How long the writer gathers journaled writes before it folds them into the database
+/// (fewer, larger transactions: see `journal.rs`). Writes that a caller waits for here
+/// (barriers, the ePID) and readers (`Command::Nudge`) cut it short.
+const FOLD_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// While folding fails (full, I/O error), how often the writer tries again.
+const FOLD_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A failed group commit is logged at most once per this interval.
 const FAILURE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -127,24 +150,63 @@ impl Writer {
     }
 
     fn serve(&mut self) {
+        // Journaled writes kept from a failed fold stay at the front, in order.
         let mut batch: Vec<(Op, Reply)> = Vec::with_capacity(self.max_batch);
-        loop {
-            // Block for the first command, then take what is already queued without
-            // waiting: waiting for more would add latency when the host is idle.
-            let mut control = match self.rx.recv() {
-                Ok(Command::Write(op, reply)) => {
+        let mut stopping = false;
+        while !stopping {
+            let mut control = None;
+            let mut now_please = false;
+            let take = |cmd: Command, batch: &mut Vec<(Op, Reply)>, control: &mut Option<Command>, now_please: &mut bool| match cmd {
+                Command::Write(op, reply) => {
+                    // Somebody waits for this one here: commit without gathering more.
+                    *now_please |= reply.journaled().is_none();
                     batch.push((op, reply));
-                    None
                 }
-                Ok(other) => Some(other),
-                Err(_) => return,
+                Command::Nudge => *now_please = true,
+                other => *control = Some(other),
             };
-            while control.is_none() && batch.len() < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok(Command::Write(op, reply)) => batch.push((op, reply)),
-                    Ok(other) => control = Some(other),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+            // Block for the first command; with writes kept from a failed fold, only until
+            // it is time to retry them.
+            if batch.is_empty() {
+                match self.rx.recv() {
+                    Ok(cmd) => take(cmd, &mut batch, &mut control, &mut now_please),
+                    Err(_) => return,
                 }
+            } else {
+                match self.rx.recv_timeout(FOLD_RETRY) {
+                    Ok(cmd) => take(cmd, &mut batch, &mut control, &mut now_please),
+                    Err(mpsc::RecvTimeoutError::Timeout) => now_please = true,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => stopping = true,
+                }
+            }
+            // Gather journaled writes for up to FOLD_DELAY; take what else is queued. The
+            // window is real time (how long writes wait in memory), not simulated time.
+            #[allow(clippy::disallowed_methods)]
+            let deadline = Instant::now() + FOLD_DELAY;
+            while control.is_none() && batch.len() < self.max_batch && !stopping {
+                let cmd = if now_please {
+                    match self.rx.try_recv() {
+                        Ok(cmd) => cmd,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => {
+                            stopping = true;
+                            break;
+                        }
+                    }
+                } else {
+                    // Real time, as the deadline above.
+                    #[allow(clippy::disallowed_methods)]
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self.rx.recv_timeout(left) {
+                        Ok(cmd) => cmd,
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
+                            stopping = true;
+                            break;
+                        }
+                    }
+                };
+                take(cmd, &mut batch, &mut control, &mut now_please);
             }
             if !batch.is_empty() {
                 self.commit_batch(&mut batch);
@@ -152,28 +214,47 @@ impl Writer {
             match control {
                 None => {}
                 Some(Command::SetMaxPageCount(pages, reply)) => {
-                    let _ = reply.send(schema::set_max_page_count(&self.conn, pages));
+                    let applied = schema::set_max_page_count(&self.conn, pages);
+                    // Space may have returned: fold what was kept before answering.
+                    if !batch.is_empty() {
+                        self.commit_batch(&mut batch);
+                    }
+                    let _ = reply.send(applied);
                 }
-                Some(Command::Shutdown) => return,
-                Some(Command::Write(..)) => unreachable!("writes are batched above"),
+                Some(Command::Retry(reply)) => {
+                    // What was gathered, the kept writes first, was committed just above.
+                    let _ = reply.send(self.shared.fold_error().is_none());
+                }
+                Some(Command::Shutdown) => stopping = true,
+                Some(Command::Write(..) | Command::Nudge) => unreachable!("taken above"),
             }
+        }
+        if !batch.is_empty() {
+            // Still failing at shutdown: the journal keeps these for the next start.
+            tracing::warn!(writes = batch.len(), "registry stopped with acknowledged writes not folded; they stay in the journal");
         }
     }
 
     /// Commits the batch in one transaction. If that fails, retries each write in its own
     /// transaction so that one bad record cannot fail its neighbours and every caller
-    /// learns its own write's fate.
+    /// learns its own write's fate. A journaled write, already acknowledged, cannot fail:
+    /// from the first one that meets a storage failure on, the journaled writes stay in
+    /// `batch`, in order, to be folded once the failure clears, and new writes are refused
+    /// meanwhile (`Shared::fold_error`).
     fn commit_batch(&mut self, batch: &mut Vec<(Op, Reply)>) {
         // Measures how long a real commit takes (the commit-latency metric), not simulated time.
         #[allow(clippy::disallowed_methods)]
         let started = Instant::now();
+        let fold_seq = batch.iter().filter_map(|(_, reply)| reply.journaled()).max();
         let ops: Vec<&Op> = batch.iter().map(|(op, _)| op).collect();
-        let result = self.transaction(&ops);
+        let result = self.transaction(&ops, fold_seq);
         match result {
             Ok(()) => {
-                let writes = batch.len();
+                // A barrier writes nothing.
+                let writes = batch.iter().filter(|(op, _)| !matches!(op, Op::Barrier)).count();
                 let replies = batch.drain(..).map(|(_, reply)| (reply, Ok(()))).collect();
-                self.finish(Committed { started, transactions: 1, writes, replies });
+                self.folded(fold_seq);
+                self.finish(Committed { started, transactions: 1, writes, replies, fold_seq });
             }
             Err(batch_err) => {
                 record_failure(&self.shared, &batch_err);
@@ -189,18 +270,52 @@ impl Writer {
                     self.failures_not_logged += 1;
                 }
                 let mut replies = Vec::with_capacity(batch.len());
+                let mut kept = Vec::new();
+                let mut blocked: Option<StoreError> = None;
                 let mut writes = 0;
+                let mut folded = None;
                 for (op, reply) in batch.drain(..) {
-                    let result = self.transaction(&[&op]);
-                    match &result {
-                        Ok(()) => writes += 1,
-                        Err(err) => record_failure(&self.shared, err),
+                    let seq = reply.journaled();
+                    if let Some(err) = &blocked {
+                        match seq {
+                            Some(_) => kept.push((op, reply)),
+                            None => replies.push((reply, Err(err.clone()))),
+                        }
+                        continue;
                     }
-                    replies.push((reply, result));
+                    match self.transaction(&[&op], seq) {
+                        Ok(()) => {
+                            writes += usize::from(!matches!(op, Op::Barrier));
+                            folded = seq.or(folded);
+                            replies.push((reply, Ok(())));
+                        }
+                        Err(err) if seq.is_some() && err.is_storage_failure() => {
+                            record_failure(&self.shared, &err);
+                            blocked = Some(err);
+                            kept.push((op, reply));
+                        }
+                        Err(err) => {
+                            record_failure(&self.shared, &err);
+                            if seq.is_some() {
+                                tracing::error!(error = %err, "registry cannot store an acknowledged write; it is dropped");
+                            }
+                            replies.push((reply, Err(err)));
+                        }
+                    }
                 }
+                *batch = kept;
+                self.shared.set_fold_error(blocked);
+                self.folded(folded);
                 // One transaction per committed write.
-                self.finish(Committed { started, transactions: writes, writes, replies });
+                self.finish(Committed { started, transactions: writes, writes, replies, fold_seq: folded });
             }
+        }
+    }
+
+    /// Journaled writes up to `seq` are in the database: readers may see them.
+    fn folded(&self, seq: Option<u64>) {
+        if let Some(seq) = seq {
+            self.shared.set_folded(seq);
         }
     }
 
@@ -213,27 +328,41 @@ impl Writer {
         }
     }
 
-    fn transaction(&mut self, ops: &[&Op]) -> Result<(), StoreError> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let mut effects = TxEffects::default();
-        {
-            // Each statement is taken from the cache once per transaction, not once per
-            // write: rusqlite hashes the whole SQL text on every look-up and every return.
-            let mut statements = Statements::default();
-            for op in ops {
-                apply(&tx, &mut statements, op, &mut effects)?;
-            }
+    fn transaction(&mut self, ops: &[&Op], fold_seq: Option<u64>) -> Result<(), StoreError> {
+        let result = fold(&mut self.conn, ops, fold_seq, self.event_retention);
+        if result.is_ok() && fold_seq.is_some() {
+            self.shared.set_fold_error(None);
         }
-        if effects.counters.total > 0 {
-            effects.counters.apply(&tx)?;
-        }
-        if effects.events_written {
-            trim_events(&tx, self.event_retention)?;
-        }
-        // Dropping `tx` on an error above rolls the whole transaction back.
-        tx.commit()?;
-        Ok(())
+        result
     }
+}
+
+/// Applies `ops` in one transaction; `fold_seq`, the newest journaled write among them, is
+/// stored with them (`journal_state`), so that a restart folds only what is newer.
+pub(crate) fn fold(conn: &mut Connection, ops: &[&Op], fold_seq: Option<u64>, event_retention: u64) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut effects = TxEffects::default();
+    {
+        // Each statement is taken from the cache once per transaction, not once per
+        // write: rusqlite hashes the whole SQL text on every look-up and every return.
+        let mut statements = Statements::default();
+        for op in ops {
+            apply(&tx, &mut statements, op, &mut effects)?;
+        }
+    }
+    if effects.counters.total > 0 {
+        effects.counters.apply(&tx)?;
+    }
+    if effects.events_written {
+        trim_events(&tx, event_retention)?;
+    }
+    if let Some(seq) = fold_seq {
+        tx.prepare_cached("UPDATE journal_state SET folded_seq = ?1 WHERE id = 1")?
+            .execute(params![i64::try_from(seq).unwrap_or(i64::MAX)])?;
+    }
+    // Dropping `tx` on an error above rolls the whole transaction back.
+    tx.commit()?;
+    Ok(())
 }
 
 fn record_failure(shared: &Shared, err: &StoreError) {
@@ -253,6 +382,8 @@ struct Committed {
     /// Writes committed (a failed write's caller is in `replies` with its error).
     writes: usize,
     replies: Vec<(Reply, Result<(), StoreError>)>,
+    /// Newest journaled write committed, which the journal may drop once this is durable.
+    fold_seq: Option<u64>,
 }
 
 impl Committed {
@@ -271,7 +402,12 @@ impl Committed {
                 stats.max_batch_size.fetch_max(batch_size, Ordering::Relaxed);
                 stats.last_commit_micros.store(micros, Ordering::Relaxed);
                 stats.total_commit_micros.fetch_add(micros, Ordering::Relaxed);
-                shared.set_healthy();
+                if let Some(seq) = self.fold_seq {
+                    shared.set_durable_folded(seq);
+                }
+                if shared.fold_error().is_none() {
+                    shared.set_healthy();
+                }
             }
             Ok(()) => {}
             Err(err) => record_failure(shared, err),

@@ -216,7 +216,7 @@ fn schema_from_a_newer_build_is_refused() {
     open(dir.path()).close();
     set_user_version_in_header(&db_path(dir.path()), 99);
     let err = Store::open(&db_path(dir.path()), StoreOptions::default()).unwrap_err();
-    assert_eq!(err, StoreError::SchemaTooNew { found: 99, supported: 4 });
+    assert_eq!(err, StoreError::SchemaTooNew { found: 99, supported: 5 });
 }
 
 /// Bumps `user_version` with the sqlite3 file format itself: the header's user version is
@@ -269,4 +269,18 @@ fn store_is_a_shareable_handle() {
     assert_shareable::<Store>();
     fn assert_sendable_future<T: std::future::Future + Send + Unpin>() {}
     assert_sendable_future::<kmslab_store::Pending>();
+}
+
+#[test]
+fn a_second_store_on_an_open_registry_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.record_request(request(Uuid::from_u128(1), 1, 1)).wait().unwrap();
+    // It would fold the first store's journal as its own.
+    let err = Store::open(&db_path(dir.path()), StoreOptions::default()).unwrap_err();
+    assert!(matches!(err, StoreError::Busy(_)), "{err:?}");
+    assert!(err.to_string().contains("open in another store or process"), "{err}");
+    store.close();
+    let again = Store::open(&db_path(dir.path()), StoreOptions::default()).unwrap();
+    assert_eq!(again.client_count().unwrap(), 1);
 }
