@@ -7,8 +7,9 @@
 //! the registry.
 //!
 //! Every request is handled by the core [`Ledger`](kmslab_core::ledger::Ledger), recorded in
-//! the registry (client row, counters and its 12290 event in one transaction), and answered
-//! only after that transaction committed.
+//! the registry (client row, counters and its 12290 event as one journaled write, folded
+//! into the tables in one transaction), and answered only after the registry stored it
+//! (its journal group on the disk).
 //!
 //! **Architecture Invariant:** KMS behaviour (counting, refusals, intervals) lives in
 //! `kmslab-core`; this crate only feeds it sockets and time, and persists what it decides.

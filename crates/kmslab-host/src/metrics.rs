@@ -72,7 +72,7 @@ pub struct HostMetrics {
     pub frame_auth_failed: AtomicU64,
     /// Time from a request's last byte read to its answer written.
     pub request_latency: Histogram,
-    /// Time a request waited for its registry commit.
+    /// Time a request waited for the registry to store it (its journal group on the disk).
     pub store_commit_latency: Histogram,
 }
 
@@ -174,7 +174,7 @@ impl HostMetrics {
         register(
             r,
             "kmslab_store_commit_wait_seconds",
-            "Time a request waited for its registry commit.",
+            "Time a request waited for the registry to store it (its journal group on the disk).",
             self.store_commit_latency.values(),
         );
         let s = &snap.store;
