@@ -16,7 +16,7 @@
 //! [`Synchronous::Full`]): a host sends its response after the client's facts are durable,
 //! so neither a `kill -9` nor a power cut loses anything a client was told. The writer
 //! thread then folds the journaled writes into the SQLite tables in large transactions
-//! (up to 50 ms of writes each) and the journal forgets them once the fold is on the disk;
+//! (up to 10 ms of writes each) and the journal forgets them once the fold is on the disk;
 //! [`Store::open`] folds whatever a crash left in the journal before anything else.
 //! If the disk fails or fills, the writes whose journal append fails fail with
 //! [`StoreError::Full`] / [`StoreError::Io`]; writes already acknowledged whose fold fails
