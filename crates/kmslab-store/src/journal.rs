@@ -108,6 +108,10 @@ pub(crate) struct Journal {
     active_len: u64,
     /// Older segments and the last sequence number each holds.
     older: std::collections::VecDeque<(PathBuf, u64)>,
+    /// An fdatasync of the active segment failed: its descriptor is not trusted again
+    /// (the kernel may have dropped the dirty pages and cleared the error), so the next
+    /// group goes to a new segment.
+    broken: bool,
     buf: Vec<u8>,
 }
 
@@ -119,18 +123,28 @@ impl Journal {
             std::fs::remove_file(&path).map_err(|err| io_error(&path, "remove", &err))?;
         }
         let (active, active_path) = create_segment(db, first_seq)?;
-        Ok(Journal { db: db.to_owned(), active, active_path, active_len: 0, older: Default::default(), buf: Vec::with_capacity(64 * 1024) })
+        Ok(Journal {
+            db: db.to_owned(),
+            active,
+            active_path,
+            active_len: 0,
+            older: Default::default(),
+            broken: false,
+            buf: Vec::with_capacity(64 * 1024),
+        })
     }
 
-    /// Starts a new segment at `next_seq` once the active one is past [`ROTATE_BYTES`], and
+    /// Starts a new segment at `next_seq` once the active one is past [`ROTATE_BYTES`] (or
+    /// its last fdatasync failed), and
     /// removes the older segments whose writes are all durably folded (up to
     /// `durable_folded`).
     pub(crate) fn rotate(&mut self, next_seq: u64, durable_folded: u64) -> Result<(), StoreError> {
-        if self.active_len > ROTATE_BYTES {
+        if self.active_len > ROTATE_BYTES || self.broken {
             let (file, path) = create_segment(&self.db, next_seq)?;
             let done = std::mem::replace(&mut self.active_path, path);
             self.active = file;
             self.active_len = 0;
+            self.broken = false;
             self.older.push_back((done, next_seq.saturating_sub(1)));
         }
         while let Some((path, last)) = self.older.front() {
@@ -163,11 +177,16 @@ impl Journal {
         let sum = checksum(&self.buf[..HEADER_LEN], &self.buf[HEADER_LEN..]);
         self.buf[CHECKSUM_AT..HEADER_LEN].copy_from_slice(&sum);
         let path = &self.active_path;
-        let written = self
-            .active
-            .write_all(&self.buf)
-            .map_err(|err| io_error(path, "append to", &err))
-            .and_then(|()| if sync { self.active.sync_data().map_err(|err| io_error(path, "fdatasync", &err)) } else { Ok(()) });
+        let written = self.active.write_all(&self.buf).map_err(|err| io_error(path, "append to", &err)).and_then(|()| {
+            if sync {
+                self.active.sync_data().map_err(|err| {
+                    self.broken = true;
+                    io_error(path, "fdatasync", &err)
+                })
+            } else {
+                Ok(())
+            }
+        });
         match written {
             Ok(()) => {
                 self.active_len += self.buf.len() as u64;
