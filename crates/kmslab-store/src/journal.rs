@@ -603,12 +603,18 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn groups_round_trip_and_replay_skips_what_was_folded() {
+    /// A new journal (numbered from 1) for the registry `r.sqlite` of a temporary directory,
+    /// with the sample ops.
+    fn fresh() -> (tempfile::TempDir, PathBuf, Vec<Op>, Journal) {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("r.sqlite");
-        let ops = sample_ops();
-        let mut journal = Journal::start(&db, 1).unwrap();
+        let journal = Journal::start(&db, 1).unwrap();
+        (dir, db, sample_ops(), journal)
+    }
+
+    #[test]
+    fn groups_round_trip_and_replay_skips_what_was_folded() {
+        let (_dir, db, ops, mut journal) = fresh();
         journal.append(1, ops.iter(), true).unwrap();
         journal.append(6, ops.iter().take(2), false).unwrap();
         let all = replay(&db, 0).unwrap();
@@ -625,10 +631,7 @@ mod tests {
 
     #[test]
     fn segments_rotate_and_go_once_folded() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("r.sqlite");
-        let ops = sample_ops();
-        let mut journal = Journal::start(&db, 1).unwrap();
+        let (_dir, db, ops, mut journal) = fresh();
         let mut seq = 1;
         while journal.active_len <= ROTATE_BYTES {
             journal.append(seq, ops.iter(), false).unwrap();
@@ -654,10 +657,7 @@ mod tests {
 
     #[test]
     fn replay_stops_at_a_torn_or_damaged_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("r.sqlite");
-        let ops = sample_ops();
-        let mut journal = Journal::start(&db, 1).unwrap();
+        let (dir, db, ops, mut journal) = fresh();
         journal.append(1, ops.iter(), true).unwrap();
         let whole = journal.active_len;
         journal.append(6, ops.iter(), true).unwrap();
